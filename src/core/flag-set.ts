@@ -1,0 +1,71 @@
+// A whole configuration compiled at once: definitions overlaid with runtime state, the
+// emergency shutdown applied, and the flags that changed between two sets named by their
+// revisions (content hashes), as OpenFeature's flagsChanged wants.
+import type { FlagDefinition, FlagRuntimeState } from './flag-schema.js';
+import type { ParsedFlags, SchemaIssue } from './parse-flags.js';
+import { type CompiledFlag, type FlagEntry, compileFlag, invalidFlag } from './compile-flag.js';
+import { evaluate } from './evaluate.js';
+import { EMERGENCY_SHUTDOWN, isEmergencyFlag } from './emergency.js';
+
+export interface FlagSet {
+  readonly flags: ReadonlyMap<string, FlagEntry>;
+  /** `emergency_shutdown` is on. */
+  readonly shutdown: boolean;
+}
+
+export interface BuiltFlagSet {
+  readonly set: FlagSet;
+  /** Flags whose new definition is bad and whose last good definition keeps serving. */
+  readonly retained: ReadonlyMap<string, readonly SchemaIssue[]>;
+}
+
+function isOn(definition: FlagDefinition | undefined, state: FlagRuntimeState | undefined, nowMs: number): boolean {
+  if (definition === undefined) return false;
+  return evaluate(compileFlag(EMERGENCY_SHUTDOWN, definition, state, { shutdown: false }), undefined, nowMs).value === true;
+}
+
+/**
+ * Compiles definitions with state. A flag whose definition turned bad keeps its last good
+ * definition from `previous` (and is listed in `retained`); one never seen good is invalid.
+ */
+export function buildFlagSet(
+  parsed: ParsedFlags,
+  state: ReadonlyMap<string, FlagRuntimeState>,
+  nowMs: number,
+  previous?: FlagSet,
+): BuiltFlagSet {
+  const definitions = new Map(parsed.definitions);
+  const retained = new Map<string, readonly SchemaIssue[]>();
+  for (const [key, issues] of parsed.invalid) {
+    const last = previous?.flags.get(key);
+    if (last?.kind === 'flag') {
+      definitions.set(key, last.definition);
+      retained.set(key, issues);
+    }
+  }
+  const shutdown = isOn(definitions.get(EMERGENCY_SHUTDOWN), state.get(EMERGENCY_SHUTDOWN), nowMs);
+  const flags = new Map<string, FlagEntry>();
+  for (const [key, definition] of definitions) {
+    flags.set(key, compileFlag(key, definition, state.get(key), { shutdown: shutdown && !isEmergencyFlag(key) }));
+  }
+  for (const [key, issues] of parsed.invalid) {
+    if (!flags.has(key)) flags.set(key, invalidFlag(key, issues));
+  }
+  return { set: { flags, shutdown }, retained };
+}
+
+/** Keys whose definition or runtime state differs between two sets, added and removed included. */
+export function changedFlags(previous: FlagSet | undefined, next: FlagSet): string[] {
+  const changed: string[] = [];
+  for (const [key, entry] of next.flags) {
+    if (previous?.flags.get(key)?.revision !== entry.revision) changed.push(key);
+  }
+  if (previous !== undefined) {
+    for (const key of previous.flags.keys()) if (!next.flags.has(key)) changed.push(key);
+  }
+  return changed;
+}
+
+export function isCompiled(entry: FlagEntry | undefined): entry is CompiledFlag {
+  return entry?.kind === 'flag';
+}

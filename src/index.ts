@@ -1,0 +1,42 @@
+// The public surface of rollout-guardian, each export named.
+export { RolloutProvider, PROVIDER_NAME } from './provider/rollout-provider.js';
+export type { RolloutProviderOptions } from './provider/rollout-provider.js';
+
+export { FileFlagStore, resolveFlagsPath, FLAGS_ENV_VAR, DEFAULT_FLAGS_FILE } from './stores/file-store.js';
+export type { FileFlagStoreOptions } from './stores/file-store.js';
+export { MemoryFlagStore } from './stores/memory-store.js';
+export type { MemoryFlagStoreOptions } from './stores/memory-store.js';
+export { StoreWriter, UnknownFlagError } from './stores/store-writer.js';
+export type { Attribution } from './stores/store-writer.js';
+export { RevisionConflictError, InvalidWriteError, FlagSourceError } from './stores/flag-store.js';
+export type {
+  FlagStore,
+  StoreSnapshot,
+  StoreEvent,
+  StoreListener,
+  WriteRequest,
+  WriteResult,
+  FlagChange,
+  DefinitionEdit,
+  AuditEntry,
+  AuditQuery,
+  FlagAuditView,
+} from './stores/flag-store.js';
+export { systemClock } from './stores/system-clock.js';
+
+export { evaluate } from './core/evaluate.js';
+export { compileFlag } from './core/compile-flag.js';
+export type { CompiledFlag, EvaluationContext, EvaluationResult, FlagEntry, FlagValue, FlagMetadata } from './core/compile-flag.js';
+export { buildFlagSet, changedFlags } from './core/flag-set.js';
+export type { FlagSet } from './core/flag-set.js';
+export { parseFlagDocument, describeIssue } from './core/parse-flags.js';
+export type { ParsedFlags, SchemaIssue } from './core/parse-flags.js';
+export { flagFileSchema, flagDefinitionSchema } from './core/flag-schema.js';
+export type { FlagDefinition, FlagDefinitionInput, FlagRuntimeState, FlagFile, GuardPolicyInput, FlagValueType } from './core/flag-schema.js';
+export { flagFileJsonSchema } from './core/json-schema.js';
+export { BUCKET_TOTAL, bucketFor, percentageToWeight } from './core/bucketing.js';
+export { murmur3Utf8 } from './core/murmur3.js';
+export { EMERGENCY_SHUTDOWN, READ_ONLY_MODE, MAINTENANCE_MODE } from './core/emergency.js';
+export { Reason, ErrorCode } from './core/reasons.js';
+export { parseDurationMs, formatDurationMs } from './core/duration.js';
+export type { Clock } from './core/clock.js';

@@ -1,0 +1,207 @@
+// The OpenFeature server provider: lifecycle and events only. It keeps one compiled FlagSet,
+// swaps it whole when the store changes, and answers every resolution from it with core's
+// evaluate(); trouble in the store becomes STALE, then ERROR, never a failed evaluation.
+import {
+  type EvaluationContext,
+  type JsonValue,
+  type Logger,
+  type Provider,
+  type ResolutionDetails,
+  ErrorCode,
+  OpenFeatureEventEmitter,
+  ProviderEvents,
+  StandardResolutionReasons,
+} from '@openfeature/server-sdk';
+import type { Clock } from '../core/clock.js';
+import type { FlagValueType } from '../core/flag-schema.js';
+import { type FlagSet, buildFlagSet, changedFlags } from '../core/flag-set.js';
+import { evaluate } from '../core/evaluate.js';
+import { type SchemaIssue, describeIssue } from '../core/parse-flags.js';
+import type { FlagStore, StoreEvent, StoreSnapshot } from '../stores/flag-store.js';
+import { systemClock } from '../stores/system-clock.js';
+
+export const PROVIDER_NAME = 'rollout-guardian';
+
+export interface RolloutProviderOptions {
+  readonly store: FlagStore;
+  readonly clock?: Clock;
+  /** How long the store may be away before STALE becomes ERROR (default 30 s). */
+  readonly errorGraceMs?: number;
+  /** Where warnings about bad flag definitions go (default: console). */
+  readonly logger?: Pick<Logger, 'warn' | 'error'>;
+  /** Close the store when the provider closes (default true). */
+  readonly closeStore?: boolean;
+}
+
+const EMPTY_SET: FlagSet = { flags: new Map(), shutdown: false };
+
+function notFound<T>(flagKey: string, defaultValue: T): ResolutionDetails<T> {
+  return {
+    value: defaultValue,
+    reason: StandardResolutionReasons.ERROR,
+    errorCode: ErrorCode.FLAG_NOT_FOUND,
+    errorMessage: `flag "${flagKey}" is not defined`,
+  };
+}
+
+export class RolloutProvider implements Provider {
+  readonly metadata = { name: PROVIDER_NAME } as const;
+  readonly runsOn = 'server';
+  readonly events = new OpenFeatureEventEmitter();
+  private readonly store: FlagStore;
+  private readonly clock: Clock;
+  private readonly errorGraceMs: number;
+  private readonly logger: Pick<Logger, 'warn' | 'error'>;
+  private readonly closeStore: boolean;
+  private set: FlagSet = EMPTY_SET;
+  private unwatch: (() => void) | undefined;
+  private errorTimer: NodeJS.Timeout | undefined;
+  private troubled = false;
+  private closed = false;
+
+  constructor(options: RolloutProviderOptions) {
+    this.store = options.store;
+    this.clock = options.clock ?? systemClock;
+    this.errorGraceMs = options.errorGraceMs ?? 30_000;
+    this.logger = options.logger ?? console;
+    this.closeStore = options.closeStore ?? true;
+  }
+
+  async initialize(): Promise<void> {
+    const snapshot = await this.store.load();
+    this.set = this.build(snapshot).set;
+    this.warnInvalid(snapshot);
+    this.unwatch = this.store.watch((event) => this.onStoreEvent(event));
+  }
+
+  async onClose(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.unwatch?.();
+    this.unwatch = undefined;
+    if (this.errorTimer) clearTimeout(this.errorTimer);
+    this.errorTimer = undefined;
+    this.events.removeAllHandlers();
+    if (this.closeStore) await this.store.close();
+  }
+
+  resolveBooleanEvaluation(flagKey: string, defaultValue: boolean, context: EvaluationContext): Promise<ResolutionDetails<boolean>> {
+    return Promise.resolve(this.resolve(flagKey, 'boolean', defaultValue, context));
+  }
+
+  resolveStringEvaluation(flagKey: string, defaultValue: string, context: EvaluationContext): Promise<ResolutionDetails<string>> {
+    return Promise.resolve(this.resolve(flagKey, 'string', defaultValue, context));
+  }
+
+  resolveNumberEvaluation(flagKey: string, defaultValue: number, context: EvaluationContext): Promise<ResolutionDetails<number>> {
+    return Promise.resolve(this.resolve(flagKey, 'number', defaultValue, context));
+  }
+
+  resolveObjectEvaluation<T extends JsonValue>(flagKey: string, defaultValue: T, context: EvaluationContext): Promise<ResolutionDetails<T>> {
+    return Promise.resolve(this.resolve(flagKey, 'object', defaultValue, context));
+  }
+
+  private resolve<T>(flagKey: string, type: FlagValueType, defaultValue: T, context: EvaluationContext): ResolutionDetails<T> {
+    const entry = this.set.flags.get(flagKey);
+    if (entry === undefined) return notFound(flagKey, defaultValue);
+    const result = evaluate(entry, context, this.clock.now());
+    if (result.errorCode !== undefined) {
+      return {
+        value: defaultValue,
+        reason: StandardResolutionReasons.ERROR,
+        errorCode: result.errorCode as ErrorCode,
+        errorMessage: result.errorMessage,
+        flagMetadata: result.flagMetadata,
+      };
+    }
+    if (entry.kind === 'flag' && entry.type !== type) {
+      return {
+        value: defaultValue,
+        reason: StandardResolutionReasons.ERROR,
+        errorCode: ErrorCode.TYPE_MISMATCH,
+        errorMessage: `flag "${flagKey}" is a ${entry.type} flag, not ${type}`,
+        flagMetadata: result.flagMetadata,
+      };
+    }
+    // The result is frozen and shaped as ResolutionDetails; the SDK copies it.
+    return result as ResolutionDetails<T>;
+  }
+
+  private build(snapshot: StoreSnapshot): ReturnType<typeof buildFlagSet> {
+    return buildFlagSet(snapshot.parsed, snapshot.state, this.clock.now(), this.set === EMPTY_SET ? undefined : this.set);
+  }
+
+  private warnInvalid(snapshot: StoreSnapshot, retained?: ReadonlyMap<string, readonly SchemaIssue[]>): void {
+    for (const [key, issues] of snapshot.parsed.invalid) {
+      const where = snapshot.flagErrors?.get(key) ?? issues.map(describeIssue);
+      const outcome = retained?.has(key) ? 'its last good definition keeps serving' : 'it resolves with PARSE_ERROR';
+      this.safeLog('warn', `rollout-guardian: flag "${key}" in ${snapshot.source} is invalid, ${outcome}:\n  ${where.join('\n  ')}`);
+    }
+  }
+
+  private onStoreEvent(event: StoreEvent): void {
+    if (this.closed) return;
+    try {
+      switch (event.type) {
+        case 'change':
+          this.onChange(event.snapshot);
+          break;
+        case 'invalid':
+          this.safeLog('error', `rollout-guardian: ${event.message}`);
+          this.events.emit(ProviderEvents.Error, { message: event.message });
+          this.troubled = true;
+          break;
+        case 'unavailable':
+          this.onUnavailable(event.error);
+          break;
+        case 'available':
+          this.recover();
+          break;
+      }
+    } catch (err) {
+      this.safeLog('error', `rollout-guardian: failed to handle a store event: ${String(err)}`);
+    }
+  }
+
+  private onChange(snapshot: StoreSnapshot): void {
+    const previous = this.set;
+    const { set, retained } = this.build(snapshot);
+    this.set = set;
+    const flagsChanged = changedFlags(previous, set);
+    this.warnInvalid(snapshot, retained);
+    if (flagsChanged.length > 0) this.events.emit(ProviderEvents.ConfigurationChanged, { flagsChanged });
+    if (retained.size > 0) {
+      const message = `invalid definitions for ${[...retained.keys()].join(', ')} in ${snapshot.source}; their last good definitions keep serving`;
+      this.events.emit(ProviderEvents.Error, { message });
+      this.troubled = true;
+    } else {
+      this.recover();
+    }
+  }
+
+  private onUnavailable(error: Error): void {
+    if (this.errorTimer !== undefined) return;
+    this.troubled = true;
+    this.events.emit(ProviderEvents.Stale, { message: `flag store unavailable, serving the last snapshot: ${error.message}` });
+    this.errorTimer = setTimeout(() => {
+      this.events.emit(ProviderEvents.Error, { message: `flag store unavailable for ${this.errorGraceMs} ms: ${error.message}` });
+    }, this.errorGraceMs);
+    this.errorTimer.unref();
+  }
+
+  private recover(): void {
+    if (this.errorTimer) clearTimeout(this.errorTimer);
+    this.errorTimer = undefined;
+    if (!this.troubled) return;
+    this.troubled = false;
+    this.events.emit(ProviderEvents.Ready);
+  }
+
+  private safeLog(level: 'warn' | 'error', message: string): void {
+    try {
+      this.logger[level](message);
+    } catch {
+      // A user's logger cannot break the provider.
+    }
+  }
+}

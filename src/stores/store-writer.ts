@@ -1,0 +1,141 @@
+// The mutations people and the guardian make, as read-modify-write cycles against any
+// FlagStore: each reads the current snapshot, builds its change, writes it with the
+// revision it read, and on a conflict reads again, so concurrent writers lose nothing.
+import type { Clock } from '../core/clock.js';
+import type { FlagRuntimeState } from '../core/flag-schema.js';
+import { type FlagStore, type StoreSnapshot, type WriteResult, type DefinitionEdit, RevisionConflictError, InvalidWriteError } from './flag-store.js';
+import { systemClock } from './system-clock.js';
+
+export interface Attribution {
+  readonly actor: string;
+  readonly reason: string;
+}
+
+export class UnknownFlagError extends Error {
+  override readonly name = 'UnknownFlagError';
+  constructor(
+    readonly flagKey: string,
+    readonly suggestion: string | undefined,
+  ) {
+    super(`no flag "${flagKey}"${suggestion ? `; did you mean "${suggestion}"?` : ''} (rollout-guardian flags list shows them all)`);
+  }
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0] as number;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j] as number;
+      row[j] = Math.min(above + 1, (row[j - 1] as number) + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diagonal = above;
+    }
+  }
+  return row[b.length] as number;
+}
+
+/** The known key closest to `key`, when one is close enough to be a typo. */
+export function closestKey(key: string, keys: Iterable<string>): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Math.max(2, Math.floor(key.length / 3)) + 1;
+  for (const candidate of keys) {
+    const d = editDistance(key, candidate);
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  return best;
+}
+
+export function knownFlag(snapshot: StoreSnapshot, flagKey: string): void {
+  if (!snapshot.parsed.definitions.has(flagKey) && !snapshot.parsed.invalid.has(flagKey)) {
+    throw new UnknownFlagError(flagKey, closestKey(flagKey, [...snapshot.parsed.definitions.keys(), ...snapshot.parsed.invalid.keys()]));
+  }
+}
+
+interface FlagUpdate {
+  readonly state?: FlagRuntimeState | null;
+  readonly definitionEdits?: readonly DefinitionEdit[];
+}
+
+export class StoreWriter {
+  constructor(
+    private readonly store: FlagStore,
+    private readonly clock: Clock = systemClock,
+    private readonly attempts = 10,
+  ) {}
+
+  /** Pins a variant for everyone; beats everything but an emergency shutdown. */
+  override(flagKey: string, variant: string, by: Attribution): Promise<WriteResult> {
+    return this.update(flagKey, 'override', by, (state) => ({ state: { ...state, override: { variant, ...this.stamp(by) } } }));
+  }
+
+  clearOverride(flagKey: string, by: Attribution): Promise<WriteResult> {
+    return this.update(flagKey, 'clear-override', by, (state) => {
+      if (state?.override === undefined) throw new InvalidWriteError(`flag "${flagKey}" has no override to clear`, []);
+      const { override: _removed, ...rest } = state;
+      return { state: Object.keys(rest).length > 0 ? rest : null };
+    });
+  }
+
+  /** Sends the flag's treatment to 0%: the baseline serves everyone until the state is reset. */
+  rollback(flagKey: string, by: Attribution, evidence?: Readonly<Record<string, unknown>>): Promise<WriteResult> {
+    return this.update(
+      flagKey,
+      'rollback',
+      by,
+      (state) => ({ state: { ...state, rollback: { ...this.stamp(by), ...(evidence ? { evidence: { ...evidence } } : {}) } } }),
+      evidence,
+    );
+  }
+
+  /** Sets the runtime percentage of the flag's treatment, over what the file says. */
+  setPercentage(flagKey: string, percentage: number, by: Attribution, evidence?: Readonly<Record<string, unknown>>): Promise<WriteResult> {
+    return this.update(flagKey, 'set-percentage', by, (state) => ({ state: { ...state, percentage } }), evidence);
+  }
+
+  /** Clears all runtime state of a flag (override, rollback, runtime percentage). */
+  resetState(flagKey: string, by: Attribution): Promise<WriteResult> {
+    return this.update(flagKey, 'reset-state', by, () => ({ state: null }));
+  }
+
+  /** Edits one field of the flag's definition in place (`rollout.percentage` = 25). */
+  setDefinition(flagKey: string, path: readonly (string | number)[], value: unknown, by: Attribution): Promise<WriteResult> {
+    return this.update(flagKey, 'set', by, () => ({ definitionEdits: [{ path, value }] }));
+  }
+
+  private stamp(by: Attribution): { actor: string; reason: string; at: string } {
+    return { actor: by.actor, reason: by.reason, at: new Date(this.clock.now()).toISOString() };
+  }
+
+  private async update(
+    flagKey: string,
+    action: string,
+    by: Attribution,
+    build: (state: FlagRuntimeState | undefined, snapshot: StoreSnapshot) => FlagUpdate,
+    evidence?: Readonly<Record<string, unknown>>,
+  ): Promise<WriteResult> {
+    for (let attempt = 1; ; attempt++) {
+      const snapshot = await this.store.load();
+      knownFlag(snapshot, flagKey);
+      const change = build(snapshot.state.get(flagKey), snapshot);
+      if (change.state === undefined && change.definitionEdits === undefined) {
+        throw new InvalidWriteError(`nothing to change on flag "${flagKey}"`, []);
+      }
+      try {
+        return await this.store.write({
+          actor: by.actor,
+          reason: by.reason,
+          action,
+          expectedRevision: snapshot.revision,
+          changes: [{ flagKey, ...change }],
+          ...(evidence ? { evidence } : {}),
+        });
+      } catch (err) {
+        if (!(err instanceof RevisionConflictError) || attempt >= this.attempts) throw err;
+      }
+    }
+  }
+}
