@@ -64,7 +64,9 @@ export const progressiveSchema = z
     start: isoDateTime,
     end: isoDateTime,
   })
-  .refine((p) => Date.parse(p.end) > Date.parse(p.start), { error: 'expected end to be after start', path: ['end'] });
+  // Written so an unparsable start or end (already reported on its own field) is not also
+  // reported here.
+  .refine((p) => !(Date.parse(p.end) <= Date.parse(p.start)), { error: 'expected end to be after start', path: ['end'] });
 
 export const rolloutSchema = z
   .strictObject({
@@ -113,6 +115,8 @@ export const flagDefinitionSchema = z
   })
   .superRefine((f, ctx) => {
     const names = Object.keys(f.variants);
+    // No variants is reported once, not again for every field that names one.
+    if (names.length === 0) return;
     const known = (v: string) => Object.hasOwn(f.variants, v);
     const expected = `expected one of the variants: ${names.join(', ')}`;
     if (!known(f.defaultVariant)) ctx.addIssue({ code: 'custom', path: ['defaultVariant'], message: expected, input: f.defaultVariant });

@@ -1,13 +1,15 @@
 // Applies a WriteRequest to a flag document and a state document, validates the outcome
 // and describes it for the audit log. Shared by every store so a write means the same
 // thing everywhere; the YAML Document keeps a file's comments and key order on edit.
-import type { Document } from 'yaml';
+import { type Document, isScalar } from 'yaml';
 import { type ParsedFlags, type SchemaIssue, describeIssue, parseFlagDocument, toSchemaIssues } from '../core/parse-flags.js';
 import { type FlagDefinition, type FlagRuntimeState, stateFileSchema } from '../core/flag-schema.js';
 import { type AuditEntry, type FlagAuditView, type WriteRequest, InvalidWriteError } from './flag-store.js';
 
 export interface StateDocument {
   version: 1;
+  /** Counts writes, so a revision never repeats even when content does. */
+  revision?: number;
   flags: Record<string, FlagRuntimeState>;
   [field: string]: unknown;
 }
@@ -23,6 +25,11 @@ export interface AppliedWrite {
 
 export function emptyStateDocument(): StateDocument {
   return { version: 1, flags: {} };
+}
+
+function plain(node: unknown): unknown {
+  if (node !== null && typeof node === 'object' && 'toJSON' in node) return (node as { toJSON(): unknown }).toJSON();
+  return node ?? null;
 }
 
 function flagPath(flagKey: string, path: readonly (string | number)[]): (string | number)[] {
@@ -71,7 +78,7 @@ export function applyWrite(
     views.push({
       flagKey: key,
       before: {
-        definition: rawBefore && typeof rawBefore === 'object' && 'toJSON' in rawBefore ? (rawBefore as { toJSON(): unknown }).toJSON() : (rawBefore ?? null),
+        definition: plain(rawBefore),
         state: stateDoc.flags[key] ?? null,
       },
     });
@@ -80,8 +87,11 @@ export function applyWrite(
         refuse(`the flag file is invalid, so definitions cannot be edited; fix it first`, before?.fileIssues ?? []);
       }
       for (const edit of change.definitionEdits) {
-        if (edit.value === undefined) doc.deleteIn(flagPath(key, edit.path));
-        else doc.setIn(flagPath(key, edit.path), doc.createNode(edit.value));
+        const path = flagPath(key, edit.path);
+        const existing: unknown = doc.getIn(path, true);
+        if (edit.value === undefined) doc.deleteIn(path);
+        else if (isScalar(existing) && (edit.value === null || typeof edit.value !== 'object')) existing.value = edit.value; // keeps its comment
+        else doc.setIn(path, doc.createNode(edit.value));
       }
       definitionsChanged = true;
     }
@@ -111,13 +121,8 @@ export function applyWrite(
 
   const time = new Date(nowMs).toISOString();
   const entries = views.map(({ flagKey, before: b }) => {
-    const rawAfter: unknown = definitionsChanged ? doc.getIn(flagPath(flagKey, [])) : undefined;
     const after: FlagAuditView = {
-      definition: definitionsChanged
-        ? rawAfter && typeof rawAfter === 'object' && 'toJSON' in rawAfter
-          ? (rawAfter as { toJSON(): unknown }).toJSON()
-          : (rawAfter ?? null)
-        : b.definition,
+      definition: definitionsChanged ? plain(doc.getIn(flagPath(flagKey, []))) : b.definition,
       state: nextState.flags[flagKey] ?? null,
     };
     return {

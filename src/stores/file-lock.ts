@@ -1,7 +1,9 @@
-// A lock file beside the flag file so writers in separate processes take turns: created
-// with O_EXCL, holding the owner's pid; a lock whose owner is dead or that is older than
-// `staleMs` is broken.
-import { open, readFile, stat, unlink } from 'node:fs/promises';
+// A lock file beside the flag file so writers in separate processes take turns. The lock
+// appears with its owner's pid already in it (written to a temp file, then hard-linked into
+// place, which fails if the lock exists), so no one ever sees an empty lock. A lock whose
+// owner is dead, or older than `staleMs`, is broken.
+import { randomBytes } from 'node:crypto';
+import { link, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 
 export interface FileLockOptions {
@@ -25,10 +27,31 @@ function ownerAlive(pid: number): boolean {
 
 async function breakIfStale(lockPath: string, staleMs: number): Promise<void> {
   try {
-    const [text, info] = await Promise.all([readFile(lockPath, 'utf8'), stat(lockPath)]);
-    if (!ownerAlive(Number.parseInt(text, 10)) || Date.now() - info.mtimeMs > staleMs) await unlink(lockPath);
+    const info = await stat(lockPath);
+    const owner = Number.parseInt(await readFile(lockPath, 'utf8'), 10);
+    if (ownerAlive(owner) && Date.now() - info.mtimeMs <= staleMs) return;
+    // Move it aside, then make sure what moved is the lock judged stale, not a fresh one.
+    const aside = `${lockPath}.stale-${randomBytes(4).toString('hex')}`;
+    await rename(lockPath, aside);
+    const moved = await stat(aside);
+    if (moved.ino !== info.ino) await link(aside, lockPath).catch(() => undefined);
+    await unlink(aside);
   } catch {
-    // Gone already, or being written: try again.
+    // Gone already, or taken meanwhile: try again.
+  }
+}
+
+async function tryAcquire(lockPath: string): Promise<boolean> {
+  const tmp = `${lockPath}.${process.pid}-${randomBytes(4).toString('hex')}`;
+  await writeFile(tmp, String(process.pid));
+  try {
+    await link(tmp, lockPath);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  } finally {
+    await unlink(tmp).catch(() => undefined);
   }
 }
 
@@ -38,25 +61,14 @@ export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, op
   const staleMs = options.staleMs ?? 30_000;
   const started = Date.now();
   let waitMs = 2;
-  for (;;) {
-    try {
-      const handle = await open(lockPath, 'wx');
-      try {
-        await handle.writeFile(String(process.pid));
-      } finally {
-        await handle.close();
-      }
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      if (Date.now() - started > timeoutMs) {
-        throw new LockTimeoutError(`another writer holds ${lockPath} (waited ${timeoutMs} ms); if no writer is running, delete that file`);
-      }
-      await breakIfStale(lockPath, staleMs);
-      // Waiting on another process's lock, with jitter so writers do not march in step.
-      await delay(waitMs + Math.floor(Math.random() * waitMs));
-      waitMs = Math.min(waitMs * 2, 50);
+  while (!(await tryAcquire(lockPath))) {
+    if (Date.now() - started > timeoutMs) {
+      throw new LockTimeoutError(`another writer holds ${lockPath} (waited ${timeoutMs} ms); if no writer is running, delete that file`);
     }
+    await breakIfStale(lockPath, staleMs);
+    // Waiting on another writer, with jitter so writers do not march in step.
+    await delay(waitMs + Math.floor(Math.random() * waitMs));
+    waitMs = Math.min(waitMs * 2, 50);
   }
   try {
     return await fn();

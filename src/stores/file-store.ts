@@ -21,7 +21,9 @@ import {
   RevisionConflictError,
 } from './flag-store.js';
 import { type StateDocument, applyWrite, emptyStateDocument } from './apply-write.js';
-import { readFlagText, renderFlagText } from './flag-file-format.js';
+import { readFlagText, renderFlagText, spliceScalarEdits } from './flag-file-format.js';
+import { type Document, parseDocument } from 'yaml';
+import { canonicalJson } from '../core/compile-flag.js';
 import { writeFileAtomic } from './atomic-write.js';
 import { withFileLock } from './file-lock.js';
 import { systemClock } from './system-clock.js';
@@ -142,12 +144,13 @@ export class FileFlagStore implements FlagStore {
         const { doc } = readFlagText(texts.flags, this.source);
         const stateDoc = this.parseState(texts.state);
         const applied = applyWrite(doc, stateDoc, request, this.clock.now(), this.last?.parsed);
+        const stateOut: StateDocument = { ...applied.stateDoc, revision: (stateDoc.revision ?? 0) + 1 };
         const next: Texts = {
-          flags: applied.definitionsChanged ? renderFlagText(doc, this.source, texts.flags) : texts.flags,
-          state: applied.stateChanged ? `${JSON.stringify(applied.stateDoc, null, 2)}\n` : texts.state,
+          flags: applied.definitionsChanged ? this.renderEdited(texts.flags, doc, request) : texts.flags,
+          state: `${JSON.stringify(stateOut, null, 2)}\n`,
         };
         if (applied.definitionsChanged) await writeFileAtomic(this.source, next.flags);
-        if (applied.stateChanged) await writeFileAtomic(this.statePath, next.state as string);
+        await writeFileAtomic(this.statePath, next.state as string);
         const revision = revisionOf(next);
         const entries: AuditEntry[] = applied.entries.map((e) => ({ ...e, revision }));
         if (entries.length > 0) await appendFile(this.auditPath, entries.map((e) => `${JSON.stringify(e)}\n`).join(''), 'utf8');
@@ -172,6 +175,14 @@ export class FileFlagStore implements FlagStore {
     if (this.timer) clearTimeout(this.timer);
     this.listeners.clear();
     await this.reloading;
+  }
+
+  /** The edited file: the old text with new values spliced in where possible, else re-rendered. */
+  private renderEdited(text: string, doc: Document, request: WriteRequest): string {
+    const edits = request.changes.flatMap((c) => (c.definitionEdits ?? []).map((e) => ({ path: ['flags', c.flagKey, ...e.path], value: e.value })));
+    const spliced = spliceScalarEdits(text, this.source, edits);
+    if (spliced !== undefined && canonicalJson(parseDocument(spliced).toJS()) === canonicalJson(doc.toJS())) return spliced;
+    return renderFlagText(doc, this.source, text);
   }
 
   private assertOpen(): void {
@@ -305,11 +316,14 @@ export class FileFlagStore implements FlagStore {
   }
 }
 
+/** `<writes>-<content hash>`: the count makes every write's revision new, the hash catches hand edits. */
 function revisionOf(texts: Texts): string {
-  return createHash('sha256')
+  const hash = createHash('sha256')
     .update(texts.flags)
     .update('\0')
     .update(texts.state ?? '')
     .digest('hex')
-    .slice(0, 16);
+    .slice(0, 12);
+  const count = texts.state === undefined ? 0 : Number(/"revision":\s*(\d+)/.exec(texts.state)?.[1] ?? 0);
+  return `${count}-${hash}`;
 }

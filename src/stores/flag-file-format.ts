@@ -1,6 +1,6 @@
 // Reading flag files: YAML or JSON text to a Document, validated, with every problem
 // located as `file:line:col: path: expected ..., got ...` so a user can go straight to it.
-import { Document, LineCounter, parseDocument } from 'yaml';
+import { Document, LineCounter, isScalar, parseDocument, stringify } from 'yaml';
 import { type ParsedFlags, type SchemaIssue, describeIssue, parseFlagDocument } from '../core/parse-flags.js';
 
 export interface ReadFlagText {
@@ -60,4 +60,31 @@ export function renderFlagText(doc: Document, path: string, previousText: string
 /** A new document for data that has no text yet (memory store, new files). */
 export function documentOf(data: unknown): Document {
   return new Document(data);
+}
+
+export interface ScalarEdit {
+  readonly path: readonly (string | number)[];
+  readonly value: unknown;
+}
+
+/**
+ * The text with each edit spliced in where the old scalar stood, so the diff is the changed
+ * values alone (alignment, quoting elsewhere and comments untouched); undefined when an
+ * edit adds, removes or replaces a collection and the document must be re-rendered.
+ */
+export function spliceScalarEdits(text: string, path: string, edits: readonly ScalarEdit[]): string | undefined {
+  const doc = parseDocument(text, { keepSourceTokens: false });
+  if (doc.errors.length > 0) return undefined;
+  const splices: { start: number; end: number; text: string }[] = [];
+  for (const edit of edits) {
+    const node: unknown = doc.getIn(edit.path, true);
+    if (!isScalar(node) || node.range == null || edit.value === undefined || (edit.value !== null && typeof edit.value === 'object')) return undefined;
+    const rendered = isJsonPath(path) ? JSON.stringify(edit.value) : stringify(edit.value).trimEnd();
+    if (rendered.includes('\n')) return undefined;
+    splices.push({ start: node.range[0], end: node.range[1], text: rendered });
+  }
+  splices.sort((a, b) => b.start - a.start);
+  let out = text;
+  for (const s of splices) out = out.slice(0, s.start) + s.text + out.slice(s.end);
+  return out;
 }

@@ -73,7 +73,7 @@ export class MemoryFlagStore implements FlagStore {
       this.emit({ type: 'change', snapshot: this.snapshot });
       return Promise.resolve({ revision: this.snapshot.revision, entries });
     } catch (err) {
-      return Promise.reject(err as Error);
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
   }
 
