@@ -68,7 +68,7 @@ export function toSchemaIssues(error: z.ZodError, input: unknown, prefix: IssueP
       message = `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')} (check the spelling)`;
     } else if (issue.code === 'invalid_type' && valueAt(input, path) === undefined) {
       message = `${message.replace(/^Invalid input: /, '')} (the field is missing)`;
-    } else {
+    } else if (!/\bgot\b/.test(message)) {
       received = shorten(valueAt(input, path));
     }
     return { path: [...prefix, ...path], message: message.replace(/^Invalid input: /, ''), received };

@@ -124,17 +124,18 @@ describe('golden bucketing vectors', () => {
   const vectors = golden.vectors;
 
   it('include non-ASCII targeting keys, so UTF-8 encoding is pinned too', () => {
-    expect(vectors.some((v) => /[^\x00-\x7f]/.test(v.flagKey + v.targetingKey))).toBe(true);
+    const isAscii = (s: string): boolean => [...s].every((ch) => (ch.codePointAt(0) ?? 0) < 0x80);
+    expect(vectors.some((v) => !isAscii(v.flagKey + v.targetingKey))).toBe(true);
   });
 
-  it.each(vectors)('hash $flagKey + "$targetingKey" to the reference value', (v) => {
+  it.each(vectors)('hash $flagKey + $targetingKey to the reference value', (v) => {
     const expected = v.murmur3_x86_32_utf8_seed0;
     expect(murmur3Utf8(v.flagKey + v.targetingKey)).toBe(expected);
     expect(murmur3Finish(murmur3Prefix(v.flagKey), v.targetingKey)).toBe(expected);
     expect(referenceMurmur3(utf8.encode(v.flagKey + v.targetingKey))).toBe(expected);
   });
 
-  it.each(vectors)('put $flagKey + "$targetingKey" in the reference buckets out of 100 and 10,000', (v) => {
+  it.each(vectors)('put $flagKey + $targetingKey in the reference buckets out of 100 and 10,000', (v) => {
     const hash = v.murmur3_x86_32_utf8_seed0;
     expect(bucketOf(hash, 100)).toBe(v.bucketOf100);
     expect(bucketOf(hash, 10_000)).toBe(v.bucketOf10000);
@@ -212,16 +213,16 @@ describe('percentage rollouts', () => {
     }
   });
 
-  it.each([1, 10, 50])('split 100,000 users at %s%% within chi-square bounds', (percentage) => {
+  it.each([{ percentage: 1 }, { percentage: 10 }, { percentage: 50 }])('split 100,000 users at $percentage% within chi-square bounds', ({ percentage }) => {
     const n = 100_000;
     const treated = countTreated(percentageFlag('new-checkout', percentage), n);
     expect(chiSquareTwoCategories(treated, n, percentage / 100)).toBeLessThan(CHI_SQUARE_1DOF_999);
   });
 
   it.each([
-    [50, 50],
-    [10, 30],
-  ])('bucket users of two flags independently (%s%% and %s%% over 100,000 users)', (pa, pb) => {
+    { pa: 50, pb: 50 },
+    { pa: 10, pb: 30 },
+  ])('bucket users of two flags independently ($pa% and $pb% over 100,000 users)', ({ pa, pb }) => {
     // A 2x2 contingency table (treated by flag a x treated by flag b) has 1 degree of freedom;
     // a correlated hash would pile users into the diagonal.
     const a = percentageFlag('new-checkout', pa);
@@ -236,7 +237,7 @@ describe('percentage rollouts', () => {
     expect(chiSquare2x2(bothOn, onlyA, onlyB, neither)).toBeLessThan(CHI_SQUARE_1DOF_999);
   });
 
-  it.each([0.1, 0.001])('resolve finer than 1%%: a %s%% rollout treats its share of 1,000,000 users within 4 sigma', (percentage) => {
+  it.each([{ percentage: 0.1 }, { percentage: 0.001 }])('resolve finer than 1%: a $percentage% rollout treats its share of 1,000,000 users within 4 sigma', ({ percentage }) => {
     const n = 1_000_000;
     const p = percentage / 100;
     const treated = countTreated(percentageFlag('new-checkout', percentage), n);

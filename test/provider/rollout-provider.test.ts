@@ -29,10 +29,16 @@ async function start(provider: RolloutProvider): Promise<Client> {
   return OpenFeature.getClient(domain);
 }
 
-function providerEvent(provider: RolloutProvider, type: ProviderEvents): Promise<EventDetails> {
-  return nextEvent<EventDetails>((listener) => {
-    provider.events.addHandler(type, listener);
-    return () => provider.events.removeHandler(type, listener);
+interface SeenEvent {
+  readonly message?: string;
+  readonly flagsChanged: readonly string[];
+}
+
+function providerEvent(provider: RolloutProvider, type: ProviderEvents): Promise<SeenEvent> {
+  return nextEvent<SeenEvent>((listener) => {
+    const handler = (details?: EventDetails) => listener({ message: details?.message, flagsChanged: (details?.flagsChanged as string[] | undefined) ?? [] });
+    provider.events.addHandler(type, handler);
+    return () => provider.events.removeHandler(type, handler);
   });
 }
 
@@ -99,7 +105,7 @@ describe('RolloutProvider through the OpenFeature SDK', () => {
     const client = await start(provider);
     const changed = providerEvent(provider, ProviderEvents.ConfigurationChanged);
     await new StoreWriter(store).override('emergency_shutdown', 'on', { actor: 'sre', reason: 'incident 123' });
-    expect([...((await changed).flagsChanged ?? [])].sort()).toEqual(['emergency_shutdown', 'greeting', 'new-checkout', 'page-size', 'theme']);
+    expect([...(await changed).flagsChanged].sort()).toEqual(['emergency_shutdown', 'greeting', 'new-checkout', 'page-size', 'theme']);
     expect(await client.getNumberDetails('page-size', 0)).toMatchObject({ value: 10, variant: 'small', reason: 'DISABLED', flagMetadata: { emergencyShutdown: true } });
     expect(await client.getStringValue('greeting', 'x', { region: 'au' })).toBe('Good day');
     expect(await client.getBooleanValue('emergency_shutdown', false)).toBe(true);
