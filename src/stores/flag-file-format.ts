@@ -38,7 +38,8 @@ export function readFlagText(text: string, file: string): ReadFlagText {
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
     const fileErrors = doc.errors.map((e) => {
-      const pos = e.linePos?.[0];
+      // prettyErrors: false leaves linePos unset; the LineCounter knows where e.pos is.
+      const pos = e.linePos?.[0] ?? lines.linePos(e.pos[0]);
       return `${file}:${pos ? `${pos.line}:${pos.col}` : '1:1'}: ${isJsonPath(file) ? 'JSON' : 'YAML'} syntax error: ${e.message.split('\n')[0]}`;
     });
     return { doc, parsed: parseFlagDocument({ flags: {} }), fileErrors, flagErrors: new Map() };
