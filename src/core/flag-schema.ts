@@ -139,18 +139,25 @@ export const flagDefinitionSchema = z
     }
   });
 
+// A lone surrogate has no UTF-8 form, so such a key could not hash as flagd hashes it.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const flagKey = z
+  .string()
+  .min(1, { error: 'expected a non-empty flag key' })
+  .refine((k) => !LONE_SURROGATE.test(k), { error: 'expected a flag key of well-formed Unicode text' });
+
 export const FLAG_FILE_SCHEMA_URL = 'https://rollout-guardian.dev/schema/v1/flags.json';
 
 /** The file with every flag checked: used for the exported JSON Schema and for `validate`. */
 export const flagFileSchema = z.strictObject({
   $schema: z.string().optional(),
-  flags: z.record(z.string().min(1), flagDefinitionSchema, { error: 'expected a map of flag keys to flag definitions' }),
+  flags: z.record(flagKey, flagDefinitionSchema, { error: 'expected a map of flag keys to flag definitions' }),
 });
 
 /** The file's outer shape only: each flag is parsed on its own so one bad flag spoils nothing else. */
 export const flagFileEnvelopeSchema = z.strictObject({
   $schema: z.string().optional(),
-  flags: z.record(z.string().min(1), z.unknown(), { error: 'expected a map of flag keys to flag definitions' }),
+  flags: z.record(flagKey, z.unknown(), { error: 'expected a map of flag keys to flag definitions' }),
 });
 
 export type FlagValueType = 'boolean' | 'string' | 'number' | 'object';

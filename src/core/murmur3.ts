@@ -30,6 +30,26 @@ function murmur3Continue(state: Readonly<Murmur3State>, s: string, out: Murmur3S
   let length = state.length;
   const n = s.length;
   for (let i = 0; i < n; i++) {
+    // Four ASCII characters at a block boundary are one whole block: most keys and ids
+    // are ASCII, and this takes them four at a time instead of byte by byte.
+    if (pending === 0 && i + 3 < n) {
+      const c0 = s.charCodeAt(i);
+      const c1 = s.charCodeAt(i + 1);
+      const c2 = s.charCodeAt(i + 2);
+      const c3 = s.charCodeAt(i + 3);
+      if ((c0 | c1 | c2 | c3) < 0x80) {
+        let block = c0 | (c1 << 8) | (c2 << 16) | (c3 << 24);
+        block = Math.imul(block, C1);
+        block = (block << 15) | (block >>> 17);
+        block = Math.imul(block, C2);
+        h ^= block;
+        h = (h << 13) | (h >>> 19);
+        h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+        length += 4;
+        i += 3;
+        continue;
+      }
+    }
     let c = s.charCodeAt(i);
     let packed: number;
     let count: number;

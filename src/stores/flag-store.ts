@@ -4,6 +4,12 @@
 import type { FlagRuntimeState } from '../core/flag-schema.js';
 import type { ParsedFlags, SchemaIssue } from '../core/parse-flags.js';
 
+/** Who changed something and why: every mutation carries one. */
+export interface Attribution {
+  readonly actor: string;
+  readonly reason: string;
+}
+
 export interface StoreSnapshot {
   /** Opaque; changes whenever definitions or state change. Pass it back as expectedRevision. */
   readonly revision: string;

@@ -3,13 +3,8 @@
 // revision it read, and on a conflict reads again, so concurrent writers lose nothing.
 import type { Clock } from '../core/clock.js';
 import type { FlagRuntimeState } from '../core/flag-schema.js';
-import { type FlagStore, type StoreSnapshot, type WriteResult, type DefinitionEdit, RevisionConflictError, InvalidWriteError } from './flag-store.js';
+import { type Attribution, type FlagStore, type StoreSnapshot, type WriteResult, type DefinitionEdit, RevisionConflictError, InvalidWriteError } from './flag-store.js';
 import { systemClock } from './system-clock.js';
-
-export interface Attribution {
-  readonly actor: string;
-  readonly reason: string;
-}
 
 export class UnknownFlagError extends Error {
   override readonly name = 'UnknownFlagError';
