@@ -7,9 +7,9 @@ export type { FileFlagStoreOptions } from './stores/file-store.js';
 export { MemoryFlagStore } from './stores/memory-store.js';
 export type { MemoryFlagStoreOptions } from './stores/memory-store.js';
 export { StoreWriter, UnknownFlagError } from './stores/store-writer.js';
-export type { Attribution } from './stores/store-writer.js';
 export { RevisionConflictError, InvalidWriteError, FlagSourceError } from './stores/flag-store.js';
 export type {
+  Attribution,
   FlagStore,
   StoreSnapshot,
   StoreEvent,
@@ -40,3 +40,22 @@ export { EMERGENCY_SHUTDOWN, READ_ONLY_MODE, MAINTENANCE_MODE } from './core/eme
 export { Reason, ErrorCode } from './core/reasons.js';
 export { parseDurationMs, formatDurationMs } from './core/duration.js';
 export type { Clock } from './core/clock.js';
+
+export { GuardianTelemetry } from './telemetry/guardian-telemetry.js';
+export type { GuardianTelemetryOptions } from './telemetry/guardian-telemetry.js';
+export { startPrometheusEndpoint, metricsHandler } from './telemetry/prometheus-endpoint.js';
+export type { PrometheusEndpoint, PrometheusEndpointOptions, MetricsRequestHandler } from './telemetry/prometheus-endpoint.js';
+export {
+  METRICS,
+  PROMETHEUS_NAMES,
+  PROMETHEUS_LABELS,
+  VERDICTS,
+  METER_NAME,
+  ATTR_FEATURE_FLAG_KEY,
+  ATTR_VARIANT,
+  ATTR_REASON,
+  ATTR_VERDICT,
+  ATTR_CHECK,
+  ATTR_METRIC_OVERFLOW,
+} from './telemetry/names.js';
+export type { MetricSpec, MetricId, AttributeName } from './telemetry/names.js';

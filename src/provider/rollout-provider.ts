@@ -19,6 +19,7 @@ import { evaluate } from '../core/evaluate.js';
 import { type SchemaIssue, describeIssue } from '../core/parse-flags.js';
 import type { FlagStore, StoreEvent, StoreSnapshot } from '../stores/flag-store.js';
 import { systemClock } from '../stores/system-clock.js';
+import { markActiveSpan } from './span-attribution.js';
 
 export const PROVIDER_NAME = 'rollout-guardian';
 
@@ -31,6 +32,8 @@ export interface RolloutProviderOptions {
   readonly logger?: Pick<Logger, 'warn' | 'error'>;
   /** Close the store when the provider closes (default true). */
   readonly closeStore?: boolean;
+  /** Told of every resolution, errors included (reason ERROR); its failures never reach the caller. */
+  readonly telemetry?: { recordEvaluation(flagKey: string, variant: string | undefined, reason: string): void };
 }
 
 const EMPTY_SET: FlagSet = { flags: new Map(), shutdown: false };
@@ -53,6 +56,7 @@ export class RolloutProvider implements Provider {
   private readonly errorGraceMs: number;
   private readonly logger: Pick<Logger, 'warn' | 'error'>;
   private readonly closeStore: boolean;
+  private readonly telemetry: RolloutProviderOptions['telemetry'];
   private set: FlagSet = EMPTY_SET;
   private unwatch: (() => void) | undefined;
   private errorTimer: NodeJS.Timeout | undefined;
@@ -65,6 +69,7 @@ export class RolloutProvider implements Provider {
     this.errorGraceMs = options.errorGraceMs ?? 30_000;
     this.logger = options.logger ?? console;
     this.closeStore = options.closeStore ?? true;
+    this.telemetry = options.telemetry;
   }
 
   async initialize(): Promise<void> {
@@ -102,6 +107,16 @@ export class RolloutProvider implements Provider {
   }
 
   private resolve<T>(flagKey: string, type: FlagValueType, defaultValue: T, context: EvaluationContext): ResolutionDetails<T> {
+    const details = this.evaluateFlag(flagKey, type, defaultValue, context);
+    try {
+      this.telemetry?.recordEvaluation(flagKey, details.variant, details.reason ?? StandardResolutionReasons.UNKNOWN);
+    } catch {
+      // Telemetry cannot break an evaluation.
+    }
+    return details;
+  }
+
+  private evaluateFlag<T>(flagKey: string, type: FlagValueType, defaultValue: T, context: EvaluationContext): ResolutionDetails<T> {
     const entry = this.set.flags.get(flagKey);
     if (entry === undefined) return notFound(flagKey, defaultValue);
     const result = evaluate(entry, context, this.clock.now());
@@ -123,6 +138,7 @@ export class RolloutProvider implements Provider {
         flagMetadata: result.flagMetadata,
       };
     }
+    markActiveSpan(flagKey, result.variant, result.reason);
     // The result is frozen and shaped as ResolutionDetails; the SDK copies it.
     return result as ResolutionDetails<T>;
   }

@@ -1,0 +1,153 @@
+// The sliding window of one cohort (flag x variant): a ring of fixed time slots, each with a
+// request count, an error count and a latency sketch, merged on read. Memory is bounded by
+// slotCount sketches of bounded size, whatever the traffic.
+import { requirePositiveInteger } from './option-checks.js';
+import { QuantileSketch } from './quantile-sketch.js';
+
+export interface CohortWindowOptions {
+  /** Width of a slot in ms; slot i covers [i * slotMs, (i + 1) * slotMs) in epoch ms. */
+  readonly slotMs: number;
+  /** Slots kept: the window reaches back slotCount * slotMs. */
+  readonly slotCount: number;
+  /** Relative accuracy of the latency sketches (default 0.01). */
+  readonly relativeAccuracy?: number;
+}
+
+/** One slot as it is now; `sketch` is the slot's live sketch, to be read, never written. */
+export interface SlotStats {
+  readonly startMs: number;
+  readonly count: number;
+  readonly errors: number;
+  readonly sketch: QuantileSketch;
+}
+
+/** Slots merged: `fromMs` and `toMs` are the slot-aligned span actually covered. */
+export interface WindowStats {
+  readonly fromMs: number;
+  readonly toMs: number;
+  readonly count: number;
+  readonly errors: number;
+  /** A fresh sketch of every duration in the window; the caller owns it. */
+  readonly sketch: QuantileSketch;
+}
+
+// The window object and the objects of its three typed arrays, measured like the sketch's;
+// byteSize() adds the arrays' contents, the sketch references and the sketches.
+const FIXED_BYTES = 700;
+const NO_SLOT = -1;
+
+export class CohortWindow {
+  readonly slotMs: number;
+  readonly slotCount: number;
+  private readonly relativeAccuracy: number | undefined;
+  /** The absolute slot index each ring position holds, so a stale position reads as empty. */
+  private readonly slotIndex: Float64Array;
+  private readonly counts: Float64Array;
+  private readonly errors: Float64Array;
+  /** Created on a position's first write: a quiet cohort pays for no sketches. */
+  private readonly sketches: (QuantileSketch | undefined)[];
+  /** Stands in for slots that saw nothing; shared, never written. */
+  private readonly emptySketch: QuantileSketch;
+  private newestIndex = NO_SLOT;
+
+  constructor(options: CohortWindowOptions) {
+    this.slotMs = requirePositiveInteger('CohortWindow', 'slotMs', options.slotMs);
+    this.slotCount = requirePositiveInteger('CohortWindow', 'slotCount', options.slotCount);
+    this.relativeAccuracy = options.relativeAccuracy;
+    // Built now so a bad relativeAccuracy throws here rather than on the first record.
+    this.emptySketch = new QuantileSketch({ relativeAccuracy: options.relativeAccuracy });
+    this.slotIndex = new Float64Array(this.slotCount).fill(NO_SLOT);
+    this.counts = new Float64Array(this.slotCount);
+    this.errors = new Float64Array(this.slotCount);
+    this.sketches = new Array<QuantileSketch | undefined>(this.slotCount).fill(undefined);
+  }
+
+  /**
+   * Counts one outcome in the slot of `nowMs`. O(1) and never throws: a time that is not a
+   * finite non-negative number, or that falls in a slot already gone from the ring, is
+   * dropped; a duration the sketch cannot hold (NaN, negative) still counts as a request.
+   */
+  record(durationMs: number, failed: boolean, nowMs: number): void {
+    if (!(nowMs >= 0 && nowMs < Number.POSITIVE_INFINITY)) return;
+    const index = Math.floor(nowMs / this.slotMs);
+    const position = index % this.slotCount;
+    let sketch = this.sketches[position];
+    if (this.slotIndex[position] !== index) {
+      // A late outcome for a slot the ring has moved past has nowhere to go.
+      if (index < (this.slotIndex[position] as number) || index <= this.newestIndex - this.slotCount) return;
+      this.slotIndex[position] = index;
+      this.counts[position] = 0;
+      this.errors[position] = 0;
+      if (sketch === undefined) {
+        sketch = new QuantileSketch({ relativeAccuracy: this.relativeAccuracy });
+        this.sketches[position] = sketch;
+      } else {
+        sketch.clear();
+      }
+      if (index > this.newestIndex) this.newestIndex = index;
+    }
+    this.counts[position] = (this.counts[position] as number) + 1;
+    if (failed) this.errors[position] = (this.errors[position] as number) + 1;
+    (sketch as QuantileSketch).add(durationMs);
+  }
+
+  /**
+   * The slots overlapping [fromMs, toMs) that the ring still holds, oldest first, with the
+   * empty ones as zero-count entries so gaps show. The ring holds the slotCount slots ending
+   * at the later of the newest slot written and the last slot asked for.
+   */
+  slots(fromMs: number, toMs: number): SlotStats[] {
+    const result: SlotStats[] = [];
+    const range = this.slotRange(fromMs, toMs);
+    if (range === undefined) return result;
+    for (let index = range.first; index <= range.last; index++) {
+      const position = index % this.slotCount;
+      const startMs = index * this.slotMs;
+      const sketch = this.sketches[position];
+      if (this.slotIndex[position] === index && sketch !== undefined) {
+        result.push({ startMs, count: this.counts[position] as number, errors: this.errors[position] as number, sketch });
+      } else {
+        result.push({ startMs, count: 0, errors: 0, sketch: this.emptySketch });
+      }
+    }
+    return result;
+  }
+
+  /** The slots overlapping [fromMs, toMs) merged into one count, error count and fresh sketch. */
+  merged(fromMs: number, toMs: number): WindowStats {
+    const sketch = new QuantileSketch({ relativeAccuracy: this.relativeAccuracy });
+    const range = this.slotRange(fromMs, toMs);
+    if (range === undefined) {
+      const at = Number.isFinite(toMs) ? toMs : 0;
+      return { fromMs: at, toMs: at, count: 0, errors: 0, sketch };
+    }
+    let count = 0;
+    let errors = 0;
+    for (let index = range.first; index <= range.last; index++) {
+      const position = index % this.slotCount;
+      const slotSketch = this.sketches[position];
+      if (this.slotIndex[position] !== index || slotSketch === undefined) continue;
+      count += this.counts[position] as number;
+      errors += this.errors[position] as number;
+      sketch.merge(slotSketch);
+    }
+    return { fromMs: range.first * this.slotMs, toMs: (range.last + 1) * this.slotMs, count, errors, sketch };
+  }
+
+  /** Approximate bytes held by the window and its sketches. */
+  byteSize(): number {
+    let bytes = FIXED_BYTES + this.slotIndex.byteLength + this.counts.byteLength + this.errors.byteLength + 8 * this.slotCount;
+    bytes += this.emptySketch.byteSize();
+    for (const sketch of this.sketches) if (sketch !== undefined) bytes += sketch.byteSize();
+    return bytes;
+  }
+
+  /** Absolute slot indexes overlapping [fromMs, toMs) and still in the ring, or undefined for none. */
+  private slotRange(fromMs: number, toMs: number): { first: number; last: number } | undefined {
+    if (!(Number.isFinite(fromMs) && Number.isFinite(toMs) && toMs > fromMs)) return undefined;
+    const last = Math.ceil(toMs / this.slotMs) - 1;
+    const oldestKept = Math.max(last, this.newestIndex) - this.slotCount + 1;
+    const first = Math.max(Math.floor(fromMs / this.slotMs), oldestKept, 0);
+    return first <= last ? { first, last } : undefined;
+  }
+}

@@ -1,0 +1,82 @@
+// A flag's guard policy with every default filled in. Defaults are the SRE conventions the
+// project promises: error rate > 1%, P95 > 500 ms, P99 > 1000 ms, held for 5 minutes, and
+// 5 consecutive failed health checks.
+import { parseDurationMs } from '../core/duration.js';
+import type { GuardPolicyInput } from '../core/flag-schema.js';
+import { normalQuantile } from './statistics.js';
+
+export interface RelativePolicy {
+  /** Treatment error rate may exceed the baseline's by at most this (0.01 = one point). */
+  readonly maxErrorRateIncrease: number | undefined;
+  /** Treatment P95 may exceed the baseline's by at most this percentage. */
+  readonly maxP95IncreasePct: number | undefined;
+  readonly maxP99IncreasePct: number | undefined;
+}
+
+export interface GuardPolicy {
+  readonly enabled: boolean;
+  readonly maxErrorRate: number;
+  readonly maxP95Ms: number;
+  readonly maxP99Ms: number;
+  readonly sustainForMs: number;
+  /** Requests a window needs before it can judge anything. */
+  readonly minSamples: number;
+  /** Probability of no false rollback per hour of watching a cohort exactly at the limit. */
+  readonly confidence: number;
+  readonly healthCheckFailures: number;
+  /** Act before sustainFor when the breach is overwhelming. */
+  readonly fastPath: boolean;
+  /** How far the confident bound must clear the limit for the fast path (5 = five times). */
+  readonly fastPathFactor: number;
+  /** Present: thresholds are relative to the baseline cohort and the absolute ones are off. */
+  readonly relative: RelativePolicy | undefined;
+}
+
+export const DEFAULT_GUARD_POLICY: GuardPolicy = {
+  enabled: true,
+  maxErrorRate: 0.01,
+  maxP95Ms: 500,
+  maxP99Ms: 1000,
+  sustainForMs: 300_000,
+  minSamples: 50,
+  confidence: 0.99,
+  healthCheckFailures: 5,
+  fastPath: true,
+  fastPathFactor: 5,
+  relative: undefined,
+};
+
+export function resolveGuardPolicy(input: GuardPolicyInput | undefined, defaults: GuardPolicy = DEFAULT_GUARD_POLICY): GuardPolicy {
+  if (input === undefined) return defaults;
+  const relative = input.relative;
+  return {
+    enabled: input.enabled ?? defaults.enabled,
+    maxErrorRate: input.maxErrorRate ?? defaults.maxErrorRate,
+    maxP95Ms: input.maxP95Ms ?? defaults.maxP95Ms,
+    maxP99Ms: input.maxP99Ms ?? defaults.maxP99Ms,
+    sustainForMs: input.sustainFor !== undefined ? (parseDurationMs(input.sustainFor) ?? defaults.sustainForMs) : defaults.sustainForMs,
+    minSamples: input.minSamples ?? defaults.minSamples,
+    confidence: input.confidence ?? defaults.confidence,
+    healthCheckFailures: input.healthCheckFailures ?? defaults.healthCheckFailures,
+    fastPath: input.fastPath ?? defaults.fastPath,
+    fastPathFactor: defaults.fastPathFactor,
+    relative:
+      relative === undefined
+        ? defaults.relative
+        : { maxErrorRateIncrease: relative.maxErrorRateIncrease, maxP95IncreasePct: relative.maxP95IncreasePct, maxP99IncreasePct: relative.maxP99IncreasePct },
+  };
+}
+
+export interface Confidences {
+  /** z for noticing a breach and for calling a window healthy (one look). */
+  readonly zDetect: number;
+  /** z for acting: the per-hour confidence spread over every look in an hour (Bonferroni). */
+  readonly zConfirm: number;
+}
+
+/** The z-scores a policy implies when the guardian looks once per slot. */
+export function confidences(policy: GuardPolicy, slotMs: number): Confidences {
+  const looksPerHour = Math.max(1, 3_600_000 / slotMs);
+  const alpha = 1 - policy.confidence;
+  return { zDetect: normalQuantile(policy.confidence), zConfirm: normalQuantile(1 - alpha / looksPerHour) };
+}

@@ -1,0 +1,331 @@
+// The guardian's OpenTelemetry instruments: evaluation counts the provider feeds, a rollback
+// counter fed by the guardian, and gauges over cohorts, verdicts and the span processor that
+// are computed at collection time (on each scrape), never on a timer.
+//
+// The JS metrics SDK goes on exporting an observable series' last value after a callback
+// stops observing it (opentelemetry-js#4096), so a series, once reported, is reported on
+// every collection: NaN where there is nothing to say, never a frozen old value.
+import {
+  type Attributes,
+  type BatchObservableResult,
+  type Counter,
+  type Meter,
+  type Observable,
+  type ObservableCounter,
+  type ObservableGauge,
+  diag,
+} from '@opentelemetry/api';
+import type { Clock } from '../core/clock.js';
+import type { CohortRegistry } from '../guardian/cohort-registry.js';
+import { DEFAULT_GUARD_POLICY } from '../guardian/guard-policy.js';
+import type { GuardianSpanProcessorStats } from '../guardian/guardian-span-processor.js';
+import { requirePositiveInteger } from '../guardian/option-checks.js';
+import type { Verdict } from '../guardian/judge.js';
+import type { GuardedFlagStatus, RollbackRecord, RolloutGuardian } from '../guardian/rollout-guardian.js';
+import { systemClock } from '../stores/system-clock.js';
+import { ATTR_CHECK, ATTR_FEATURE_FLAG_KEY, ATTR_METRIC_OVERFLOW, ATTR_REASON, ATTR_VARIANT, ATTR_VERDICT, METRICS, type MetricSpec, VERDICTS } from './names.js';
+
+export interface GuardianTelemetryOptions {
+  readonly meter: Meter;
+  /** Source of the cohort gauges and of the count of outcomes it refused. */
+  readonly registry?: CohortRegistry;
+  /** Source of the verdict, breach, percentage and liveness gauges and of the rollback counter. */
+  readonly guardian?: RolloutGuardian;
+  /** The span processor's running totals (`() => processor.stats`), read on each collection. */
+  readonly processorStats?: () => GuardianSpanProcessorStats;
+  /**
+   * How far back the cohort gauges look (default: the flag's sustainFor while the guardian
+   * judges it, else 5 minutes); never further than the registry holds.
+   */
+  readonly windowMs?: number;
+  /** The guardian's clock, so ages and windows line up with its ticks. */
+  readonly clock?: Clock;
+}
+
+// Flag keys come from callers, and a typo'd key per request would otherwise grow the counts
+// without bound; beyond this many flags evaluations are counted under one overflow series.
+const MAX_COUNTED_FLAGS = 1000;
+
+/** One evaluation series: its attributes, built once, and its running count. */
+interface EvaluationCount {
+  readonly attributes: Attributes;
+  count: number;
+}
+
+type EvaluationCounts = Map<string, Map<string | undefined, Map<string, EvaluationCount>>>;
+
+function evaluationCount(flagKey: string, variant: string | undefined, reason: string): EvaluationCount {
+  // A missing variant is left out rather than sent as "": Prometheus reads both the same.
+  const attributes: Attributes = variant === undefined ? { [ATTR_FEATURE_FLAG_KEY]: flagKey, [ATTR_REASON]: reason } : { [ATTR_FEATURE_FLAG_KEY]: flagKey, [ATTR_VARIANT]: variant, [ATTR_REASON]: reason };
+  return { attributes: Object.freeze(attributes), count: 0 };
+}
+
+/** What decided a rollback, read from the evidence the guardian records with it. */
+function decidingCheck(record: RollbackRecord): string | undefined {
+  const evidence = record.evidence;
+  if (record.cause === 'health-check') return typeof evidence.healthCheck === 'string' ? evidence.healthCheck : undefined;
+  const check: unknown = evidence.check;
+  if (typeof check === 'object' && check !== null && 'check' in check && typeof check.check === 'string') return check.check;
+  return undefined;
+}
+
+function isBreach(status: GuardedFlagStatus): boolean {
+  return status.judgment.verdict === 'breaching' || status.judgment.verdict === 'rollback';
+}
+
+export class GuardianTelemetry {
+  private readonly meter: Meter;
+  private readonly registry: CohortRegistry | undefined;
+  private readonly guardian: RolloutGuardian | undefined;
+  private readonly processorStats: (() => GuardianSpanProcessorStats) | undefined;
+  private readonly windowMs: number | undefined;
+  private readonly clock: Clock;
+  private readonly rollbacks: Counter;
+  private readonly evaluations: ObservableCounter;
+  private readonly rolloutPercentage: ObservableGauge;
+  private readonly cohortRequests: ObservableGauge;
+  private readonly cohortErrorRate: ObservableGauge;
+  private readonly cohortLatencyP95: ObservableGauge;
+  private readonly cohortLatencyP99: ObservableGauge;
+  private readonly breach: ObservableGauge;
+  private readonly verdict: ObservableGauge;
+  private readonly pendingRollbacks: ObservableGauge;
+  private readonly lastTickAge: ObservableGauge;
+  private readonly recordedOutcomes: ObservableCounter;
+  private readonly droppedExposures: ObservableCounter;
+  private readonly droppedTraces: ObservableCounter;
+  private readonly internalErrors: ObservableCounter;
+  private readonly droppedCohortOutcomes: ObservableCounter;
+  private readonly observables: Observable[];
+  private readonly evaluationCounts: EvaluationCounts = new Map();
+  private readonly overflow: EvaluationCount = { attributes: Object.freeze({ [ATTR_METRIC_OVERFLOW]: true }), count: 0 };
+  /** Every flag the verdict, breach and percentage gauges have reported. */
+  private readonly judgedFlags = new Set<string>();
+  /** Flags whose rollback landed, with when: their treatment is at 0% though the guardian no longer reports them. */
+  private readonly rolledBack = new Map<string, number>();
+  private unsubscribe: (() => void) | undefined;
+  private warned = false;
+  private closed = false;
+
+  constructor(options: GuardianTelemetryOptions) {
+    this.meter = options.meter;
+    this.registry = options.registry;
+    this.guardian = options.guardian;
+    this.processorStats = options.processorStats;
+    this.windowMs = options.windowMs === undefined ? undefined : requirePositiveInteger('GuardianTelemetry', 'windowMs', options.windowMs);
+    this.clock = options.clock ?? systemClock;
+    const meter = this.meter;
+    const counter = (spec: MetricSpec) => meter.createCounter(spec.name, { unit: spec.unit, description: spec.description });
+    const gauge = (spec: MetricSpec) => meter.createObservableGauge(spec.name, { unit: spec.unit, description: spec.description });
+    const observableCounter = (spec: MetricSpec) => meter.createObservableCounter(spec.name, { unit: spec.unit, description: spec.description });
+    this.rollbacks = counter(METRICS.rollbacks);
+    this.evaluations = observableCounter(METRICS.evaluations);
+    this.rolloutPercentage = gauge(METRICS.rolloutPercentage);
+    this.cohortRequests = gauge(METRICS.cohortRequests);
+    this.cohortErrorRate = gauge(METRICS.cohortErrorRate);
+    this.cohortLatencyP95 = gauge(METRICS.cohortLatencyP95);
+    this.cohortLatencyP99 = gauge(METRICS.cohortLatencyP99);
+    this.breach = gauge(METRICS.breach);
+    this.verdict = gauge(METRICS.verdict);
+    this.pendingRollbacks = gauge(METRICS.pendingRollbacks);
+    this.lastTickAge = gauge(METRICS.lastTickAge);
+    this.recordedOutcomes = observableCounter(METRICS.recordedOutcomes);
+    this.droppedExposures = observableCounter(METRICS.droppedExposures);
+    this.droppedTraces = observableCounter(METRICS.droppedTraces);
+    this.internalErrors = observableCounter(METRICS.internalErrors);
+    this.droppedCohortOutcomes = observableCounter(METRICS.droppedCohortOutcomes);
+    this.observables = [
+      this.evaluations,
+      this.rolloutPercentage,
+      this.cohortRequests,
+      this.cohortErrorRate,
+      this.cohortLatencyP95,
+      this.cohortLatencyP99,
+      this.breach,
+      this.verdict,
+      this.pendingRollbacks,
+      this.lastTickAge,
+      this.recordedOutcomes,
+      this.droppedExposures,
+      this.droppedTraces,
+      this.internalErrors,
+      this.droppedCohortOutcomes,
+    ];
+    // One batch callback, so a scrape reads the guardian's status once for every gauge.
+    meter.addBatchObservableCallback(this.collect, this.observables);
+    this.unsubscribe = this.guardian?.addListener({ rollback: (record) => this.onRollback(record) });
+  }
+
+  /**
+   * Counts one flag resolution. The provider calls it on every evaluation, so it is three map
+   * lookups and an increment, read at scrape time: a Counter.add() would hash the attributes
+   * on every call (about 1 µs). Never throws.
+   */
+  recordEvaluation(flagKey: string, variant: string | undefined, reason: string): void {
+    if (this.closed) return;
+    try {
+      this.countFor(flagKey, variant, reason).count++;
+    } catch (err) {
+      this.warnOnce(err);
+    }
+  }
+
+  /**
+   * Stops reporting: the rollback listener and the collection callback are removed. Idempotent.
+   * The SDK keeps exporting the gauges' last values until its MeterProvider shuts down.
+   */
+  shutdown(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+    try {
+      this.meter.removeBatchObservableCallback(this.collect, this.observables);
+    } catch (err) {
+      this.warnOnce(err);
+    }
+    this.evaluationCounts.clear();
+    this.judgedFlags.clear();
+    this.rolledBack.clear();
+  }
+
+  private countFor(flagKey: string, variant: string | undefined, reason: string): EvaluationCount {
+    let byVariant = this.evaluationCounts.get(flagKey);
+    if (byVariant === undefined) {
+      if (this.evaluationCounts.size >= MAX_COUNTED_FLAGS) return this.overflow;
+      byVariant = new Map();
+      this.evaluationCounts.set(flagKey, byVariant);
+    }
+    let byReason = byVariant.get(variant);
+    if (byReason === undefined) {
+      byReason = new Map();
+      byVariant.set(variant, byReason);
+    }
+    let entry = byReason.get(reason);
+    if (entry === undefined) {
+      entry = evaluationCount(flagKey, variant, reason);
+      byReason.set(reason, entry);
+    }
+    return entry;
+  }
+
+  private onRollback(record: RollbackRecord): void {
+    if (this.closed) return;
+    try {
+      const check = decidingCheck(record);
+      const attributes: Attributes = { [ATTR_FEATURE_FLAG_KEY]: record.flagKey, [ATTR_REASON]: record.cause };
+      if (check !== undefined) attributes[ATTR_CHECK] = check;
+      this.rollbacks.add(1, attributes);
+      this.rolledBack.set(record.flagKey, record.landedAtMs);
+      this.judgedFlags.add(record.flagKey);
+    } catch (err) {
+      this.warnOnce(err);
+    }
+  }
+
+  private readonly collect = (result: BatchObservableResult): void => {
+    if (this.closed) return;
+    const nowMs = this.clock.now();
+    let statuses: GuardedFlagStatus[] = [];
+    // Each source on its own, so one that fails does not blank the others.
+    try {
+      this.observeEvaluations(result);
+    } catch (err) {
+      this.warnOnce(err);
+    }
+    try {
+      if (this.guardian !== undefined) {
+        statuses = this.guardian.status();
+        this.observeGuardian(result, this.guardian, statuses, nowMs);
+      }
+    } catch (err) {
+      this.warnOnce(err);
+    }
+    try {
+      if (this.registry !== undefined) this.observeCohorts(result, this.registry, statuses, nowMs);
+    } catch (err) {
+      this.warnOnce(err);
+    }
+    try {
+      const stats = this.processorStats?.();
+      if (stats !== undefined) {
+        result.observe(this.recordedOutcomes, stats.recordedOutcomes);
+        result.observe(this.droppedExposures, stats.droppedExposures);
+        result.observe(this.droppedTraces, stats.droppedTraces);
+        result.observe(this.internalErrors, stats.internalErrors);
+      }
+    } catch (err) {
+      this.warnOnce(err);
+    }
+  };
+
+  private observeEvaluations(result: BatchObservableResult): void {
+    for (const byVariant of this.evaluationCounts.values()) {
+      for (const byReason of byVariant.values()) {
+        for (const entry of byReason.values()) result.observe(this.evaluations, entry.count, entry.attributes);
+      }
+    }
+    if (this.overflow.count > 0) result.observe(this.evaluations, this.overflow.count, this.overflow.attributes);
+  }
+
+  private observeGuardian(result: BatchObservableResult, guardian: RolloutGuardian, statuses: readonly GuardedFlagStatus[], nowMs: number): void {
+    const judged = new Set<string>();
+    for (const status of statuses) {
+      const flagKey = status.flagKey;
+      judged.add(flagKey);
+      this.judgedFlags.add(flagKey);
+      const landedAtMs = this.rolledBack.get(flagKey);
+      // A status judged after the rollback landed means the flag is guarded again (its state was reset).
+      if (landedAtMs !== undefined && status.judgedAtMs > landedAtMs) this.rolledBack.delete(flagKey);
+      this.observeFlag(result, flagKey, this.rolledBack.has(flagKey) ? 0 : status.percentage, isBreach(status) ? 1 : 0, status.judgment.verdict);
+    }
+    // The guardian stops judging a flag once its rollback lands (or its guard goes): no verdict,
+    // no breach, and 0% after a rollback, so dashboards show the drop rather than a frozen
+    // last value; otherwise its percentage is unknown here.
+    for (const flagKey of this.judgedFlags) {
+      if (!judged.has(flagKey)) this.observeFlag(result, flagKey, this.rolledBack.has(flagKey) ? 0 : Number.NaN, 0, undefined);
+    }
+    result.observe(this.pendingRollbacks, guardian.pendingRollbacks.length);
+    const lastTick = guardian.lastTick;
+    if (lastTick !== undefined) result.observe(this.lastTickAge, Math.max(0, nowMs - lastTick));
+  }
+
+  private observeFlag(result: BatchObservableResult, flagKey: string, percentage: number, breach: number, current: Verdict | undefined): void {
+    const flag = { [ATTR_FEATURE_FLAG_KEY]: flagKey };
+    result.observe(this.rolloutPercentage, percentage, flag);
+    result.observe(this.breach, breach, flag);
+    for (const verdict of VERDICTS) result.observe(this.verdict, verdict === current ? 1 : 0, { [ATTR_FEATURE_FLAG_KEY]: flagKey, [ATTR_VERDICT]: verdict });
+  }
+
+  private observeCohorts(result: BatchObservableResult, registry: CohortRegistry, statuses: readonly GuardedFlagStatus[], nowMs: number): void {
+    const slotMs = registry.slotMs;
+    // Complete slots only, ending where the guardian's last tick judged, so the gauges show
+    // the numbers behind its verdict rather than a half-filled current slot.
+    const endMs = Math.floor(nowMs / slotMs) * slotMs;
+    const heldSlots = Math.max(1, registry.slotCount - 1);
+    result.observe(this.droppedCohortOutcomes, registry.droppedCohorts);
+    const sustainFor = new Map<string, number>();
+    if (this.windowMs === undefined) for (const status of statuses) sustainFor.set(status.flagKey, status.policy.sustainForMs);
+    for (const { flagKey, variant, window } of registry.cohorts()) {
+      const windowMs = this.windowMs ?? sustainFor.get(flagKey) ?? DEFAULT_GUARD_POLICY.sustainForMs;
+      const slots = Math.min(heldSlots, Math.max(1, Math.round(windowMs / slotMs)));
+      const stats = window.merged(endMs - slots * slotMs, endMs);
+      const cohort = { [ATTR_FEATURE_FLAG_KEY]: flagKey, [ATTR_VARIANT]: variant };
+      result.observe(this.cohortRequests, stats.count, cohort);
+      // No traffic is no rate and no latency (NaN, a gap in Prometheus), not zero.
+      result.observe(this.cohortErrorRate, stats.count > 0 ? stats.errors / stats.count : Number.NaN, cohort);
+      result.observe(this.cohortLatencyP95, stats.sketch.quantile(0.95) ?? Number.NaN, cohort);
+      result.observe(this.cohortLatencyP99, stats.sketch.quantile(0.99) ?? Number.NaN, cohort);
+    }
+  }
+
+  private warnOnce(err: unknown): void {
+    if (this.warned) return;
+    this.warned = true;
+    try {
+      diag.warn('rollout-guardian telemetry: a metric could not be recorded; further failures are not logged', err);
+    } catch {
+      // Even the logger cannot break a caller.
+    }
+  }
+}

@@ -1,0 +1,195 @@
+// Every metric and attribute name rollout-guardian emits, in one place: the OpenTelemetry
+// name, unit and description each instrument is created with, and the Prometheus name and
+// labels the exporter turns them into. Dashboards, tests and docs take names from here.
+import type { Verdict } from '../guardian/judge.js';
+
+/** The flag, as in the OpenTelemetry feature-flag semantic conventions. */
+export const ATTR_FEATURE_FLAG_KEY = 'feature_flag.key';
+export const ATTR_VARIANT = 'variant';
+/** An OpenFeature reason on evaluations; the cause (`breach`, `health-check`) on rollbacks. */
+export const ATTR_REASON = 'reason';
+export const ATTR_VERDICT = 'verdict';
+/** The check that decided a rollback: `errorRate`, `p95`, `p99`, or a health check's name. */
+export const ATTR_CHECK = 'check';
+
+/**
+ * OpenTelemetry's mark for measurements beyond a cardinality limit; here, evaluations of
+ * flags past the first thousand keys seen, counted together without their flag.
+ */
+export const ATTR_METRIC_OVERFLOW = 'otel.metric.overflow';
+
+/** Attribute names as Prometheus labels: the exporter turns every character outside [a-zA-Z0-9_] into `_`. */
+export const PROMETHEUS_LABELS = {
+  [ATTR_FEATURE_FLAG_KEY]: 'feature_flag_key',
+  [ATTR_VARIANT]: 'variant',
+  [ATTR_REASON]: 'reason',
+  [ATTR_VERDICT]: 'verdict',
+  [ATTR_CHECK]: 'check',
+  [ATTR_METRIC_OVERFLOW]: 'otel_metric_overflow',
+} as const;
+
+export type AttributeName = keyof typeof PROMETHEUS_LABELS;
+
+export interface MetricSpec {
+  /** The OpenTelemetry instrument name. */
+  readonly name: string;
+  /** UCUM unit; the exporter prints it as `# UNIT` metadata, not in the name. */
+  readonly unit: string;
+  readonly description: string;
+  readonly instrument: 'counter' | 'gauge' | 'observable-counter';
+  readonly attributes: readonly AttributeName[];
+}
+
+const FLAG = [ATTR_FEATURE_FLAG_KEY] as const;
+const COHORT = [ATTR_FEATURE_FLAG_KEY, ATTR_VARIANT] as const;
+
+export const METRICS = {
+  evaluations: {
+    name: 'rollout_guardian.flag.evaluations',
+    unit: '{evaluation}',
+    description: 'Flag evaluations answered by the provider, by flag, variant and OpenFeature reason.',
+    instrument: 'observable-counter',
+    attributes: [ATTR_FEATURE_FLAG_KEY, ATTR_VARIANT, ATTR_REASON],
+  },
+  rolloutPercentage: {
+    name: 'rollout_guardian.flag.rollout_percentage',
+    unit: '%',
+    description: 'Share of traffic a guarded flag sends to its treatment variant; 0 once a rollback has landed.',
+    instrument: 'gauge',
+    attributes: FLAG,
+  },
+  cohortRequests: {
+    name: 'rollout_guardian.cohort.requests',
+    unit: '{request}',
+    description: "Requests the cohort (flag x variant) saw in the guardian's window.",
+    instrument: 'gauge',
+    attributes: COHORT,
+  },
+  cohortErrorRate: {
+    name: 'rollout_guardian.cohort.error_rate',
+    unit: '1',
+    description: "Share of the cohort's requests that failed in the guardian's window, 0..1.",
+    instrument: 'gauge',
+    attributes: COHORT,
+  },
+  cohortLatencyP95: {
+    name: 'rollout_guardian.cohort.latency.p95',
+    unit: 'ms',
+    description: "P95 request latency of the cohort in the guardian's window.",
+    instrument: 'gauge',
+    attributes: COHORT,
+  },
+  cohortLatencyP99: {
+    name: 'rollout_guardian.cohort.latency.p99',
+    unit: 'ms',
+    description: "P99 request latency of the cohort in the guardian's window.",
+    instrument: 'gauge',
+    attributes: COHORT,
+  },
+  breach: {
+    name: 'rollout_guardian.flag.breach',
+    unit: '',
+    description: "1 while the guardian's verdict on the flag is breaching or rollback, else 0.",
+    instrument: 'gauge',
+    attributes: FLAG,
+  },
+  verdict: {
+    name: 'rollout_guardian.flag.verdict',
+    unit: '',
+    description: "The guardian's verdict on the flag as a state set: 1 for the current verdict, 0 for the others.",
+    instrument: 'gauge',
+    attributes: [ATTR_FEATURE_FLAG_KEY, ATTR_VERDICT],
+  },
+  rollbacks: {
+    name: 'rollout_guardian.rollbacks',
+    unit: '{rollback}',
+    description: 'Rollbacks the guardian wrote, by flag, cause (reason) and deciding check.',
+    instrument: 'counter',
+    attributes: [ATTR_FEATURE_FLAG_KEY, ATTR_REASON, ATTR_CHECK],
+  },
+  pendingRollbacks: {
+    name: 'rollout_guardian.pending_rollbacks',
+    unit: '{rollback}',
+    description: 'Rollbacks decided but not yet written to the store (retried every tick).',
+    instrument: 'gauge',
+    attributes: [],
+  },
+  lastTickAge: {
+    name: 'rollout_guardian.last_tick_age',
+    unit: 'ms',
+    description: 'Time since the guardian last judged its flags; growing past a slot means it has stalled.',
+    instrument: 'gauge',
+    attributes: [],
+  },
+  recordedOutcomes: {
+    name: 'rollout_guardian.span_processor.recorded_outcomes',
+    unit: '{outcome}',
+    description: 'Outcomes the span processor recorded, one per cohort a local root span was exposed to.',
+    instrument: 'observable-counter',
+    attributes: [],
+  },
+  droppedExposures: {
+    name: 'rollout_guardian.span_processor.dropped_exposures',
+    unit: '{exposure}',
+    description: 'Flag exposures the span processor dropped because a trace was exposed to more cohorts than it keeps.',
+    instrument: 'observable-counter',
+    attributes: [],
+  },
+  droppedTraces: {
+    name: 'rollout_guardian.span_processor.dropped_traces',
+    unit: '{trace}',
+    description: 'Traces whose exposures the span processor evicted (too many held, or too old) before their root span ended.',
+    instrument: 'observable-counter',
+    attributes: [],
+  },
+  internalErrors: {
+    name: 'rollout_guardian.span_processor.internal_errors',
+    unit: '{error}',
+    description: 'Errors the span processor caught in onEnd (its classifier included) rather than throw into the application.',
+    instrument: 'observable-counter',
+    attributes: [],
+  },
+  droppedCohortOutcomes: {
+    name: 'rollout_guardian.cohort_registry.dropped_outcomes',
+    unit: '{outcome}',
+    description: 'Outcomes the cohort registry refused because their cohort would have exceeded its cohort limit.',
+    instrument: 'observable-counter',
+    attributes: [],
+  },
+} as const satisfies Record<string, MetricSpec>;
+
+export type MetricId = keyof typeof METRICS;
+
+/**
+ * The names @opentelemetry/exporter-prometheus 0.223 prints: dots become `_` and counters
+ * gain `_total`. It does not add unit suffixes (opentelemetry-js#3466 was closed unbuilt),
+ * so `ms` stays in `# UNIT` metadata only. Written out rather than derived so dashboards and
+ * docs can grep them; the telemetry test checks each against a real scrape.
+ */
+export const PROMETHEUS_NAMES = {
+  evaluations: 'rollout_guardian_flag_evaluations_total',
+  rolloutPercentage: 'rollout_guardian_flag_rollout_percentage',
+  cohortRequests: 'rollout_guardian_cohort_requests',
+  cohortErrorRate: 'rollout_guardian_cohort_error_rate',
+  cohortLatencyP95: 'rollout_guardian_cohort_latency_p95',
+  cohortLatencyP99: 'rollout_guardian_cohort_latency_p99',
+  breach: 'rollout_guardian_flag_breach',
+  verdict: 'rollout_guardian_flag_verdict',
+  rollbacks: 'rollout_guardian_rollbacks_total',
+  pendingRollbacks: 'rollout_guardian_pending_rollbacks',
+  lastTickAge: 'rollout_guardian_last_tick_age',
+  recordedOutcomes: 'rollout_guardian_span_processor_recorded_outcomes_total',
+  droppedExposures: 'rollout_guardian_span_processor_dropped_exposures_total',
+  droppedTraces: 'rollout_guardian_span_processor_dropped_traces_total',
+  internalErrors: 'rollout_guardian_span_processor_internal_errors_total',
+  droppedCohortOutcomes: 'rollout_guardian_cohort_registry_dropped_outcomes_total',
+} as const satisfies Record<MetricId, string>;
+
+// A record so the compiler insists on every verdict the judge can give.
+const VERDICT_SET: Record<Verdict, true> = { insufficient: true, watching: true, healthy: true, breaching: true, rollback: true };
+
+/** Values of the `verdict` label, each reported (0 or 1) for every guarded flag. */
+export const VERDICTS: readonly Verdict[] = Object.keys(VERDICT_SET) as Verdict[];
+
+/** The instrumentation scope the guardian's meter should be obtained under. */
+export const METER_NAME = 'rollout-guardian';

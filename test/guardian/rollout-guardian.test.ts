@@ -1,0 +1,190 @@
+import { context, trace } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { BasicTracerProvider } from '@opentelemetry/sdk-trace-base';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CohortRegistry } from '../../src/guardian/cohort-registry.js';
+import { RolloutGuardian, type RolloutWriter, type RollbackRecord } from '../../src/guardian/rollout-guardian.js';
+import type { FlagDefinitionInput, GuardPolicyInput } from '../../src/core/flag-schema.js';
+import type { Attribution } from '../../src/stores/flag-store.js';
+import { MemoryFlagStore } from '../../src/stores/memory-store.js';
+import { StoreWriter } from '../../src/stores/store-writer.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { lognormal, mulberry32 } from '../helpers/seeded-random.js';
+
+const SLOT_MS = 5_000;
+const START = Date.parse('2026-11-27T12:00:00Z');
+
+function checkout(guard: GuardPolicyInput = {}, extra: Partial<FlagDefinitionInput> = {}): FlagDefinitionInput {
+  return { variants: { on: true, off: false }, defaultVariant: 'off', rollout: { variant: 'on', percentage: 50 }, guard, ...extra };
+}
+
+interface Rig {
+  readonly clock: FakeClock;
+  readonly store: MemoryFlagStore;
+  readonly registry: CohortRegistry;
+  readonly guardian: RolloutGuardian;
+  readonly rollbacks: RollbackRecord[];
+  readonly errors: Error[];
+  /** Advances `seconds` of traffic at `rps` per cohort, ticking the guardian at every slot boundary. */
+  run(seconds: number, rps: number, treatmentErrorRate: number, treatmentMedianMs?: number): Promise<void>;
+}
+
+function rig(flags: Record<string, FlagDefinitionInput>, writerFor?: (store: MemoryFlagStore, clock: FakeClock) => RolloutWriter): Rig {
+  const clock = new FakeClock(START);
+  const store = new MemoryFlagStore({ flags, clock });
+  const registry = new CohortRegistry({ slotMs: SLOT_MS, slotCount: 72 });
+  const writer = writerFor ? writerFor(store, clock) : new StoreWriter(store, clock);
+  const guardian = new RolloutGuardian({ source: store, writer, registry, clock });
+  const rollbacks: RollbackRecord[] = [];
+  const errors: Error[] = [];
+  guardian.addListener({ rollback: (r) => rollbacks.push(r), error: (e) => errors.push(e) });
+  const random = mulberry32(7);
+  return {
+    clock,
+    store,
+    registry,
+    guardian,
+    rollbacks,
+    errors,
+    async run(seconds, rps, treatmentErrorRate, treatmentMedianMs = 80) {
+      for (let s = 0; s < seconds; s++) {
+        for (const key of Object.keys(flags)) {
+          for (let i = 0; i < rps; i++) {
+            const at = clock.now() + Math.floor((i * 1000) / rps);
+            registry.record(key, 'on', lognormal(random, treatmentMedianMs, 0.5), random() < treatmentErrorRate, at);
+            registry.record(key, 'off', lognormal(random, 80, 0.5), random() < 0.005, at);
+          }
+        }
+        clock.advance(1000);
+        if (clock.now() % SLOT_MS === 0) await guardian.tick();
+      }
+    },
+  };
+}
+
+describe('RolloutGuardian', () => {
+  it('rolls a breaching flag back through the store, with the numbers it judged in the audit entry', async () => {
+    const r = rig({ checkout: checkout() });
+    await r.run(300, 20, 0.005);
+    expect(r.rollbacks).toEqual([]);
+    expect(r.guardian.status()[0]?.judgment.verdict).toBe('healthy');
+    await r.run(330, 10, 0.06);
+    expect(r.rollbacks).toHaveLength(1);
+    expect(r.rollbacks[0]).toMatchObject({ flagKey: 'checkout', cause: 'breach' });
+    const detectedAfterMs = (r.rollbacks[0]?.landedAtMs ?? 0) - (START + 300_000);
+    expect(detectedAfterMs).toBeGreaterThanOrEqual(290_000);
+    expect(detectedAfterMs).toBeLessThanOrEqual(330_000);
+    const snapshot = await r.store.load();
+    expect(snapshot.state.get('checkout')?.rollback?.actor).toBe('rollout-guardian');
+    const [entry] = await r.store.audit({ flagKey: 'checkout' });
+    expect(entry).toMatchObject({ action: 'rollback', actor: 'rollout-guardian' });
+    expect(entry?.reason).toMatch(/breach held for 300 s: error rate/);
+    expect(entry?.evidence).toMatchObject({
+      cause: 'breach',
+      check: { check: 'errorRate', state: 'confirmed', limit: 0.01 },
+      treatment: { variant: 'on' },
+      baseline: { variant: 'off' },
+      percentage: 50,
+    });
+    // Rolled back: no longer guarded, so nothing more is decided for it.
+    await r.run(30, 10, 0.06);
+    expect(r.rollbacks).toHaveLength(1);
+    expect(r.guardian.status()).toEqual([]);
+  });
+
+  it('keeps a rollback that fails to write and retries it every tick until it lands', async () => {
+    let failures = 3;
+    const r = rig({ checkout: checkout() }, (store, clock) => {
+      const real = new StoreWriter(store, clock);
+      return {
+        rollback: (flagKey: string, by: Attribution, evidence?: Readonly<Record<string, unknown>>) =>
+          failures-- > 0 ? Promise.reject(new Error('store unreachable')) : real.rollback(flagKey, by, evidence),
+      };
+    });
+    await r.run(60, 10, 0.5);
+    expect(r.rollbacks).toHaveLength(1);
+    expect(failures).toBe(-1);
+    expect(r.errors.map((e) => e.message)).toEqual(['rollback of "checkout" failed, retrying every tick until it lands: Error: store unreachable']);
+    expect((await r.store.load()).state.get('checkout')?.rollback).toBeDefined();
+  });
+
+  it('rolls back after the policy’s number of consecutive failed health checks, not before', async () => {
+    const r = rig({ checkout: checkout({ healthCheckFailures: 5 }) });
+    const results = [false, false, false, false, true, false, false, false, false, false];
+    r.guardian.addHealthCheck('payments-api', () => Promise.resolve(results.shift() ?? true));
+    await r.run(45, 1, 0);
+    expect(r.rollbacks).toEqual([]);
+    await r.run(5, 1, 0);
+    expect(r.rollbacks).toHaveLength(1);
+    expect(r.rollbacks[0]).toMatchObject({ cause: 'health-check', reason: 'health check "payments-api" failed 5 times in a row (limit 5)' });
+  });
+
+  it('counts a throwing or hanging health check as failed', async () => {
+    const r = rig({ checkout: checkout({ healthCheckFailures: 2 }) });
+    r.guardian.addHealthCheck('throws', () => Promise.reject(new Error('boom')), { flags: ['checkout'] });
+    await r.run(10, 1, 0);
+    expect(r.rollbacks.map((x) => x.cause)).toEqual(['health-check']);
+  });
+
+  it('stops acting while emergency_shutdown is on', async () => {
+    const r = rig({ checkout: checkout() });
+    await new StoreWriter(r.store, r.clock).override('emergency_shutdown', 'on', { actor: 'sre', reason: 'INC-9' });
+    await r.run(120, 20, 0.6);
+    expect(r.rollbacks).toEqual([]);
+    expect(r.guardian.status()).toEqual([]);
+  });
+
+  it('guards only live rollouts: not disabled, overridden, rolled back or unguarded flags', async () => {
+    const r = rig({
+      disabled: checkout({}, { state: 'disabled' }),
+      unguarded: checkout({ enabled: false }),
+      overridden: checkout(),
+      live: checkout(),
+      plain: { variants: { a: 1, b: 2 }, defaultVariant: 'a' },
+    });
+    await new StoreWriter(r.store, r.clock).override('overridden', 'on', { actor: 'a', reason: 'b' });
+    await r.run(5, 1, 0);
+    expect(r.guardian.status().map((s) => s.flagKey)).toEqual(['live']);
+  });
+
+  it('shuts down idempotently and ticks no more', async () => {
+    const r = rig({ checkout: checkout() });
+    await r.guardian.shutdown();
+    await r.guardian.shutdown();
+    await r.run(60, 20, 0.9);
+    expect(r.rollbacks).toEqual([]);
+    expect(r.guardian.lastTick).toBeUndefined();
+  });
+});
+
+describe('RolloutGuardian and tracing', () => {
+  const contextManager = new AsyncLocalStorageContextManager();
+  const provider = new BasicTracerProvider();
+  beforeAll(() => {
+    context.setGlobalContextManager(contextManager.enable());
+    trace.setGlobalTracerProvider(provider);
+  });
+  afterAll(async () => {
+    trace.disable();
+    context.disable();
+    await provider.shutdown();
+  });
+
+  it('writes its rollbacks with tracing suppressed, so it never measures itself', async () => {
+    const recording: boolean[] = [];
+    const r = rig({ checkout: checkout() }, (store, clock) => {
+      const real = new StoreWriter(store, clock);
+      return {
+        rollback: (flagKey: string, by: Attribution, evidence?: Readonly<Record<string, unknown>>) => {
+          const span = trace.getTracer('test').startSpan('store write');
+          recording.push(span.isRecording());
+          span.end();
+          return real.rollback(flagKey, by, evidence);
+        },
+      };
+    });
+    expect(trace.getTracer('test').startSpan('outside').isRecording()).toBe(true);
+    await r.run(60, 10, 0.5);
+    expect(recording).toEqual([false]);
+  });
+});
