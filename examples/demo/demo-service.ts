@@ -134,8 +134,10 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
       } finally {
         span.setAttribute('http.response.status_code', status);
         if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
-        response.writeHead(status, { 'content-type': 'text/plain' }).end(status === 200 ? 'ok\n' : 'checkout failed\n');
+        // The span ends before the response leaves, so a caller that has its answer knows
+        // the outcome is already recorded.
         span.end();
+        response.writeHead(status, { 'content-type': 'text/plain' }).end(status === 200 ? 'ok\n' : 'checkout failed\n');
       }
     });
   };
