@@ -1,5 +1,5 @@
 // The public surface of rollout-guardian, each export named.
-export { RolloutProvider, PROVIDER_NAME } from './provider/rollout-provider.js';
+export { RolloutProvider } from './provider/rollout-provider.js';
 export type { RolloutProviderOptions } from './provider/rollout-provider.js';
 
 export { FileFlagStore, resolveFlagsPath, FLAGS_ENV_VAR, DEFAULT_FLAGS_FILE } from './stores/file-store.js';
@@ -57,5 +57,22 @@ export {
   ATTR_VERDICT,
   ATTR_CHECK,
   ATTR_METRIC_OVERFLOW,
+  PROVIDER_NAME,
 } from './telemetry/names.js';
 export type { MetricSpec, MetricId, AttributeName } from './telemetry/names.js';
+
+export { RolloutGuardian } from './guardian/rollout-guardian.js';
+export type { RolloutGuardianOptions, RolloutWriter, FlagSource, HealthCheck, GuardedFlagStatus, RollbackRecord, GuardianListener } from './guardian/rollout-guardian.js';
+export { GuardianSpanProcessor } from './guardian/guardian-span-processor.js';
+export type { GuardianSpanProcessorOptions, GuardianSpanProcessorStats } from './guardian/guardian-span-processor.js';
+export { CohortRegistry } from './guardian/cohort-registry.js';
+export type { CohortRegistryOptions, Cohort } from './guardian/cohort-registry.js';
+export { CohortWindow } from './guardian/cohort-window.js';
+export type { CohortWindowOptions, SlotStats, WindowStats } from './guardian/cohort-window.js';
+export { QuantileSketch } from './guardian/quantile-sketch.js';
+export type { QuantileSketchOptions } from './guardian/quantile-sketch.js';
+export { judge } from './guardian/judge.js';
+export type { Judgment, JudgeInput, CheckResult, CheckName, CheckState, Verdict, CohortSummary } from './guardian/judge.js';
+export { DEFAULT_GUARD_POLICY, resolveGuardPolicy } from './guardian/guard-policy.js';
+export type { GuardPolicy, RelativePolicy } from './guardian/guard-policy.js';
+export { markActiveSpan } from './provider/span-attribution.js';

@@ -3,8 +3,7 @@
 // all of them. onEnd is O(1) per span, bounded in memory, and never throws into the app.
 import { type Context, diag, SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { ATTR_HTTP_RESPONSE_STATUS_CODE } from '@opentelemetry/semantic-conventions';
-import { ATTR_FEATURE_FLAG_KEY, ATTR_FEATURE_FLAG_RESULT_VARIANT, EVENT_FEATURE_FLAG_EVALUATION } from '@opentelemetry/semantic-conventions/incubating';
+import { ATTR_FEATURE_FLAG_KEY, ATTR_FEATURE_FLAG_RESULT_VARIANT, ATTR_HTTP_RESPONSE_STATUS_CODE, EVENT_FEATURE_FLAG_EVALUATION } from '../telemetry/names.js';
 import type { Clock } from '../core/clock.js';
 import { systemClock } from '../stores/system-clock.js';
 import type { CohortRegistry } from './cohort-registry.js';

@@ -20,8 +20,7 @@ import { type SchemaIssue, describeIssue } from '../core/parse-flags.js';
 import type { FlagStore, StoreEvent, StoreSnapshot } from '../stores/flag-store.js';
 import { systemClock } from '../stores/system-clock.js';
 import { markActiveSpan } from './span-attribution.js';
-
-export const PROVIDER_NAME = 'rollout-guardian';
+import { PROVIDER_NAME } from '../telemetry/names.js';
 
 export interface RolloutProviderOptions {
   readonly store: FlagStore;

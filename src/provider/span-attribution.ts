@@ -8,9 +8,8 @@ import {
   ATTR_FEATURE_FLAG_RESULT_REASON,
   ATTR_FEATURE_FLAG_RESULT_VARIANT,
   EVENT_FEATURE_FLAG_EVALUATION,
-} from '@opentelemetry/semantic-conventions/incubating';
-
-export const PROVIDER_NAME = 'rollout-guardian';
+  PROVIDER_NAME,
+} from '../telemetry/names.js';
 
 // Semantic conventions spell reasons in lower case; the standard ones are looked up rather
 // than lower-cased on every evaluation.

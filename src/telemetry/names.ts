@@ -1,10 +1,30 @@
 // Every metric and attribute name rollout-guardian emits, in one place: the OpenTelemetry
 // name, unit and description each instrument is created with, and the Prometheus name and
 // labels the exporter turns them into. Dashboards, tests and docs take names from here.
+import { ATTR_HTTP_RESPONSE_STATUS_CODE } from '@opentelemetry/semantic-conventions';
+import {
+  ATTR_FEATURE_FLAG_KEY,
+  ATTR_FEATURE_FLAG_PROVIDER_NAME,
+  ATTR_FEATURE_FLAG_RESULT_REASON,
+  ATTR_FEATURE_FLAG_RESULT_VARIANT,
+  EVENT_FEATURE_FLAG_EVALUATION,
+} from '@opentelemetry/semantic-conventions/incubating';
 import type { Verdict } from '../guardian/judge.js';
 
-/** The flag, as in the OpenTelemetry feature-flag semantic conventions. */
-export const ATTR_FEATURE_FLAG_KEY = 'feature_flag.key';
+// The span side, from OpenTelemetry's semantic conventions: the flag (`feature_flag.key`,
+// also the metrics' flag attribute), the evaluation event and the HTTP status the default
+// failure classifier reads.
+export {
+  ATTR_FEATURE_FLAG_KEY,
+  ATTR_FEATURE_FLAG_PROVIDER_NAME,
+  ATTR_FEATURE_FLAG_RESULT_REASON,
+  ATTR_FEATURE_FLAG_RESULT_VARIANT,
+  EVENT_FEATURE_FLAG_EVALUATION,
+  ATTR_HTTP_RESPONSE_STATUS_CODE,
+};
+
+/** `feature_flag.provider.name` on spans and the OpenFeature provider's metadata name. */
+export const PROVIDER_NAME = 'rollout-guardian';
 export const ATTR_VARIANT = 'variant';
 /** An OpenFeature reason on evaluations; the cause (`breach`, `health-check`) on rollbacks. */
 export const ATTR_REASON = 'reason';
