@@ -188,9 +188,10 @@ function scenarios(scale: number): Scenario[] {
       healthy: { rps: steady(10), treatment: healthyModel, baseline: healthyModel },
       fault: { onsetMs: onset, phase: { rps: steady(10), treatment: { ...healthyModel, errorRate: 0.05 }, baseline: healthyModel } },
       guard: { relative: { maxErrorRateIncrease: 0.01, maxP95IncreasePct: 50 } },
-      expectation: '>= 99% rolled back within 6m of onset',
+      // Comparing with a noisy baseline costs power: the baseline's own upper bound sets the limit.
+      expectation: '>= 99% rolled back within 7m of onset',
       sprt: { p0: 0.015, p1: 0.05 },
-      pass: within(360_000, 0.99),
+      pass: within(420_000, 0.99),
     },
     {
       name: 'bursty traffic, treatment 5% errors',
