@@ -177,10 +177,30 @@ export function flagValueType(value: unknown): FlagValueType {
 // state). Loose objects keep fields a newer version wrote, so an older writer loses nothing.
 const actorStamp = { actor: z.string(), reason: z.string(), at: isoDateTime };
 
+export const planStatuses = ['running', 'paused', 'completed', 'aborted', 'rolled-back'] as const;
+
+/** A deployment plan's state: what a process killed mid-plan needs to resume at the right step and time. */
+export const planStateSchema = z.looseObject({
+  strategy: z.enum(['safe', 'fast', 'instant', 'custom']),
+  steps: z.array(z.strictObject({ percentage, holdMs: z.number().int().min(0) })).min(1),
+  stepIndex: z.number().int().min(0),
+  status: z.enum(planStatuses),
+  startedAt: isoDateTime,
+  /** When the current step began. */
+  stepStartedAt: isoDateTime,
+  /** Time the current step spent paused, which does not count toward its hold. */
+  pausedMs: z.number().min(0),
+  pausedAt: isoDateTime.optional(),
+  endedAt: isoDateTime.optional(),
+  /** Why the plan holds or ended, in words, for `status`. */
+  note: z.string().optional(),
+});
+
 export const flagRuntimeStateSchema = z.looseObject({
   override: z.looseObject({ variant: z.string(), ...actorStamp }).optional(),
   rollback: z.looseObject({ ...actorStamp, evidence: z.record(z.string(), z.unknown()).optional() }).optional(),
   percentage: percentage.optional(),
+  plan: planStateSchema.optional(),
 });
 
 export const stateFileSchema = z.looseObject({
@@ -189,4 +209,6 @@ export const stateFileSchema = z.looseObject({
 });
 
 export type FlagRuntimeState = z.output<typeof flagRuntimeStateSchema>;
+export type PlanState = z.output<typeof planStateSchema>;
+export type PlanStatus = (typeof planStatuses)[number];
 export type StateFile = z.output<typeof stateFileSchema>;

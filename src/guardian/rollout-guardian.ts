@@ -53,6 +53,8 @@ export interface RollbackRecord {
   readonly evidence: Readonly<Record<string, unknown>>;
   readonly decidedAtMs: number;
   readonly landedAtMs: number;
+  /** Decided in dry run: nothing was written. */
+  readonly dryRun: boolean;
 }
 
 export interface GuardianListener {
@@ -72,6 +74,8 @@ export interface RolloutGuardianOptions {
   readonly defaults?: GuardPolicy;
   /** Limit on one health check's run (default: one slot). */
   readonly healthCheckTimeoutMs?: number;
+  /** Judge and report rollbacks without writing them (Argo's dry-run analysis). */
+  readonly dryRun?: boolean;
 }
 
 interface PendingRollback {
@@ -105,6 +109,9 @@ export class RolloutGuardian {
   private readonly actor: string;
   private readonly defaults: GuardPolicy;
   private readonly healthCheckTimeoutMs: number;
+  private readonly dryRun: boolean;
+  /** In dry run, flags whose rollback was already reported, so it is said once per breach. */
+  private readonly reportedDryRun = new Set<string>();
   private readonly listeners = new Set<GuardianListener>();
   private readonly pending = new Map<string, PendingRollback>();
   private readonly checks: RegisteredCheck[] = [];
@@ -125,6 +132,7 @@ export class RolloutGuardian {
     this.actor = options.actor ?? 'rollout-guardian';
     this.defaults = options.defaults ?? DEFAULT_GUARD_POLICY;
     this.healthCheckTimeoutMs = options.healthCheckTimeoutMs ?? this.registry.slotMs;
+    this.dryRun = options.dryRun ?? false;
     this.unwatch = this.source.watch((event) => {
       if (event.type === 'change') {
         this.snapshot = event.snapshot;
@@ -226,7 +234,8 @@ export class RolloutGuardian {
       };
       this.latest.set(flag.flagKey, status);
       this.emit((l) => l.decision?.(status));
-      if (judgment.verdict === 'rollback') {
+      if (judgment.verdict !== 'rollback') this.reportedDryRun.delete(flag.flagKey);
+      else if (!this.reportedDryRun.has(flag.flagKey)) {
         this.pending.set(flag.flagKey, { reason: judgment.reason, cause: 'breach', evidence: evidenceOf(status), decidedAtMs: nowMs, attempts: 0 });
       }
     }
@@ -268,7 +277,7 @@ export class RolloutGuardian {
       if (ok) continue;
       for (const flag of guarded) {
         if (registered.flags !== undefined && !registered.flags.includes(flag.flagKey)) continue;
-        if (registered.consecutiveFailures < flag.policy.healthCheckFailures || this.pending.has(flag.flagKey)) continue;
+        if (registered.consecutiveFailures < flag.policy.healthCheckFailures || this.pending.has(flag.flagKey) || this.reportedDryRun.has(flag.flagKey)) continue;
         const reason = `health check "${registered.name}" failed ${registered.consecutiveFailures} times in a row (limit ${flag.policy.healthCheckFailures})`;
         this.pending.set(flag.flagKey, {
           reason,
@@ -298,6 +307,13 @@ export class RolloutGuardian {
 
   private async flushPending(): Promise<void> {
     for (const [flagKey, rollback] of this.pending) {
+      if (this.dryRun) {
+        this.pending.delete(flagKey);
+        this.reportedDryRun.add(flagKey);
+        const record = { flagKey, reason: rollback.reason, cause: rollback.cause, evidence: rollback.evidence, decidedAtMs: rollback.decidedAtMs, landedAtMs: this.clock.now(), dryRun: true };
+        this.emit((l) => l.rollback?.(record));
+        continue;
+      }
       rollback.attempts++;
       try {
         await context.with(suppressTracing(context.active()), () =>
@@ -317,6 +333,7 @@ export class RolloutGuardian {
         evidence: rollback.evidence,
         decidedAtMs: rollback.decidedAtMs,
         landedAtMs: this.clock.now(),
+        dryRun: false,
       };
       this.emit((l) => l.rollback?.(record));
     }

@@ -50,7 +50,7 @@ export function knownFlag(snapshot: StoreSnapshot, flagKey: string): void {
   }
 }
 
-interface FlagUpdate {
+export interface FlagUpdate {
   readonly state?: FlagRuntimeState | null;
   readonly definitionEdits?: readonly DefinitionEdit[];
 }
@@ -81,7 +81,12 @@ export class StoreWriter {
       flagKey,
       'rollback',
       by,
-      (state) => ({ state: { ...state, rollback: { ...this.stamp(by), ...(evidence ? { evidence: { ...evidence } } : {}) } } }),
+      (state) => {
+        const plan = state?.plan;
+        // A rollback ends a plan in the same write, so no one reads a running plan on a rolled-back flag.
+        const ended = plan && (plan.status === 'running' || plan.status === 'paused') ? { plan: { ...plan, status: 'rolled-back' as const, endedAt: this.stamp(by).at, note: `rolled back by ${by.actor}: ${by.reason}` } } : {};
+        return { state: { ...state, ...ended, rollback: { ...this.stamp(by), ...(evidence ? { evidence: { ...evidence } } : {}) } } };
+      },
       evidence,
     );
   }
@@ -103,6 +108,17 @@ export class StoreWriter {
 
   private stamp(by: Attribution): { actor: string; reason: string; at: string } {
     return { actor: by.actor, reason: by.reason, at: new Date(this.clock.now()).toISOString() };
+  }
+
+  /** A read-modify-write of one flag: `build` sees the current state and returns the change. */
+  mutate(
+    flagKey: string,
+    action: string,
+    by: Attribution,
+    build: (state: FlagRuntimeState | undefined, snapshot: StoreSnapshot) => FlagUpdate,
+    evidence?: Readonly<Record<string, unknown>>,
+  ): Promise<WriteResult> {
+    return this.update(flagKey, action, by, build, evidence);
   }
 
   private async update(

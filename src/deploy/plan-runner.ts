@@ -1,0 +1,157 @@
+// Runs deployment plans: once per interval it reads the store, asks the guardian how each
+// plan's treatment is doing, and advances, completes or ends the plans whose time has come,
+// each move an audited write with its evidence. Plan state lives in the store, so a runner
+// that restarts resumes every plan at the right step and time. In dry run it only says what
+// it would do.
+import type { Clock } from '../core/clock.js';
+import { buildFlagSet } from '../core/flag-set.js';
+import type { FlagRuntimeState } from '../core/flag-schema.js';
+import type { Judgment } from '../guardian/judge.js';
+import type { FlagStore } from '../stores/flag-store.js';
+import { systemClock } from '../stores/system-clock.js';
+import { type PlanAction, applyPlanAction, nextPlanAction } from './plan.js';
+
+/** Where the runner learns how a flag's treatment is doing: RolloutGuardian.status() fits. */
+export interface JudgmentSource {
+  status(): readonly { readonly flagKey: string; readonly judgment: Judgment }[];
+}
+
+export interface PlanEvent {
+  readonly flagKey: string;
+  readonly action: Exclude<PlanAction, { kind: 'hold' }>;
+  readonly atMs: number;
+  /** True when the runner is in dry run and wrote nothing. */
+  readonly dryRun: boolean;
+}
+
+export interface PlanRunnerOptions {
+  readonly store: Pick<FlagStore, 'load' | 'write'>;
+  readonly judgments?: JudgmentSource;
+  readonly clock?: Clock;
+  readonly actor?: string;
+  /** Judge and report, change nothing. */
+  readonly dryRun?: boolean;
+}
+
+export class PlanRunner {
+  private readonly store: Pick<FlagStore, 'load' | 'write'>;
+  private readonly judgments: JudgmentSource | undefined;
+  private readonly clock: Clock;
+  private readonly actor: string;
+  private readonly dryRun: boolean;
+  private readonly listeners = new Set<(event: PlanEvent) => void>();
+  private readonly holdNotes = new Map<string, string>();
+  private timer: NodeJS.Timeout | undefined;
+  private ticking: Promise<void> | undefined;
+  private lastTickMs: number | undefined;
+  private closed = false;
+
+  constructor(options: PlanRunnerOptions) {
+    this.store = options.store;
+    this.judgments = options.judgments;
+    this.clock = options.clock ?? systemClock;
+    this.actor = options.actor ?? 'rollout-guardian/plan';
+    this.dryRun = options.dryRun ?? false;
+  }
+
+  start(intervalMs: number): void {
+    if (this.closed || this.timer) return;
+    this.timer = setInterval(() => {
+      void this.tick();
+    }, intervalMs);
+    this.timer.unref();
+  }
+
+  onEvent(listener: (event: PlanEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
+  /** Why each running plan is holding, as of the last tick. */
+  notes(): ReadonlyMap<string, string> {
+    return this.holdNotes;
+  }
+
+  get lastTick(): number | undefined {
+    return this.lastTickMs;
+  }
+
+  /** One look at every plan. Never rejects; a tick already running is not doubled. */
+  tick(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.ticking ??= this.runTick()
+      .catch(() => undefined)
+      .finally(() => {
+        this.ticking = undefined;
+      });
+    return this.ticking;
+  }
+
+  async shutdown(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.ticking;
+    this.listeners.clear();
+  }
+
+  private async runTick(): Promise<void> {
+    const nowMs = this.clock.now();
+    this.lastTickMs = nowMs;
+    const snapshot = await this.store.load();
+    this.holdNotes.clear();
+    if (buildFlagSet(snapshot.parsed, snapshot.state, nowMs).set.shutdown) {
+      for (const [key, state] of snapshot.state) if (state.plan?.status === 'running') this.holdNotes.set(key, 'emergency shutdown: plans stopped');
+      return;
+    }
+    const judgments = new Map((this.judgments?.status() ?? []).map((s) => [s.flagKey, s.judgment]));
+    let revision = snapshot.revision;
+    for (const [flagKey, state] of snapshot.state) {
+      const plan = state.plan;
+      if (plan?.status !== 'running') continue;
+      const judgment = judgments.get(flagKey);
+      const action = nextPlanAction(plan, state, judgment, nowMs);
+      if (action.kind === 'hold') {
+        this.holdNotes.set(flagKey, action.note);
+        continue;
+      }
+      const next = applyPlanAction(state, action, nowMs);
+      if (next === undefined) continue;
+      if (!this.dryRun) {
+        const written = await this.write(flagKey, next, action, revision, judgment);
+        if (written === undefined) return; // someone else wrote: look again next tick
+        revision = written;
+      }
+      this.emit({ flagKey, action, atMs: nowMs, dryRun: this.dryRun });
+    }
+  }
+
+  private async write(flagKey: string, next: FlagRuntimeState, action: Exclude<PlanAction, { kind: 'hold' }>, revision: string, judgment: Judgment | undefined): Promise<string | undefined> {
+    try {
+      const result = await this.store.write({
+        actor: this.actor,
+        reason: action.reason,
+        action: `plan-${action.kind}`,
+        expectedRevision: revision,
+        changes: [{ flagKey, state: next }],
+        ...(judgment ? { evidence: { verdict: judgment.verdict, checks: judgment.checks, treatment: { ...judgment.treatment }, baseline: judgment.baseline ? { ...judgment.baseline } : undefined } } : {}),
+      });
+      return result.revision;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private emit(event: PlanEvent): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(event);
+      } catch {
+        // A listener cannot break the runner.
+      }
+    }
+  }
+}
