@@ -10,6 +10,10 @@ import { registerEval } from './commands/eval-command.js';
 import { registerFlags } from './commands/flags-command.js';
 import { registerSchema } from './commands/schema-command.js';
 import { registerValidate } from './commands/validate-command.js';
+import { registerPlanCommands } from './commands/plan-commands.js';
+import { registerStatus } from './commands/status-command.js';
+import { registerHealth } from './commands/health-command.js';
+import { registerServe } from './commands/serve-command.js';
 
 export const CLI_NAME = 'rollout-guardian';
 
@@ -45,6 +49,10 @@ export function buildProgram(ctx: CommandContext): Command {
   registerAudit(program, ctx);
   registerEval(program, ctx);
   registerSchema(program, ctx);
+  registerPlanCommands(program, ctx);
+  registerStatus(program, ctx);
+  registerHealth(program, ctx);
+  registerServe(program, ctx);
   hintAfterErrors(program);
   return program;
 }

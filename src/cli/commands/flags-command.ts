@@ -131,7 +131,7 @@ async function loadView(store: FileFlagStore, ctx: CommandContext) {
   return { snapshot, ...flagListView(snapshot, ctx.io.clock.now(), await rawDefinitions(store, snapshot)) };
 }
 
-function attribution(options: MutationOptions, ctx: CommandContext): Attribution {
+export function attribution(options: MutationOptions, ctx: CommandContext): Attribution {
   return { actor: options.actor ?? (ctx.io.username || 'cli'), reason: options.reason ?? DEFAULT_REASON };
 }
 

@@ -1,0 +1,63 @@
+// `serve`: the guardian and the plans as a long-running process on a store, with /metrics,
+// /healthz, /readyz, /api/status and an OTLP/HTTP traces endpoint. SIGTERM or SIGINT stops it
+// cleanly; every plan's state is in the store, so a restart resumes where it left off.
+import { type Command, InvalidArgumentError } from 'commander';
+import { parseDurationMs } from '../../core/duration.js';
+import { FileFlagStore } from '../../stores/file-store.js';
+import { RolloutServer } from '../../server/rollout-server.js';
+import { flagFilePath } from '../store-location.js';
+import type { CommandContext, StoreOptions } from './command-context.js';
+import { withStoreOption } from './command-context.js';
+
+interface ServeOptions extends StoreOptions {
+  readonly port: number;
+  readonly host: string;
+  readonly slot: number;
+  readonly dryRun?: boolean;
+}
+
+function parsePort(text: string): number {
+  const port = Number(text);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError(`expected a port from 0 to 65535 (0 picks a free one), got "${text}"`);
+  return port;
+}
+
+function parseSlot(text: string): number {
+  const ms = parseDurationMs(text);
+  if (ms === undefined || ms < 100) throw new InvalidArgumentError(`"${text}" is not a slot length; write it like 5s`);
+  return ms;
+}
+
+export function registerServe(program: Command, ctx: CommandContext): void {
+  withStoreOption(
+    program
+      .command('serve')
+      .description('run the guardian and the plans on a store; serves /metrics, /healthz, /readyz, /api/status and POST /v1/traces (OTLP/HTTP JSON)')
+      .option('--port <port>', 'port to listen on (0 picks a free one)', parsePort, 8080)
+      .option('--host <address>', 'address to listen on', '127.0.0.1')
+      .option('--slot <duration>', "the guardian's slot: how often it judges", parseSlot, 5_000)
+      .option('--dry-run', 'judge and report rollbacks and plan steps without writing them'),
+  ).action(async (options: ServeOptions) => {
+    const store = new FileFlagStore({ path: flagFilePath(options.store, ctx.io), env: ctx.io.env, clock: ctx.io.clock });
+    const server = await RolloutServer.start({
+      store,
+      port: options.port,
+      host: options.host,
+      clock: ctx.io.clock,
+      slotMs: options.slot,
+      dryRun: options.dryRun,
+      log: (line) => ctx.io.stderr.write(`${new Date(ctx.io.clock.now()).toISOString()} ${line}\n`),
+    });
+    ctx.io.stdout.write(`rollout-guardian serve on http://${options.host}:${server.port} (store ${store.source}${options.dryRun ? ', dry run' : ''})\n`);
+    await new Promise<void>((resolve) => {
+      const stop = (signal: string) => {
+        ctx.io.stderr.write(`${signal}: stopping\n`);
+        resolve();
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+    await server.close();
+    ctx.io.stdout.write('stopped\n');
+  });
+}

@@ -1,0 +1,117 @@
+// `serve` with real parts: a file store, OTLP/HTTP traces sent by the official OpenTelemetry
+// exporter, the guardian ticked by the test on an injected clock, and the real binary
+// stopped with SIGTERM.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { BasicTracerProvider, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { describe, expect, it } from 'vitest';
+import { RolloutServer } from '../../src/server/rollout-server.js';
+import { FileFlagStore } from '../../src/stores/file-store.js';
+import { PROMETHEUS_NAMES } from '../../src/telemetry/names.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { withTempDir } from '../helpers/temp-dir.js';
+
+const FLAGS = `flags:
+  checkout:
+    variants: { on: true, off: false }
+    defaultVariant: off
+    rollout: { variant: on, percentage: 50 }
+    guard: { sustainFor: 30s, minSamples: 30, fastPath: false }
+`;
+
+describe('rollout-guardian serve', () => {
+  it('judges OTLP traces from the official exporter and rolls a failing treatment back', async () => {
+    await withTempDir(async (dir) => {
+      const path = join(dir, 'flags.yaml');
+      await writeFile(path, FLAGS);
+      const clock = new FakeClock(Date.parse('2026-11-27T12:00:00Z'));
+      const server = await RolloutServer.start({ store: new FileFlagStore({ path, clock }), port: 0, clock, slotMs: 1000, slotCount: 60, autoTick: false });
+      const exporter = new OTLPTraceExporter({ url: `${server.url}/v1/traces` });
+      const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+      const tracer = provider.getTracer('app');
+      try {
+        expect(await (await fetch(`${server.url}/readyz`)).text()).toBe('ready\n');
+        const request = (variant: 'on' | 'off', failed: boolean) => {
+          const root = tracer.startSpan('GET /checkout', { kind: SpanKind.SERVER });
+          root.addEvent('feature_flag.evaluation', { 'feature_flag.key': 'checkout', 'feature_flag.result.variant': variant });
+          root.setAttribute('http.response.status_code', failed ? 503 : 200);
+          if (failed) root.setStatus({ code: SpanStatusCode.ERROR });
+          root.end();
+        };
+        for (let second = 0; second < 60; second++) {
+          const failing = second >= 20;
+          for (let i = 0; i < 10; i++) {
+            request('on', failing && i < 4);
+            request('off', false);
+          }
+          await provider.forceFlush();
+          clock.advance(1000);
+          await server.guardian.tick();
+        }
+        const state = JSON.parse(await readFile(join(dir, 'flags.state.json'), 'utf8')) as { flags: { checkout?: { rollback?: { actor: string } } } };
+        expect(state.flags.checkout?.rollback?.actor).toBe('rollout-guardian');
+        const metrics = await (await fetch(`${server.url}/metrics`)).text();
+        expect(metrics).toMatch(new RegExp(`^${PROMETHEUS_NAMES.rollbacks}\\{feature_flag_key="checkout"[^}]*\\} 1$`, 'm'));
+        const status = (await (await fetch(`${server.url}/api/status`)).json()) as { flags: { flag: string; rolledBack: boolean; percentage: number }[]; spans: { recordedOutcomes: number } };
+        expect(status.flags.find((f) => f.flag === 'checkout')).toMatchObject({ rolledBack: true, percentage: 0 });
+        expect(status.spans.recordedOutcomes).toBe(1200);
+      } finally {
+        await provider.shutdown();
+        await server.close();
+        await server.close();
+      }
+    });
+  });
+
+  it('answers a bad OTLP payload with a 400 and keeps serving', async () => {
+    await withTempDir(async (dir) => {
+      const path = join(dir, 'flags.yaml');
+      await writeFile(path, FLAGS);
+      const server = await RolloutServer.start({ store: new FileFlagStore({ path }), port: 0, autoTick: false });
+      try {
+        const post = (body: string, type = 'application/json') => fetch(`${server.url}/v1/traces`, { method: 'POST', body, headers: { 'content-type': type } });
+        const notJson = await post('{"resourceSpans": [');
+        expect(notJson.status).toBe(400);
+        expect(((await notJson.json()) as { error: string }).error).toMatch(/^not JSON/);
+        const wrongShape = await post(JSON.stringify({ resourceSpans: [{ scopeSpans: [{ spans: [{ traceId: 'a', spanId: 'b', startTimeUnixNano: 'soon', endTimeUnixNano: '2' }] }] }] }));
+        expect(wrongShape.status).toBe(400);
+        expect(((await wrongShape.json()) as { error: string }).error).toContain('startTimeUnixNano');
+        const protobuf = await post('x', 'application/x-protobuf');
+        expect(protobuf.status).toBe(415);
+        expect(((await protobuf.json()) as { error: string }).error).toContain('OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/json');
+        expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+        expect((await fetch(`${server.url}/nowhere`)).status).toBe(404);
+      } finally {
+        await server.close();
+      }
+    });
+  });
+
+  it('runs as the real binary and stops cleanly on SIGTERM', async () => {
+    await withTempDir(async (dir) => {
+      await writeFile(join(dir, 'flags.yaml'), FLAGS);
+      const child = spawn(process.execPath, [new URL('../../dist/cli/main.js', import.meta.url).pathname, 'serve', '--port', '0', '--store', join(dir, 'flags.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.setEncoding('utf8');
+      const url = await new Promise<string>((resolve, reject) => {
+        child.stdout.on('data', (chunk: string) => {
+          out += chunk;
+          const m = /serve on (http:\/\/[\d.]+:\d+)/.exec(out);
+          if (m) resolve(m[1] as string);
+        });
+        child.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${out}`)));
+      });
+      expect((await fetch(`${url}/readyz`)).status).toBe(200);
+      expect((await fetch(`${url}/metrics`)).status).toBe(200);
+      const exited = once(child, 'exit');
+      child.kill('SIGTERM');
+      const [code] = (await exited) as [number];
+      expect(code).toBe(0);
+      expect(out).toContain('stopped');
+    });
+  });
+});
