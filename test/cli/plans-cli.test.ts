@@ -1,0 +1,132 @@
+// The plan commands as an SRE runs them: the built binary against a real flag file in a
+// temporary folder — deploy, status, pause, resume, rollback — and the audit that records it.
+import { execFile } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { withTempDir } from '../helpers/temp-dir.js';
+
+const MAIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+const FLAGS = `flags:
+  new-checkout:
+    variants: { on: true, off: false }
+    defaultVariant: off
+    rollout: { variant: on }
+  plain:
+    variants: { a: 1, b: 2 }
+    defaultVariant: a
+`;
+
+interface Run {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+function cli(dir: string, ...args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    const mutating = ['deploy', 'pause', 'resume', 'rollback', 'promote', 'abort'].includes(args[0] ?? '');
+    execFile(process.execPath, [MAIN, ...args, '--store', join(dir, 'flags.yaml'), ...(mutating ? ['--actor', 'alice'] : [])], { cwd: dir }, (error, stdout, stderr) =>
+      resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+async function inFolder(fn: (dir: string) => Promise<void>): Promise<void> {
+  await withTempDir(async (dir) => {
+    await writeFile(join(dir, 'flags.yaml'), FLAGS);
+    await fn(dir);
+  });
+}
+
+describe('rollout-guardian plan commands', () => {
+  it('deploys, shows status, pauses, resumes and rolls back, all in the audit log', async () => {
+    await inFolder(async (dir) => {
+      const deploy = await cli(dir, 'deploy', 'new-checkout', '--strategy', 'custom', '--steps', '5,25,100', '--step-duration', '2h', '--reason', 'release 42');
+      expect(deploy.code).toBe(0);
+      expect(deploy.stdout).toContain('new-checkout: deploy by alice ("release 42")');
+      expect(deploy.stdout).toMatch(/2\s+25%\s+\S+\s+\(in 2h\)/);
+
+      const status = await cli(dir, 'status', '--json');
+      expect(status.code).toBe(0);
+      const report = JSON.parse(status.stdout) as { server: null; flags: { flag: string; percentage: number; plan: { strategy: string; status: string; step: number; steps: number; nextPercentage: number; nextStepAt: string } }[] };
+      expect(report.server).toBeNull();
+      expect(report.flags).toHaveLength(1);
+      expect(report.flags[0]).toMatchObject({ flag: 'new-checkout', percentage: 5, plan: { strategy: 'custom', status: 'running', step: 1, steps: 3, nextPercentage: 25 } });
+
+      expect((await cli(dir, 'pause', 'new-checkout', '--reason', 'checking a dashboard')).code).toBe(0);
+      const paused = await cli(dir, 'status', 'new-checkout');
+      expect(paused.stdout).toMatch(/new-checkout\s+custom plan paused\s+step 1\/3/);
+      expect(paused.stdout).toContain('next      25% when resumed');
+      expect((await cli(dir, 'resume', 'new-checkout', '--reason', 'all good')).code).toBe(0);
+
+      const rollback = await cli(dir, 'rollback', 'new-checkout', '--reason', 'INC-7: checkout errors');
+      expect(rollback.code).toBe(0);
+      const after = JSON.parse((await cli(dir, 'status', '--json')).stdout) as { flags: { rolledBack: boolean; percentage: number; plan: { status: string } }[] };
+      expect(after.flags[0]).toMatchObject({ rolledBack: true, percentage: 0, plan: { status: 'rolled-back' } });
+
+      const audit = JSON.parse((await cli(dir, 'audit', '--flag', 'new-checkout', '--json')).stdout) as { entries: { action: string; actor: string; reason: string }[] } | { action: string }[];
+      const entries = Array.isArray(audit) ? audit : audit.entries;
+      expect(entries.map((e) => e.action)).toEqual(['deploy', 'pause', 'resume', 'rollback']);
+      expect(entries.every((e) => (e as { actor: string }).actor === 'alice')).toBe(true);
+      expect((entries[3] as { reason: string }).reason).toBe('INC-7: checkout errors');
+      // Runtime state only: the user's YAML is untouched.
+      expect(await readFile(join(dir, 'flags.yaml'), 'utf8')).toBe(FLAGS);
+    });
+  });
+
+  it('says what to type instead for every mistake, exiting non-zero without a stack trace', async () => {
+    await inFolder(async (dir) => {
+      const cases: [string[], number, RegExp][] = [
+        [['deploy', 'new-chekout', '--strategy', 'safe', '--reason', 'x'], 1, /no flag "new-chekout"; did you mean "new-checkout"\?/],
+        [['deploy', 'new-checkout', '--strategy', 'slow', '--reason', 'x'], 2, /argument 'slow' is invalid\. Allowed choices are safe, fast, instant, custom/],
+        [['deploy', 'new-checkout', '--strategy', 'custom', '--steps', '0,50,100', '--step-duration', '6x', '--reason', 'x'], 2, /"6x" is not a duration; write it like 30m, 6h or 1d/],
+        [['deploy', 'new-checkout', '--strategy', 'custom', '--reason', 'x'], 2, /--strategy custom needs --steps and --step-duration, such as --steps 0,20,50,100 --step-duration 6h/],
+        [['deploy', 'new-checkout', '--strategy', 'safe'], 2, /required option '--reason <text>' not specified/],
+        [['deploy', 'plain', '--strategy', 'safe', '--reason', 'x'], 1, /has no treatment to roll out; add one to its definition/],
+        [['pause', 'new-checkout', '--reason', 'x'], 1, /has no plan; start one with rollout-guardian deploy new-checkout --strategy safe/],
+      ];
+      for (const [args, code, message] of cases) {
+        const run = await cli(dir, ...args);
+        expect({ args, code: run.code }).toEqual({ args, code });
+        expect(run.stderr).toMatch(message);
+        expect(run.stderr).not.toMatch(/\n\s+at .+:\d+:\d+/);
+      }
+      expect((await cli(dir, 'deploy', 'new-checkout', '--strategy', 'fast', '--reason', 'go')).code).toBe(0);
+      const again = await cli(dir, 'deploy', 'new-checkout', '--strategy', 'safe', '--reason', 'again');
+      expect(again.code).toBe(1);
+      expect(again.stderr).toMatch(/a plan is already running for "new-checkout" \(fast plan, step 1 of 4, 0%\); see rollout-guardian status new-checkout, or stop it first with rollout-guardian abort new-checkout/);
+      const instant = await cli(dir, 'deploy', 'plain', '--strategy', 'instant', '--reason', 'x', '--dry-run');
+      expect(instant.stderr).toContain('warning: instant sends everyone to the treatment after one minute');
+    });
+  });
+
+  it('shows a dry-run schedule and writes nothing', async () => {
+    await inFolder(async (dir) => {
+      const run = await cli(dir, 'deploy', 'new-checkout', '--strategy', 'safe', '--reason', 'x', '--dry-run');
+      expect(run.code).toBe(0);
+      expect(run.stdout).toContain('dry run of a safe plan; nothing was written');
+      expect(run.stdout).toMatch(/7\s+100%\s+\S+\s+\(in 7d\)/);
+      expect((await cli(dir, 'audit', '--json')).stdout).not.toContain('deploy');
+      await expect(readFile(join(dir, 'flags.state.json'), 'utf8')).rejects.toThrow(/ENOENT/);
+    });
+  });
+
+  it('reports health and exits 1 when a plan is inconsistent with its flag', async () => {
+    await inFolder(async (dir) => {
+      expect((await cli(dir, 'deploy', 'new-checkout', '--strategy', 'fast', '--reason', 'go')).code).toBe(0);
+      const healthy = await cli(dir, 'health', '--json');
+      expect(healthy.code).toBe(0);
+      expect(JSON.parse(healthy.stdout)).toMatchObject({ healthy: true, checks: [{ name: 'store reachable', status: 'ok' }, { name: 'flag file valid', status: 'ok' }, { name: 'plans consistent', status: 'ok' }, { status: 'skipped' }, { status: 'skipped' }] });
+      const statePath = join(dir, 'flags.state.json');
+      const state = JSON.parse(await readFile(statePath, 'utf8')) as { flags: Record<string, { percentage: number }> };
+      state.flags['new-checkout']!.percentage = 60;
+      await writeFile(statePath, JSON.stringify(state));
+      const unhealthy = await cli(dir, 'health');
+      expect(unhealthy.code).toBe(1);
+      expect(unhealthy.stdout).toMatch(/plans consistent\s+fail\s+new-checkout: plan is at 0% but the flag serves 60/);
+      expect(unhealthy.stdout).toContain('UNHEALTHY');
+    });
+  });
+});
