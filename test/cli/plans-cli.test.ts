@@ -66,11 +66,10 @@ describe('rollout-guardian plan commands', () => {
       const after = JSON.parse((await cli(dir, 'status', '--json')).stdout) as { flags: { rolledBack: boolean; percentage: number; plan: { status: string } }[] };
       expect(after.flags[0]).toMatchObject({ rolledBack: true, percentage: 0, plan: { status: 'rolled-back' } });
 
-      const audit = JSON.parse((await cli(dir, 'audit', '--flag', 'new-checkout', '--json')).stdout) as { entries: { action: string; actor: string; reason: string }[] } | { action: string }[];
-      const entries = Array.isArray(audit) ? audit : audit.entries;
-      expect(entries.map((e) => e.action)).toEqual(['deploy', 'pause', 'resume', 'rollback']);
-      expect(entries.every((e) => (e as { actor: string }).actor === 'alice')).toBe(true);
-      expect((entries[3] as { reason: string }).reason).toBe('INC-7: checkout errors');
+      const audit = JSON.parse((await cli(dir, 'audit', '--flag', 'new-checkout', '--json')).stdout) as { entries: { action: string; actor: string; reason: string }[] };
+      expect(audit.entries.map((e) => e.action)).toEqual(['deploy', 'pause', 'resume', 'rollback']);
+      expect(audit.entries.every((e) => e.actor === 'alice')).toBe(true);
+      expect(audit.entries[3]?.reason).toBe('INC-7: checkout errors');
       // Runtime state only: the user's YAML is untouched.
       expect(await readFile(join(dir, 'flags.yaml'), 'utf8')).toBe(FLAGS);
     });
