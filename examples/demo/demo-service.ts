@@ -19,6 +19,9 @@ import { RolloutGuardian } from '../../src/guardian/rollout-guardian.js';
 import { RolloutProvider } from '../../src/provider/rollout-provider.js';
 import { FileFlagStore } from '../../src/stores/file-store.js';
 import { StoreWriter } from '../../src/stores/store-writer.js';
+import { PlanRunner } from '../../src/deploy/plan-runner.js';
+import { PlanWriter } from '../../src/deploy/plan-writer.js';
+import { planSteps } from '../../src/deploy/plan.js';
 import { systemClock } from '../../src/stores/system-clock.js';
 import { GuardianTelemetry } from '../../src/telemetry/guardian-telemetry.js';
 import { METER_NAME } from '../../src/telemetry/names.js';
@@ -103,11 +106,17 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
 
   const store = new FileFlagStore({ path: flagsPath, clock });
   const guardian = new RolloutGuardian({ source: store, writer: new StoreWriter(store, clock), registry, clock });
-  const telemetry = new GuardianTelemetry({ meter: metrics.getMeter(METER_NAME), registry, guardian, processorStats: () => processor.stats, clock });
+  const telemetry = new GuardianTelemetry({ meter: metrics.getMeter(METER_NAME), registry, guardian, processorStats: () => processor.stats, clock, plans: store });
   const provider = new RolloutProvider({ store, clock, telemetry });
   await OpenFeature.setProviderAndWait('demo', provider);
   const client = OpenFeature.getClient('demo');
-  if (options.autoTick ?? true) guardian.start();
+  // The rollout: a plan at 50% for ten minutes before 100%, which the guardian guards.
+  await new PlanWriter(store, clock).deploy(DEMO_FLAG, 'custom', planSteps('custom', { steps: [50, 100], stepDurationMs: 10 * 60_000 }), { actor: 'demo', reason: 'roll out the new checkout' });
+  const plans = new PlanRunner({ store, judgments: guardian, clock });
+  if (options.autoTick ?? true) {
+    guardian.start();
+    plans.start(slotMs);
+  }
 
   let fault: TreatmentFault | undefined;
   const tracer = trace.getTracer('rollout-guardian-demo');
@@ -165,6 +174,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
       if (closed) return;
       closed = true;
       await guardian.shutdown();
+      await plans.shutdown();
       telemetry.shutdown();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

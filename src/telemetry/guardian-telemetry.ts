@@ -1,6 +1,6 @@
 // The guardian's OpenTelemetry instruments: evaluation counts the provider feeds, a rollback
-// counter fed by the guardian, and gauges over cohorts, verdicts and the span processor that
-// are computed at collection time (on each scrape), never on a timer.
+// counter fed by the guardian, and gauges over cohorts, verdicts, guard limits and the span
+// processor that are computed at collection time (on each scrape), never on a timer.
 //
 // The JS metrics SDK goes on exporting an observable series' last value after a callback
 // stops observing it (opentelemetry-js#4096), so a series, once reported, is reported on
@@ -17,13 +17,15 @@ import {
 } from '@opentelemetry/api';
 import type { Clock } from '../core/clock.js';
 import type { CohortRegistry } from '../guardian/cohort-registry.js';
-import { DEFAULT_GUARD_POLICY } from '../guardian/guard-policy.js';
+import { DEFAULT_GUARD_POLICY, type GuardPolicy } from '../guardian/guard-policy.js';
 import type { GuardianSpanProcessorStats } from '../guardian/guardian-span-processor.js';
 import { requirePositiveInteger } from '../guardian/option-checks.js';
 import type { Verdict } from '../guardian/judge.js';
 import type { GuardedFlagStatus, RollbackRecord, RolloutGuardian } from '../guardian/rollout-guardian.js';
 import { systemClock } from '../stores/system-clock.js';
-import { ATTR_CHECK, ATTR_FEATURE_FLAG_KEY, ATTR_METRIC_OVERFLOW, ATTR_REASON, ATTR_VARIANT, ATTR_VERDICT, METRICS, type MetricSpec, VERDICTS } from './names.js';
+import type { FlagStore, StoreSnapshot } from '../stores/flag-store.js';
+import type { PlanStatus } from '../core/flag-schema.js';
+import { ATTR_PLAN_STATE, PLAN_STATES, ATTR_CHECK, ATTR_FEATURE_FLAG_KEY, ATTR_METRIC_OVERFLOW, ATTR_REASON, ATTR_VARIANT, ATTR_VERDICT, METRICS, type MetricSpec, VERDICTS } from './names.js';
 
 export interface GuardianTelemetryOptions {
   readonly meter: Meter;
@@ -40,6 +42,8 @@ export interface GuardianTelemetryOptions {
   readonly windowMs?: number;
   /** The guardian's clock, so ages and windows line up with its ticks. */
   readonly clock?: Clock;
+  /** Where plan state lives: the plan step and state gauges follow its changes. */
+  readonly plans?: Pick<FlagStore, 'load' | 'watch'>;
 }
 
 // Flag keys come from callers, and a typo'd key per request would otherwise grow the counts
@@ -89,6 +93,9 @@ export class GuardianTelemetry {
   private readonly cohortLatencyP99: ObservableGauge;
   private readonly breach: ObservableGauge;
   private readonly verdict: ObservableGauge;
+  private readonly guardMaxErrorRate: ObservableGauge;
+  private readonly guardMaxP95: ObservableGauge;
+  private readonly guardMaxP99: ObservableGauge;
   private readonly pendingRollbacks: ObservableGauge;
   private readonly lastTickAge: ObservableGauge;
   private readonly recordedOutcomes: ObservableCounter;
@@ -99,10 +106,15 @@ export class GuardianTelemetry {
   private readonly observables: Observable[];
   private readonly evaluationCounts: EvaluationCounts = new Map();
   private readonly overflow: EvaluationCount = { attributes: Object.freeze({ [ATTR_METRIC_OVERFLOW]: true }), count: 0 };
-  /** Every flag the verdict, breach and percentage gauges have reported. */
+  /** Every flag the verdict, breach, percentage and limit gauges have reported. */
   private readonly judgedFlags = new Set<string>();
   /** Flags whose rollback landed, with when: their treatment is at 0% though the guardian no longer reports them. */
   private readonly rolledBack = new Map<string, number>();
+  /** Each flag's plan step and status from the latest store snapshot; flags seen once stay, without a plan. */
+  private readonly planOf = new Map<string, { step: number; status: PlanStatus } | undefined>();
+  private readonly planStep: ObservableGauge;
+  private readonly planState: ObservableGauge;
+  private unwatchPlans: (() => void) | undefined;
   private unsubscribe: (() => void) | undefined;
   private warned = false;
   private closed = false;
@@ -127,6 +139,9 @@ export class GuardianTelemetry {
     this.cohortLatencyP99 = gauge(METRICS.cohortLatencyP99);
     this.breach = gauge(METRICS.breach);
     this.verdict = gauge(METRICS.verdict);
+    this.guardMaxErrorRate = gauge(METRICS.guardMaxErrorRate);
+    this.guardMaxP95 = gauge(METRICS.guardMaxP95);
+    this.guardMaxP99 = gauge(METRICS.guardMaxP99);
     this.pendingRollbacks = gauge(METRICS.pendingRollbacks);
     this.lastTickAge = gauge(METRICS.lastTickAge);
     this.recordedOutcomes = observableCounter(METRICS.recordedOutcomes);
@@ -134,7 +149,11 @@ export class GuardianTelemetry {
     this.droppedTraces = observableCounter(METRICS.droppedTraces);
     this.internalErrors = observableCounter(METRICS.internalErrors);
     this.droppedCohortOutcomes = observableCounter(METRICS.droppedCohortOutcomes);
+    this.planStep = gauge(METRICS.planStep);
+    this.planState = gauge(METRICS.planState);
     this.observables = [
+      this.planStep,
+      this.planState,
       this.evaluations,
       this.rolloutPercentage,
       this.cohortRequests,
@@ -143,6 +162,9 @@ export class GuardianTelemetry {
       this.cohortLatencyP99,
       this.breach,
       this.verdict,
+      this.guardMaxErrorRate,
+      this.guardMaxP95,
+      this.guardMaxP99,
       this.pendingRollbacks,
       this.lastTickAge,
       this.recordedOutcomes,
@@ -154,6 +176,32 @@ export class GuardianTelemetry {
     // One batch callback, so a scrape reads the guardian's status once for every gauge.
     meter.addBatchObservableCallback(this.collect, this.observables);
     this.unsubscribe = this.guardian?.addListener({ rollback: (record) => this.onRollback(record) });
+    const plans = options.plans;
+    if (plans !== undefined) {
+      this.unwatchPlans = plans.watch((event) => {
+        if (event.type === 'change') this.notePlans(event.snapshot);
+      });
+      plans.load().then(
+        (snapshot) => this.notePlans(snapshot),
+        (err: unknown) => this.warnOnce(err),
+      );
+    }
+  }
+
+  private notePlans(snapshot: StoreSnapshot): void {
+    if (this.closed) return;
+    for (const key of this.planOf.keys()) this.planOf.set(key, undefined);
+    for (const [flagKey, state] of snapshot.state) {
+      if (state.plan !== undefined) this.planOf.set(flagKey, { step: state.plan.stepIndex + 1, status: state.plan.status });
+    }
+  }
+
+  private observePlans(result: BatchObservableResult): void {
+    for (const [flagKey, plan] of this.planOf) {
+      const flag = { [ATTR_FEATURE_FLAG_KEY]: flagKey };
+      result.observe(this.planStep, plan === undefined ? Number.NaN : plan.step, flag);
+      for (const state of PLAN_STATES) result.observe(this.planState, plan?.status === state ? 1 : 0, { [ATTR_FEATURE_FLAG_KEY]: flagKey, [ATTR_PLAN_STATE]: state });
+    }
   }
 
   /**
@@ -179,6 +227,9 @@ export class GuardianTelemetry {
     this.closed = true;
     this.unsubscribe?.();
     this.unsubscribe = undefined;
+    this.unwatchPlans?.();
+    this.unwatchPlans = undefined;
+    this.planOf.clear();
     try {
       this.meter.removeBatchObservableCallback(this.collect, this.observables);
     } catch (err) {
@@ -234,6 +285,11 @@ export class GuardianTelemetry {
       this.warnOnce(err);
     }
     try {
+      this.observePlans(result);
+    } catch (err) {
+      this.warnOnce(err);
+    }
+    try {
       if (this.guardian !== undefined) {
         statuses = this.guardian.status();
         this.observeGuardian(result, this.guardian, statuses, nowMs);
@@ -277,23 +333,29 @@ export class GuardianTelemetry {
       const landedAtMs = this.rolledBack.get(flagKey);
       // A status judged after the rollback landed means the flag is guarded again (its state was reset).
       if (landedAtMs !== undefined && status.judgedAtMs > landedAtMs) this.rolledBack.delete(flagKey);
-      this.observeFlag(result, flagKey, this.rolledBack.has(flagKey) ? 0 : status.percentage, isBreach(status) ? 1 : 0, status.judgment.verdict);
+      this.observeFlag(result, flagKey, this.rolledBack.has(flagKey) ? 0 : status.percentage, isBreach(status) ? 1 : 0, status.judgment.verdict, status.policy);
     }
     // The guardian stops judging a flag once its rollback lands (or its guard goes): no verdict,
-    // no breach, and 0% after a rollback, so dashboards show the drop rather than a frozen
-    // last value; otherwise its percentage is unknown here.
+    // no breach, no limits, and 0% after a rollback, so dashboards show the drop rather than a
+    // frozen last value; otherwise its percentage is unknown here.
     for (const flagKey of this.judgedFlags) {
-      if (!judged.has(flagKey)) this.observeFlag(result, flagKey, this.rolledBack.has(flagKey) ? 0 : Number.NaN, 0, undefined);
+      if (!judged.has(flagKey)) this.observeFlag(result, flagKey, this.rolledBack.has(flagKey) ? 0 : Number.NaN, 0, undefined, undefined);
     }
     result.observe(this.pendingRollbacks, guardian.pendingRollbacks.length);
     const lastTick = guardian.lastTick;
     if (lastTick !== undefined) result.observe(this.lastTickAge, Math.max(0, nowMs - lastTick));
   }
 
-  private observeFlag(result: BatchObservableResult, flagKey: string, percentage: number, breach: number, current: Verdict | undefined): void {
+  private observeFlag(result: BatchObservableResult, flagKey: string, percentage: number, breach: number, current: Verdict | undefined, policy: GuardPolicy | undefined): void {
     const flag = { [ATTR_FEATURE_FLAG_KEY]: flagKey };
     result.observe(this.rolloutPercentage, percentage, flag);
     result.observe(this.breach, breach, flag);
+    // The limits the dashboards draw as lines. Relative thresholds move with the baseline and
+    // the absolute ones are off, so there is no fixed line to draw: NaN, a gap.
+    const absolute = policy !== undefined && policy.relative === undefined;
+    result.observe(this.guardMaxErrorRate, absolute ? policy.maxErrorRate : Number.NaN, flag);
+    result.observe(this.guardMaxP95, absolute ? policy.maxP95Ms : Number.NaN, flag);
+    result.observe(this.guardMaxP99, absolute ? policy.maxP99Ms : Number.NaN, flag);
     for (const verdict of VERDICTS) result.observe(this.verdict, verdict === current ? 1 : 0, { [ATTR_FEATURE_FLAG_KEY]: flagKey, [ATTR_VERDICT]: verdict });
   }
 

@@ -10,6 +10,7 @@ import {
   EVENT_FEATURE_FLAG_EVALUATION,
 } from '@opentelemetry/semantic-conventions/incubating';
 import type { Verdict } from '../guardian/judge.js';
+import { type PlanStatus, planStatuses } from '../core/flag-schema.js';
 
 // The span side, from OpenTelemetry's semantic conventions: the flag (`feature_flag.key`,
 // also the metrics' flag attribute), the evaluation event and the HTTP status the default
@@ -31,6 +32,8 @@ export const ATTR_REASON = 'reason';
 export const ATTR_VERDICT = 'verdict';
 /** The check that decided a rollback: `errorRate`, `p95`, `p99`, or a health check's name. */
 export const ATTR_CHECK = 'check';
+/** A deployment plan's status: running, paused, completed, aborted, rolled-back. */
+export const ATTR_PLAN_STATE = 'state';
 
 /**
  * OpenTelemetry's mark for measurements beyond a cardinality limit; here, evaluations of
@@ -45,6 +48,7 @@ export const PROMETHEUS_LABELS = {
   [ATTR_REASON]: 'reason',
   [ATTR_VERDICT]: 'verdict',
   [ATTR_CHECK]: 'check',
+  [ATTR_PLAN_STATE]: 'state',
   [ATTR_METRIC_OVERFLOW]: 'otel_metric_overflow',
 } as const;
 
@@ -119,6 +123,41 @@ export const METRICS = {
     description: "The guardian's verdict on the flag as a state set: 1 for the current verdict, 0 for the others.",
     instrument: 'gauge',
     attributes: [ATTR_FEATURE_FLAG_KEY, ATTR_VERDICT],
+  },
+  guardMaxErrorRate: {
+    name: 'rollout_guardian.guard.max_error_rate',
+    unit: '1',
+    description: "The guard's limit on the treatment's error rate, 0..1; NaN while the flag is judged relative to its baseline or not judged.",
+    instrument: 'gauge',
+    attributes: FLAG,
+  },
+  guardMaxP95: {
+    name: 'rollout_guardian.guard.max_p95',
+    unit: 'ms',
+    description: "The guard's limit on the treatment's P95 latency; NaN while the flag is judged relative to its baseline or not judged.",
+    instrument: 'gauge',
+    attributes: FLAG,
+  },
+  planStep: {
+    name: 'rollout_guardian.plan.step',
+    unit: '{step}',
+    description: "The step a flag's deployment plan is at, counting from 1; NaN once the flag has no plan.",
+    instrument: 'gauge',
+    attributes: FLAG,
+  },
+  planState: {
+    name: 'rollout_guardian.plan.state',
+    unit: '1',
+    description: "A flag's deployment plan status as a state set: 1 for the current state, 0 for the others.",
+    instrument: 'gauge',
+    attributes: [ATTR_FEATURE_FLAG_KEY, ATTR_PLAN_STATE],
+  },
+  guardMaxP99: {
+    name: 'rollout_guardian.guard.max_p99',
+    unit: 'ms',
+    description: "The guard's limit on the treatment's P99 latency; NaN while the flag is judged relative to its baseline or not judged.",
+    instrument: 'gauge',
+    attributes: FLAG,
   },
   rollbacks: {
     name: 'rollout_guardian.rollbacks',
@@ -195,6 +234,11 @@ export const PROMETHEUS_NAMES = {
   cohortLatencyP99: 'rollout_guardian_cohort_latency_p99',
   breach: 'rollout_guardian_flag_breach',
   verdict: 'rollout_guardian_flag_verdict',
+  guardMaxErrorRate: 'rollout_guardian_guard_max_error_rate',
+  guardMaxP95: 'rollout_guardian_guard_max_p95',
+  guardMaxP99: 'rollout_guardian_guard_max_p99',
+  planStep: 'rollout_guardian_plan_step',
+  planState: 'rollout_guardian_plan_state',
   rollbacks: 'rollout_guardian_rollbacks_total',
   pendingRollbacks: 'rollout_guardian_pending_rollbacks',
   lastTickAge: 'rollout_guardian_last_tick_age',
@@ -206,6 +250,9 @@ export const PROMETHEUS_NAMES = {
 } as const satisfies Record<MetricId, string>;
 
 // A record so the compiler insists on every verdict the judge can give.
+/** Values of the plan `state` label, each reported (0 or 1) for every flag with a plan. */
+export const PLAN_STATES: readonly PlanStatus[] = planStatuses;
+
 const VERDICT_SET: Record<Verdict, true> = { insufficient: true, watching: true, healthy: true, breaching: true, rollback: true };
 
 /** Values of the `verdict` label, each reported (0 or 1) for every guarded flag. */

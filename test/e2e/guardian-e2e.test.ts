@@ -55,9 +55,11 @@ describe('the guardian end to end', () => {
     expect(rollback!.landedAtMs - onset).toBeGreaterThanOrEqual(15_000);
     expect(rollback!.landedAtMs - onset).toBeLessThanOrEqual(18_000);
 
-    const state = JSON.parse(await readFile(demo.flagsPath.replace(/\.yaml$/, '.state.json'), 'utf8')) as { flags: Record<string, { rollback?: { actor: string } }> };
+    const state = JSON.parse(await readFile(demo.flagsPath.replace(/\.yaml$/, '.state.json'), 'utf8')) as { flags: Record<string, { rollback?: { actor: string }; plan?: { status: string } }> };
     expect(state.flags[DEMO_FLAG]?.rollback?.actor).toBe('rollout-guardian');
-    const [entry] = await demo.store.audit({ flagKey: DEMO_FLAG });
+    // The rollback ended the demo's plan in the same write.
+    expect(state.flags[DEMO_FLAG]?.plan?.status).toBe('rolled-back');
+    const [entry] = await demo.store.audit({ flagKey: DEMO_FLAG, limit: 1 });
     expect(entry).toMatchObject({ action: 'rollback', actor: 'rollout-guardian', evidence: { cause: 'breach', check: { check: 'errorRate', state: 'confirmed' } } });
     expect((entry?.evidence?.treatment as { errorRate: number }).errorRate).toBeGreaterThan(0.3);
 

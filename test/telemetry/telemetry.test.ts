@@ -7,6 +7,8 @@ import type { FlagDefinitionInput } from '../../src/core/flag-schema.js';
 import { CohortRegistry } from '../../src/guardian/cohort-registry.js';
 import { RolloutGuardian } from '../../src/guardian/rollout-guardian.js';
 import { RolloutProvider } from '../../src/provider/rollout-provider.js';
+import { PlanWriter } from '../../src/deploy/plan-writer.js';
+import { planSteps } from '../../src/deploy/plan.js';
 import { MemoryFlagStore } from '../../src/stores/memory-store.js';
 import { StoreWriter } from '../../src/stores/store-writer.js';
 import type { GuardianSpanProcessorStats } from '../../src/guardian/guardian-span-processor.js';
@@ -100,7 +102,7 @@ async function harness(options: { processorStats?: () => GuardianSpanProcessorSt
   // 60 complete slots of 5 s: the default sustainFor of 5 minutes.
   const registry = new CohortRegistry({ slotMs: SLOT_MS, slotCount: 61, maxCohorts });
   const guardian = new RolloutGuardian({ source: store, writer: new StoreWriter(store, clock), registry, clock });
-  const telemetry = new GuardianTelemetry({ meter, registry, guardian, clock, ...telemetryOptions });
+  const telemetry = new GuardianTelemetry({ meter, registry, guardian, clock, plans: store, ...telemetryOptions });
   cleanups.push(
     () => guardian.shutdown(),
     () => telemetry.shutdown(),
@@ -224,9 +226,58 @@ describe('GuardianTelemetry scraped through a real Prometheus exporter', () => {
     expect(after.value('rollbacks', { [LABEL_KEY]: FLAG })).toBe(1);
   });
 
+  it("reports each guarded flag's limits from its guard policy, for dashboards to draw, and NaN once the flag is no longer judged", async () => {
+    const h = await harness();
+    await h.guardian.tick();
+    const flag = { [LABEL_KEY]: FLAG };
+    // The test flag's guard leaves the limits out: the defaults of 1%, 500 ms and 1000 ms.
+    const s = await h.scrape();
+    expect(s.value('guardMaxErrorRate', flag)).toBe(0.01);
+    expect(s.value('guardMaxP95', flag)).toBe(500);
+    expect(s.value('guardMaxP99', flag)).toBe(1000);
+
+    await rollBack(h);
+    h.clock.advance(SLOT_MS);
+    await h.guardian.tick();
+    const after = await h.scrape();
+    expect(after.value('guardMaxErrorRate', flag)).toBeNaN();
+    expect(after.value('guardMaxP95', flag)).toBeNaN();
+    expect(after.value('guardMaxP99', flag)).toBeNaN();
+  });
+
+  it('reports the written limits of a flag and NaN for those of a flag judged relative to its baseline, which has no fixed line', async () => {
+    const clock = new FakeClock();
+    const { endpoint, meter } = await endpointFor();
+    const variants = { variants: { on: true, off: false }, defaultVariant: 'off', rollout: { variant: 'on', percentage: 20 } } as const;
+    const store = new MemoryFlagStore({
+      flags: {
+        absolute: { ...variants, guard: { maxErrorRate: 0.05, maxP95Ms: 250, maxP99Ms: 900 } },
+        relative: { ...variants, guard: { maxErrorRate: 0.05, relative: { maxErrorRateIncrease: 0.01, maxP95IncreasePct: 20 } } },
+      },
+      clock,
+    });
+    const registry = new CohortRegistry({ slotMs: SLOT_MS, slotCount: 61 });
+    const guardian = new RolloutGuardian({ source: store, writer: new StoreWriter(store, clock), registry, clock });
+    const telemetry = new GuardianTelemetry({ meter, registry, guardian, clock });
+    cleanups.push(
+      () => guardian.shutdown(),
+      () => telemetry.shutdown(),
+    );
+    await guardian.tick();
+
+    const s = await scrape(endpoint);
+    expect(s.value('guardMaxErrorRate', { [LABEL_KEY]: 'absolute' })).toBe(0.05);
+    expect(s.value('guardMaxP95', { [LABEL_KEY]: 'absolute' })).toBe(250);
+    expect(s.value('guardMaxP99', { [LABEL_KEY]: 'absolute' })).toBe(900);
+    expect(s.value('guardMaxErrorRate', { [LABEL_KEY]: 'relative' })).toBeNaN();
+    expect(s.value('guardMaxP95', { [LABEL_KEY]: 'relative' })).toBeNaN();
+    expect(s.value('guardMaxP99', { [LABEL_KEY]: 'relative' })).toBeNaN();
+  });
+
   it('prints every name in names.ts exactly as the exporter derives it, with its unit, type and labels', async () => {
     const h = await harness({ processorStats: () => ({ recordedOutcomes: 400, droppedExposures: 2, droppedTraces: 1, internalErrors: 0 }) });
     h.telemetry.recordEvaluation(FLAG, 'on', 'SPLIT');
+    await new PlanWriter(h.store, h.clock).deploy(FLAG, 'custom', planSteps('custom', { steps: [20, 100], stepDurationMs: 3_600_000 }), { actor: 'sre', reason: 'release' });
     await rollBack(h);
 
     const s = await h.scrape();
@@ -249,6 +300,19 @@ describe('GuardianTelemetry scraped through a real Prometheus exporter', () => {
     expect(s.value('droppedTraces')).toBe(1);
     expect(s.value('internalErrors')).toBe(0);
     expect(s.value('droppedCohortOutcomes')).toBe(0);
+  });
+
+  it("reports each plan's step and state, following the store: a rollback ends the plan as rolled back", async () => {
+    const h = await harness();
+    await new PlanWriter(h.store, h.clock).deploy(FLAG, 'custom', planSteps('custom', { steps: [20, 50, 100], stepDurationMs: 3_600_000 }), { actor: 'sre', reason: 'release' });
+    const running = await h.scrape();
+    expect(running.value('planStep', { [LABEL_KEY]: FLAG })).toBe(1);
+    expect(running.value('planState', { [LABEL_KEY]: FLAG, state: 'running' })).toBe(1);
+    expect(running.value('planState', { [LABEL_KEY]: FLAG, state: 'rolled-back' })).toBe(0);
+    await rollBack(h);
+    const ended = await h.scrape();
+    expect(ended.value('planState', { [LABEL_KEY]: FLAG, state: 'rolled-back' })).toBe(1);
+    expect(ended.value('planState', { [LABEL_KEY]: FLAG, state: 'running' })).toBe(0);
   });
 
   it('counts the outcomes the registry refuses once it holds its limit of cohorts', async () => {
