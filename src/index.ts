@@ -6,6 +6,18 @@ export { FileFlagStore, resolveFlagsPath, FLAGS_ENV_VAR, DEFAULT_FLAGS_FILE } fr
 export type { FileFlagStoreOptions } from './stores/file-store.js';
 export { MemoryFlagStore } from './stores/memory-store.js';
 export type { MemoryFlagStoreOptions } from './stores/memory-store.js';
+export { RedisFlagStore, DEFAULT_KEY_PREFIX, redisKeys } from './stores/redis-store.js';
+export type { RedisFlagStoreOptions, RedisKeys } from './stores/redis-store.js';
+export { openStore, storedDefinitions, REDIS_PASSWORD_ENV_VAR } from './stores/open-store.js';
+export type { OpenStoreOptions, OpenedStore } from './stores/open-store.js';
+export { StoreLocationError } from './stores/store-location-error.js';
+export { FlagdFileStore, FLAGD_LOCATION_PREFIX } from './stores/flagd-store.js';
+export type { FlagdFileStoreOptions } from './stores/flagd-store.js';
+export { FlagdEvaluator, validateFlagdText } from './stores/flagd-evaluator.js';
+export type { FlagdSchemaIssue } from './stores/flagd-evaluator.js';
+export { toFlagdDocument, fromFlagdDocument, FLAGD_SCHEMA_URL, FLAGD_METADATA, describeConversionIssue } from './core/flagd-convert.js';
+export type { FlagdDocument, FlagdFlag, FlagdExport, FlagdExportOptions, FlagdImport, ConversionIssue } from './core/flagd-convert.js';
+export type { ExternalEvaluator, ExternalFlag } from './core/compile-flag.js';
 export { StoreWriter, UnknownFlagError } from './stores/store-writer.js';
 export { RevisionConflictError, InvalidWriteError, FlagSourceError } from './stores/flag-store.js';
 export type {

@@ -126,7 +126,8 @@ export function flagView(set: FlagSet, snapshot: StoreSnapshot, key: string, now
     };
   }
   const definition = entry.definition;
-  const rollout = rolloutView(entry, nowMs);
+  // An external (flagd-evaluated) flag has no rollout our model describes.
+  const rollout = entry.kind === 'flag' ? rolloutView(entry, nowMs) : null;
   return {
     key,
     valid: true,

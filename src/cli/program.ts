@@ -14,6 +14,9 @@ import { registerPlanCommands } from './commands/plan-commands.js';
 import { registerStatus } from './commands/status-command.js';
 import { registerHealth } from './commands/health-command.js';
 import { registerServe } from './commands/serve-command.js';
+import { registerCopy } from './commands/copy-command.js';
+import { registerExport } from './commands/export-command.js';
+import { registerImport } from './commands/import-command.js';
 
 export const CLI_NAME = 'rollout-guardian';
 
@@ -53,6 +56,9 @@ export function buildProgram(ctx: CommandContext): Command {
   registerStatus(program, ctx);
   registerHealth(program, ctx);
   registerServe(program, ctx);
+  registerCopy(program, ctx);
+  registerExport(program, ctx);
+  registerImport(program, ctx);
   hintAfterErrors(program);
   return program;
 }

@@ -1,34 +1,72 @@
 // Where the flags live: --store, else ROLLOUT_GUARDIAN_FLAGS, else flags.yaml, relative to
-// the injected cwd. Only flag files are served for now; a URL says so instead of being
-// taken for a file name.
-import { resolve } from 'node:path';
+// the injected cwd. A path or file:// URL is a flag file, a redis:// or rediss:// URL a Redis
+// store; every command opens it through openStore, so each one serves both.
+import { basename, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_FLAGS_FILE, FLAGS_ENV_VAR, FileFlagStore, resolveFlagsPath } from '../stores/file-store.js';
+import { DEFAULT_FLAGS_FILE, FLAGS_ENV_VAR, resolveFlagsPath } from '../stores/file-store.js';
+import { type OpenedStore, openStore, storeScheme } from '../stores/open-store.js';
+import { RedisFlagStore } from '../stores/redis-store.js';
+import { StoreLocationError } from '../stores/store-location-error.js';
 import type { CliIo } from './cli-io.js';
 import { usageError } from './cli-error.js';
 
-const URL_SCHEME = /^([a-z][a-z0-9+.-]*):\/\//i;
+interface NamedLocation {
+  readonly location: string;
+  /** Where it came from, for messages: --store, the environment variable, or the default. */
+  readonly from: string;
+}
 
-/** The absolute path of the flag file `option` (or the environment, or the default) names. */
-export function flagFilePath(option: string | undefined, io: CliIo): string {
+function named(option: string | undefined, io: CliIo): NamedLocation {
   const location = option ?? (io.env[FLAGS_ENV_VAR] || DEFAULT_FLAGS_FILE);
-  const from = option !== undefined ? '--store' : io.env[FLAGS_ENV_VAR] ? FLAGS_ENV_VAR : 'the default';
-  const scheme = URL_SCHEME.exec(location)?.[1]?.toLowerCase();
+  return { location, from: option !== undefined ? '--store' : io.env[FLAGS_ENV_VAR] ? FLAGS_ENV_VAR : 'the default' };
+}
+
+/** The location with any password in it masked, for messages. */
+export function redactLocation(location: string): string {
+  return location.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:@/]*:)[^@/]*@/i, '$1***@');
+}
+
+/** Opens `location` (for one command, without a watcher, unless `watch`); a location that names no store is a usage error. */
+export function openLocation(location: string, from: string, io: CliIo, watch = false): OpenedStore {
+  try {
+    return openStore(location, { cwd: io.cwd, env: io.env, clock: io.clock, watch });
+  } catch (err) {
+    if (err instanceof StoreLocationError) throw usageError(`${err.message} (${redactLocation(location)}, from ${from})`);
+    throw err;
+  }
+}
+
+/** The store that `option` (or the environment, or the default) names, closed when `fn` settles. */
+export async function withStore<T>(option: string | undefined, io: CliIo, fn: (store: OpenedStore) => Promise<T>): Promise<T> {
+  const { location, from } = named(option, io);
+  const store = openLocation(location, from, io);
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+/** The absolute path of the flag file `option` names, for commands that read the file itself. */
+export function flagFilePath(option: string | undefined, io: CliIo): string {
+  const { location, from } = named(option, io);
+  const scheme = storeScheme(location);
   if (scheme === 'file') return fileURLToPath(location);
   if (scheme !== undefined) {
-    throw usageError(`${scheme}:// stores are not supported yet (${location}, from ${from}); pass --store <path> to a YAML or JSON flag file`);
+    const redis = scheme === 'redis' || scheme === 'rediss' ? '; a Redis store is validated on every write, and `flags list --store <url>` shows any invalid flag in it' : '';
+    throw usageError(`this command needs a YAML or JSON flag file, and ${redactLocation(location)} (from ${from}) is a ${scheme}:// store${redis}`);
   }
   // resolveFlagsPath resolves against process.cwd(); anchoring at the injected cwd first
   // keeps its precedence and makes the result absolute either way.
   return resolveFlagsPath(resolve(io.cwd, location), io.env);
 }
 
-/** A file store for one command: no watcher, closed when `fn` settles. */
-export async function withFileStore<T>(option: string | undefined, io: CliIo, fn: (store: FileFlagStore) => Promise<T>): Promise<T> {
-  const store = new FileFlagStore({ path: flagFilePath(option, io), env: io.env, clock: io.clock, watch: false });
-  try {
-    return await fn(store);
-  } finally {
-    await store.close();
-  }
+/** Where a store keeps its runtime state, as `flags get` names it. */
+export function stateLocation(store: OpenedStore): string {
+  return store instanceof RedisFlagStore ? `${store.keys.state} in ${store.source}` : basename(store.statePath);
+}
+
+/** Where a store keeps its audit log, for messages. */
+export function auditLocation(store: OpenedStore): string {
+  return store instanceof RedisFlagStore ? `${store.keys.audit} in ${store.source}` : store.auditPath;
 }

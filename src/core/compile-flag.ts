@@ -93,11 +93,41 @@ export interface InvalidFlag {
   readonly result: EvaluationResult;
 }
 
-export type FlagEntry = CompiledFlag | InvalidFlag;
+/**
+ * Targeting core does not evaluate itself (flagd JSON Logic our model cannot express). The
+ * store that found it supplies the evaluator; core keeps the precedence above it.
+ */
+export interface ExternalEvaluator {
+  /** Content hash of what the evaluator evaluates; part of the flag's revision. */
+  readonly revision: string;
+  /** Results shaped as core's; expected not to throw (core catches anyway). */
+  evaluate(context: EvaluationContext, nowMs: number): EvaluationResult;
+}
+
+/**
+ * A flag whose targeting an ExternalEvaluator decides. `definition` holds what our model does
+ * express (variants, baseline, state, metadata), so shutdown, disabled, override and rollback
+ * apply before the evaluator exactly as they do for a compiled flag.
+ */
+export interface ExternalFlag {
+  readonly kind: 'external';
+  readonly key: string;
+  readonly type: FlagValueType;
+  readonly definition: FlagDefinition;
+  readonly state: FlagRuntimeState | undefined;
+  readonly revision: string;
+  /** Decided without the context (shutdown, disabled, override, rollback), or undefined. */
+  readonly fixed: EvaluationResult | undefined;
+  readonly evaluator: ExternalEvaluator;
+}
+
+export type FlagEntry = CompiledFlag | InvalidFlag | ExternalFlag;
 
 export interface CompileOptions {
   /** `emergency_shutdown` is on: the flag serves its baseline. */
   readonly shutdown: boolean;
+  /** The revision of an external evaluator, folded into the flag's revision. */
+  readonly externalRevision?: string;
 }
 
 /** JSON with object keys sorted, so a reordered file does not read as a change. */
@@ -131,7 +161,8 @@ function freezeResult(value: FlagValue, variant: string, reason: Reason, flagMet
 }
 
 export function compileFlag(key: string, definition: FlagDefinition, state: FlagRuntimeState | undefined, options: CompileOptions): CompiledFlag {
-  const revision = fingerprint({ definition, state, shutdown: options.shutdown });
+  // An absent externalRevision drops out of the canonical JSON: ordinary revisions are unchanged.
+  const revision = fingerprint({ definition, state, shutdown: options.shutdown, external: options.externalRevision });
   const variants = definition.variants as Record<string, FlagValue>;
   const baselineVariant = definition.defaultVariant;
   const baselineValue = variants[baselineVariant] as FlagValue;
@@ -223,6 +254,18 @@ export function splitResults(flag: CompiledFlag, weight: number): SplitResults {
     // No targeting key: the baseline, never a coin flip.
     missingKey: freezeResult(baselineValue, baselineVariant, Reason.DEFAULT, meta),
   };
+}
+
+/** The flag `evaluator` decides, with the precedence of state and shutdown compiled as usual. */
+export function externalFlag(
+  key: string,
+  definition: FlagDefinition,
+  state: FlagRuntimeState | undefined,
+  evaluator: ExternalEvaluator,
+  options: CompileOptions,
+): ExternalFlag {
+  const compiled = compileFlag(key, definition, state, { shutdown: options.shutdown, externalRevision: evaluator.revision });
+  return { kind: 'external', key, type: compiled.type, definition, state, revision: compiled.revision, fixed: compiled.fixed, evaluator };
 }
 
 export function invalidFlag(key: string, issues: readonly SchemaIssue[]): InvalidFlag {

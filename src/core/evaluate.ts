@@ -8,6 +8,7 @@ import {
   type EvaluationResult,
   type FlagEntry,
   type CompiledFlag,
+  type ExternalFlag,
   ConditionOp,
   RolloutKind,
   splitResults,
@@ -76,9 +77,20 @@ function evaluateFlag(flag: CompiledFlag, context: EvaluationContext, nowMs: num
  * override, rollback, targeting rules (first match), rollout, default.
  */
 export function evaluate(flag: FlagEntry, context: EvaluationContext | undefined, nowMs: number): EvaluationResult {
-  if (flag.kind === 'invalid') return flag.result;
+  // One test keeps compiled flags, the hot path, exactly as fast as before external flags.
+  if (flag.kind !== 'flag') return flag.kind === 'invalid' ? flag.result : evaluateExternal(flag, context ?? EMPTY_CONTEXT, nowMs);
   try {
     return evaluateFlag(flag, context ?? EMPTY_CONTEXT, nowMs);
+  } catch (err) {
+    return { value: null, reason: Reason.ERROR, errorCode: ErrorCode.GENERAL, errorMessage: String(err), flagMetadata: { revision: flag.revision } };
+  }
+}
+
+/** Shutdown, disabled, override and rollback first, as for any flag; then the evaluator. */
+function evaluateExternal(flag: ExternalFlag, context: EvaluationContext, nowMs: number): EvaluationResult {
+  if (flag.fixed !== undefined) return flag.fixed;
+  try {
+    return flag.evaluator.evaluate(context, nowMs);
   } catch (err) {
     return { value: null, reason: Reason.ERROR, errorCode: ErrorCode.GENERAL, errorMessage: String(err), flagMetadata: { revision: flag.revision } };
   }

@@ -3,7 +3,7 @@
 // revisions (content hashes), as OpenFeature's flagsChanged wants.
 import type { FlagDefinition, FlagRuntimeState } from './flag-schema.js';
 import type { ParsedFlags, SchemaIssue } from './parse-flags.js';
-import { type CompiledFlag, type FlagEntry, compileFlag, invalidFlag } from './compile-flag.js';
+import { type CompiledFlag, type ExternalEvaluator, type FlagEntry, compileFlag, externalFlag, invalidFlag } from './compile-flag.js';
 import { evaluate } from './evaluate.js';
 import { EMERGENCY_SHUTDOWN, isEmergencyFlag } from './emergency.js';
 
@@ -19,34 +19,44 @@ export interface BuiltFlagSet {
   readonly retained: ReadonlyMap<string, readonly SchemaIssue[]>;
 }
 
-function isOn(definition: FlagDefinition | undefined, state: FlagRuntimeState | undefined, nowMs: number): boolean {
+function isOn(definition: FlagDefinition | undefined, state: FlagRuntimeState | undefined, nowMs: number, evaluator: ExternalEvaluator | undefined): boolean {
   if (definition === undefined) return false;
-  return evaluate(compileFlag(EMERGENCY_SHUTDOWN, definition, state, { shutdown: false }), undefined, nowMs).value === true;
+  const entry =
+    evaluator === undefined
+      ? compileFlag(EMERGENCY_SHUTDOWN, definition, state, { shutdown: false })
+      : externalFlag(EMERGENCY_SHUTDOWN, definition, state, evaluator, { shutdown: false });
+  return evaluate(entry, undefined, nowMs).value === true;
 }
 
 /**
  * Compiles definitions with state. A flag whose definition turned bad keeps its last good
  * definition from `previous` (and is listed in `retained`); one never seen good is invalid.
+ * A flag with an evaluator in `external` is decided by it below the precedence of state.
  */
 export function buildFlagSet(
   parsed: ParsedFlags,
   state: ReadonlyMap<string, FlagRuntimeState>,
   nowMs: number,
   previous?: FlagSet,
+  external?: ReadonlyMap<string, ExternalEvaluator>,
 ): BuiltFlagSet {
   const definitions = new Map(parsed.definitions);
+  const evaluators = new Map(external ?? []);
   const retained = new Map<string, readonly SchemaIssue[]>();
   for (const [key, issues] of parsed.invalid) {
     const last = previous?.flags.get(key);
-    if (last?.kind === 'flag') {
+    if (last !== undefined && last.kind !== 'invalid') {
       definitions.set(key, last.definition);
+      if (last.kind === 'external') evaluators.set(key, last.evaluator);
       retained.set(key, issues);
     }
   }
-  const shutdown = isOn(definitions.get(EMERGENCY_SHUTDOWN), state.get(EMERGENCY_SHUTDOWN), nowMs);
+  const shutdown = isOn(definitions.get(EMERGENCY_SHUTDOWN), state.get(EMERGENCY_SHUTDOWN), nowMs, evaluators.get(EMERGENCY_SHUTDOWN));
   const flags = new Map<string, FlagEntry>();
   for (const [key, definition] of definitions) {
-    flags.set(key, compileFlag(key, definition, state.get(key), { shutdown: shutdown && !isEmergencyFlag(key) }));
+    const options = { shutdown: shutdown && !isEmergencyFlag(key) };
+    const evaluator = evaluators.get(key);
+    flags.set(key, evaluator === undefined ? compileFlag(key, definition, state.get(key), options) : externalFlag(key, definition, state.get(key), evaluator, options));
   }
   for (const [key, issues] of parsed.invalid) {
     if (!flags.has(key)) flags.set(key, invalidFlag(key, issues));

@@ -128,7 +128,7 @@ export class RolloutProvider implements Provider {
         flagMetadata: result.flagMetadata,
       };
     }
-    if (entry.kind === 'flag' && entry.type !== type) {
+    if (entry.kind !== 'invalid' && entry.type !== type) {
       return {
         value: defaultValue,
         reason: StandardResolutionReasons.ERROR,
@@ -143,7 +143,7 @@ export class RolloutProvider implements Provider {
   }
 
   private build(snapshot: StoreSnapshot): ReturnType<typeof buildFlagSet> {
-    return buildFlagSet(snapshot.parsed, snapshot.state, this.clock.now(), this.set === EMPTY_SET ? undefined : this.set);
+    return buildFlagSet(snapshot.parsed, snapshot.state, this.clock.now(), this.set === EMPTY_SET ? undefined : this.set, snapshot.external);
   }
 
   private warnInvalid(snapshot: StoreSnapshot, retained?: ReadonlyMap<string, readonly SchemaIssue[]>): void {

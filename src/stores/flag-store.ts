@@ -1,6 +1,7 @@
 // The boundary every backend implements. Definitions (what users write) and runtime state
 // (what the system decides) travel apart; every mutation carries an actor and a reason, is
 // refused when its expected revision is stale, and lands in the audit log.
+import type { ExternalEvaluator } from '../core/compile-flag.js';
 import type { FlagRuntimeState } from '../core/flag-schema.js';
 import type { ParsedFlags, SchemaIssue } from '../core/parse-flags.js';
 
@@ -19,6 +20,11 @@ export interface StoreSnapshot {
   readonly source: string;
   /** For each invalid flag, where and why, as `file:line:col: path: expected ...` lines. */
   readonly flagErrors?: ReadonlyMap<string, readonly string[]>;
+  /**
+   * Flags whose targeting our model cannot express (flagd JSON Logic), each with the
+   * evaluator that decides it; their entry in `parsed.definitions` holds the rest.
+   */
+  readonly external?: ReadonlyMap<string, ExternalEvaluator>;
 }
 
 export type StoreEvent =

@@ -502,12 +502,12 @@ describe('where the flags are read from', () => {
     expect(result.stdout).not.toContain('new-checkout');
   });
 
-  it('says a redis:// store is not supported yet', async () => {
+  it('names the supported stores for a URL scheme it does not serve', async () => {
     const dir = await workspace();
-    const result = await run(dir, ['flags', 'list', '--store', 'redis://localhost:6379']);
+    const result = await run(dir, ['flags', 'list', '--store', 'etcd://localhost:2379']);
     expect(result.code).toBe(2);
     expect(result.stderr).toBe(
-      'error: redis:// stores are not supported yet (redis://localhost:6379, from --store); pass --store <path> to a YAML or JSON flag file\n',
+      'error: etcd:// stores are not supported; use a YAML or JSON flag file (a path or file:// URL) or Redis (redis:// or rediss://) (etcd://localhost:2379, from --store)\n',
     );
   });
 

@@ -8,6 +8,8 @@ import { buildDashboards, renderDashboard } from '../../scripts/build-dashboards
 import { CohortRegistry } from '../../src/guardian/cohort-registry.js';
 import { RolloutGuardian } from '../../src/guardian/rollout-guardian.js';
 import { MemoryFlagStore } from '../../src/stores/memory-store.js';
+import { PlanWriter } from '../../src/deploy/plan-writer.js';
+import { planSteps } from '../../src/deploy/plan.js';
 import { StoreWriter } from '../../src/stores/store-writer.js';
 import { GuardianTelemetry } from '../../src/telemetry/guardian-telemetry.js';
 import { METER_NAME, PROMETHEUS_LABELS, PROMETHEUS_NAMES } from '../../src/telemetry/names.js';
@@ -59,7 +61,8 @@ async function emittedMetricNames(): Promise<Set<string>> {
   const registry = new CohortRegistry({ slotMs, slotCount: 61 });
   const guardian = new RolloutGuardian({ source: store, writer: new StoreWriter(store, clock), registry, clock });
   const processorStats = () => ({ recordedOutcomes: 1, droppedExposures: 0, droppedTraces: 0, internalErrors: 0 });
-  const telemetry = new GuardianTelemetry({ meter: meterProvider.getMeter(METER_NAME), registry, guardian, clock, processorStats });
+  await new PlanWriter(store, clock).deploy(flag, 'custom', planSteps('custom', { steps: [20, 100], stepDurationMs: 3_600_000 }), { actor: 'sre', reason: 'release' });
+  const telemetry = new GuardianTelemetry({ meter: meterProvider.getMeter(METER_NAME), registry, guardian, clock, processorStats, plans: store });
   try {
     telemetry.recordEvaluation(flag, 'on', 'SPLIT');
     let rolledBack = false;

@@ -4,7 +4,7 @@ import { type Command, InvalidArgumentError } from 'commander';
 import type { AuditEntry } from '../../stores/flag-store.js';
 import { knownFlag } from '../../stores/store-writer.js';
 import { differenceLines, differences, jsonText } from '../format.js';
-import { withFileStore } from '../store-location.js';
+import { auditLocation, withStore } from '../store-location.js';
 import { type CommandContext, type StoreOptions, withJsonOption, withStoreOption } from './command-context.js';
 
 interface AuditOptions extends StoreOptions {
@@ -32,12 +32,12 @@ export function registerAudit(program: Command, ctx: CommandContext): void {
     .option('--limit <n>', 'only the newest n entries', positiveInteger);
   withJsonOption(withStoreOption(command)).action(async (options: AuditOptions) => {
     const { io } = ctx;
-    await withFileStore(options.store, io, async (store) => {
+    await withStore(options.store, io, async (store) => {
       const entries = await store.audit({ flagKey: options.flag, limit: options.limit });
       // No history for a key that is not a flag either: most likely a typo.
       if (entries.length === 0 && options.flag !== undefined) knownFlag(await store.load(), options.flag);
       if (options.json) io.stdout.write(jsonText({ store: store.source, entries }));
-      else if (entries.length === 0) io.stdout.write(`no audit entries${options.flag === undefined ? '' : ` for flag "${options.flag}"`} in ${store.auditPath}\n`);
+      else if (entries.length === 0) io.stdout.write(`no audit entries${options.flag === undefined ? '' : ` for flag "${options.flag}"`} in ${auditLocation(store)}\n`);
       else io.stdout.write(entries.map(entryText).join('\n'));
     });
   });

@@ -21,7 +21,10 @@ export interface MutationOptions extends StoreOptions {
 export const DEFAULT_REASON = 'manual change via CLI';
 
 export function withStoreOption(command: Command): Command {
-  return command.option('--store <path>', 'the flag file (default: $ROLLOUT_GUARDIAN_FLAGS, then ./flags.yaml); redis:// URLs are not supported yet');
+  return command.option(
+    '--store <location>',
+    'the flags: a YAML or JSON file, or redis[s]://[:password@]host[:port][/db][?prefix=NAME] (default: $ROLLOUT_GUARDIAN_FLAGS, then ./flags.yaml)',
+  );
 }
 
 export function withJsonOption(command: Command): Command {

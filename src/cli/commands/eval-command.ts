@@ -9,7 +9,7 @@ import { knownFlag } from '../../stores/store-writer.js';
 import { ExitCode } from '../cli-error.js';
 import { type BucketView, type RuleCheck, bucketView, checkRules, conditionOutcome, explain, ruleLabel } from '../explain.js';
 import { conditionText, fields, jsonText, valueText } from '../format.js';
-import { withFileStore } from '../store-location.js';
+import { withStore } from '../store-location.js';
 import { type CommandContext, type StoreOptions, withJsonOption, withStoreOption } from './command-context.js';
 
 export const CONTEXT_EXAMPLE = `--context '{"targetingKey":"user-1","region":"eu-west-1"}'`;
@@ -97,10 +97,10 @@ export function registerEval(program: Command, ctx: CommandContext): void {
     const { io } = ctx;
     const nowMs = options.at ?? io.clock.now();
     const context = options.context ?? {};
-    await withFileStore(options.store, io, async (store) => {
+    await withStore(options.store, io, async (store) => {
       const snapshot = await store.load();
       knownFlag(snapshot, flagKey);
-      const { set } = buildFlagSet(snapshot.parsed, snapshot.state, nowMs);
+      const { set } = buildFlagSet(snapshot.parsed, snapshot.state, nowMs, undefined, snapshot.external);
       const entry = set.flags.get(flagKey);
       if (entry === undefined) throw new Error(`flag "${flagKey}" is known but was not compiled`);
       const result = evaluate(entry, context, nowMs);

@@ -1,19 +1,16 @@
 // `flags list|get|set|override|clear-override|reset-state`: read flags with their runtime
 // state, and change them through StoreWriter so every change carries an actor and a reason
 // and lands in the audit log.
-import { readFile } from 'node:fs/promises';
-import { basename } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import type { AuditEntry, StoreSnapshot, WriteResult } from '../../stores/flag-store.js';
-import type { FileFlagStore } from '../../stores/file-store.js';
-import { readFlagText } from '../../stores/flag-file-format.js';
+import { type OpenedStore, storedDefinitions } from '../../stores/open-store.js';
 import { StoreWriter, knownFlag } from '../../stores/store-writer.js';
 import type { Attribution } from '../../stores/flag-store.js';
 import { CliError } from '../cli-error.js';
 import { type FlagView, flagListView } from '../flag-view.js';
 import { differenceLines, differences, fields, jsonText, percentText, table, valueText, yamlBlock } from '../format.js';
-import { withFileStore } from '../store-location.js';
+import { stateLocation, withStore } from '../store-location.js';
 import {
   type CommandContext,
   type MutationOptions,
@@ -61,11 +58,10 @@ export function parseFieldValue(text: string): unknown {
 }
 
 /** The flags as written, for showing an invalid flag's definition. */
-async function rawDefinitions(store: FileFlagStore, snapshot: StoreSnapshot): Promise<Record<string, unknown>> {
+async function rawDefinitions(store: OpenedStore, snapshot: StoreSnapshot): Promise<Record<string, unknown>> {
   if (snapshot.parsed.invalid.size === 0) return {};
   try {
-    const data = readFlagText(await readFile(store.source, 'utf8'), store.source).doc.toJS() as { flags?: Record<string, unknown> } | null;
-    return data?.flags ?? {};
+    return await storedDefinitions(store);
   } catch {
     return {};
   }
@@ -95,7 +91,7 @@ function listText(views: readonly FlagView[], shutdown: boolean): string {
   return out;
 }
 
-function getText(f: FlagView, statePath: string): string {
+function getText(f: FlagView, stateWhere: string): string {
   let out: string;
   if (!f.valid) {
     out = `${f.key}: INVALID, resolves with PARSE_ERROR until fixed\n${f.errors.map((e) => `  ${e}\n`).join('')}`;
@@ -122,11 +118,11 @@ function getText(f: FlagView, statePath: string): string {
   }
   const state = { override: f.override ?? undefined, rollback: f.rollback ?? undefined, percentage: f.runtimePercentage ?? undefined };
   const hasState = f.override !== null || f.rollback !== null || f.runtimePercentage !== null;
-  out += `runtime state (${basename(statePath)}):\n${hasState ? yamlBlock(state) : '  none\n'}`;
+  out += `runtime state (${stateWhere}):\n${hasState ? yamlBlock(state) : '  none\n'}`;
   return out;
 }
 
-async function loadView(store: FileFlagStore, ctx: CommandContext) {
+async function loadView(store: OpenedStore, ctx: CommandContext) {
   const snapshot = await store.load();
   return { snapshot, ...flagListView(snapshot, ctx.io.clock.now(), await rawDefinitions(store, snapshot)) };
 }
@@ -149,7 +145,7 @@ type Change = (writer: StoreWriter, by: Attribution, snapshot: StoreSnapshot) =>
 async function mutate(ctx: CommandContext, options: MutationOptions, flagKey: string, action: string, change: Change): Promise<void> {
   const { io } = ctx;
   const by = attribution(options, ctx);
-  await withFileStore(options.store, io, async (store) => {
+  await withStore(options.store, io, async (store) => {
     const snapshot = await store.load();
     const result = await change(new StoreWriter(store, io.clock), by, snapshot);
     const entry = result?.entries.find((e) => e.flagKey === flagKey) ?? null;
@@ -173,7 +169,7 @@ export function registerFlags(program: Command, ctx: CommandContext): void {
 
   withJsonOption(withStoreOption(flags.command('list').description('every flag: type, state, variants, baseline, rollout, override; invalid flags with their errors'))).action(
     async (options: StoreOptions) => {
-      await withFileStore(options.store, ctx.io, async (store) => {
+      await withStore(options.store, ctx.io, async (store) => {
         const { snapshot, set, flags: views } = await loadView(store, ctx);
         ctx.io.stdout.write(
           options.json ? jsonText({ store: store.source, revision: snapshot.revision, emergencyShutdown: set.shutdown, flags: views }) : listText(views, set.shutdown),
@@ -184,12 +180,12 @@ export function registerFlags(program: Command, ctx: CommandContext): void {
 
   withJsonOption(withStoreOption(flags.command('get').description('one flag: definition and runtime state (and located errors when invalid)').argument('<flag>', 'the flag key'))).action(
     async (flagKey: string, options: StoreOptions) => {
-      await withFileStore(options.store, ctx.io, async (store) => {
+      await withStore(options.store, ctx.io, async (store) => {
         const { snapshot, set, flags: views } = await loadView(store, ctx);
         knownFlag(snapshot, flagKey);
         const view = views.find((f) => f.key === flagKey) as FlagView;
         ctx.io.stdout.write(
-          options.json ? jsonText({ store: store.source, revision: snapshot.revision, emergencyShutdown: set.shutdown, flag: view }) : getText(view, store.statePath),
+          options.json ? jsonText({ store: store.source, revision: snapshot.revision, emergencyShutdown: set.shutdown, flag: view }) : getText(view, stateLocation(store)),
         );
       });
     },

@@ -6,7 +6,7 @@ import type { FlagRuntimeState } from '../../core/flag-schema.js';
 import type { StoreSnapshot } from '../../stores/flag-store.js';
 import { ExitCode } from '../cli-error.js';
 import { jsonText, table } from '../format.js';
-import { withFileStore } from '../store-location.js';
+import { withStore } from '../store-location.js';
 import { type CommandContext, type StoreOptions, withJsonOption, withStoreOption } from './command-context.js';
 import { SERVER_ENV_VAR, fetchServerStatus, withServerOption } from './status-command.js';
 
@@ -43,7 +43,7 @@ export function registerHealth(program: Command, ctx: CommandContext): void {
   withServerOption(withJsonOption(withStoreOption(program.command('health').description('check the flag file, the store, the plans and (with --server) the guardian and telemetry; exit 1 when unhealthy')))).action(
     async (options: StoreOptions & { server?: string }) => {
       const checks: HealthCheckResult[] = [];
-      await withFileStore(options.store, ctx.io, async (store) => {
+      await withStore(options.store, ctx.io, async (store) => {
         let snapshot: StoreSnapshot | undefined;
         try {
           snapshot = await store.load();

@@ -10,7 +10,7 @@ import { knownFlag } from '../../stores/store-writer.js';
 import type { WriteResult } from '../../stores/flag-store.js';
 import { CliError, usageError } from '../cli-error.js';
 import { differenceLines, differences, jsonText, percentText, table } from '../format.js';
-import { withFileStore } from '../store-location.js';
+import { withStore } from '../store-location.js';
 import { type CommandContext, type MutationOptions, withJsonOption, withStoreOption } from './command-context.js';
 import { type MutationReport, attribution } from './flags-command.js';
 
@@ -62,7 +62,7 @@ function report(ctx: CommandContext, options: MutationOptions, store: string, fl
 }
 
 async function planCommand(ctx: CommandContext, options: MutationOptions, flagKey: string, action: string, run: (plans: PlanWriter) => Promise<WriteResult>): Promise<void> {
-  await withFileStore(options.store, ctx.io, async (store) => {
+  await withStore(options.store, ctx.io, async (store) => {
     knownFlag(await store.load(), flagKey);
     let result: WriteResult;
     try {
@@ -107,7 +107,7 @@ export function registerPlanCommands(program: Command, ctx: CommandContext): voi
       ctx.io.stderr.write('warning: instant sends everyone to the treatment after one minute, with no gradual exposure; the guardian can still roll it back\n');
     }
     if (options.dryRun) {
-      await withFileStore(options.store, ctx.io, async (store) => {
+      await withStore(options.store, ctx.io, async (store) => {
         knownFlag(await store.load(), flagKey);
         const plan: PlanState = { strategy: options.strategy, steps, stepIndex: 0, status: 'running', startedAt: new Date(ctx.io.clock.now()).toISOString(), stepStartedAt: new Date(ctx.io.clock.now()).toISOString(), pausedMs: 0 };
         if (options.json) ctx.io.stdout.write(jsonText({ store: store.source, flag: flagKey, dryRun: true, plan, schedule: planSchedule(plan, ctx.io.clock.now()) }));
@@ -115,7 +115,7 @@ export function registerPlanCommands(program: Command, ctx: CommandContext): voi
       });
       return;
     }
-    await withFileStore(options.store, ctx.io, async (store) => {
+    await withStore(options.store, ctx.io, async (store) => {
       knownFlag(await store.load(), flagKey);
       let result: WriteResult;
       try {

@@ -3,9 +3,9 @@
 // cleanly; every plan's state is in the store, so a restart resumes where it left off.
 import { type Command, InvalidArgumentError } from 'commander';
 import { parseDurationMs } from '../../core/duration.js';
-import { FileFlagStore } from '../../stores/file-store.js';
 import { RolloutServer } from '../../server/rollout-server.js';
-import { flagFilePath } from '../store-location.js';
+import { FLAGS_ENV_VAR, DEFAULT_FLAGS_FILE } from '../../stores/file-store.js';
+import { openLocation } from '../store-location.js';
 import type { CommandContext, StoreOptions } from './command-context.js';
 import { withStoreOption } from './command-context.js';
 
@@ -38,7 +38,9 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       .option('--slot <duration>', "the guardian's slot: how often it judges", parseSlot, 5_000)
       .option('--dry-run', 'judge and report rollbacks and plan steps without writing them'),
   ).action(async (options: ServeOptions) => {
-    const store = new FileFlagStore({ path: flagFilePath(options.store, ctx.io), env: ctx.io.env, clock: ctx.io.clock });
+    const location = options.store ?? (ctx.io.env[FLAGS_ENV_VAR] || DEFAULT_FLAGS_FILE);
+    // Watching: serve follows edits to the file and changes other instances make in Redis.
+    const store = openLocation(location, options.store !== undefined ? '--store' : FLAGS_ENV_VAR, ctx.io, true);
     const server = await RolloutServer.start({
       store,
       port: options.port,

@@ -8,7 +8,7 @@ import { type CohortView, type FlagStatusView, rolloutStatus } from '../../deplo
 import { knownFlag } from '../../stores/store-writer.js';
 import { CliError } from '../cli-error.js';
 import { jsonText } from '../format.js';
-import { withFileStore } from '../store-location.js';
+import { withStore } from '../store-location.js';
 import { type CommandContext, type StoreOptions, withJsonOption, withStoreOption } from './command-context.js';
 
 export const SERVER_ENV_VAR = 'ROLLOUT_GUARDIAN_SERVER';
@@ -107,7 +107,7 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
         const remote = await fetchServerStatus(server);
         report = { source: remote.store, generatedAt: remote.generatedAt, server, flags: remote.flags };
       } else {
-        report = await withFileStore(options.store, ctx.io, async (store) => {
+        report = await withStore(options.store, ctx.io, async (store) => {
           const snapshot = await store.load();
           if (flagKey !== undefined) knownFlag(snapshot, flagKey);
           return { source: store.source, generatedAt: new Date(nowMs).toISOString(), server: null, flags: rolloutStatus(snapshot, nowMs) };

@@ -1,0 +1,186 @@
+// The flagd commands as users run them: the built binary (dist/cli/main.js) exporting flag
+// files to flagd JSON, importing flagd files with every unmapped part named, and `--store
+// flagd:<file>` serving the flags commands from the file a flagd daemon watches.
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FlagdCore, MemoryStorage } from '@openfeature/flagd-core';
+import type { Logger } from '@openfeature/server-sdk';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const MAIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+const FIXTURE = fileURLToPath(new URL('../fixtures/flagd/flags.yaml', import.meta.url));
+const FIXTURE_STATE = fileURLToPath(new URL('../fixtures/flagd/flags.state.json', import.meta.url));
+const SILENT: Logger = { error: () => undefined, warn: () => undefined, info: () => undefined, debug: () => undefined };
+
+const FLAGD_FILE = {
+  $schema: 'https://flagd.dev/schema/v0/flags.json',
+  flags: {
+    'new-checkout': {
+      state: 'ENABLED',
+      variants: { on: true, off: false },
+      defaultVariant: 'off',
+      targeting: { if: [{ in: [{ var: 'region' }, ['eu-west-1']] }, 'on', { fractional: [['on', 100_000], ['off', 900_000]] }] },
+    },
+    'by-version': {
+      state: 'ENABLED',
+      variants: { new: 'v2', old: 'v1' },
+      defaultVariant: 'old',
+      targeting: { if: [{ sem_ver: [{ var: 'appVersion' }, '>=', '2.0.0'] }, 'new'] },
+    },
+    'three-way': { state: 'ENABLED', variants: { a: 1, b: 2, c: 3 }, defaultVariant: 'a', targeting: { fractional: [['a', 34], ['b', 33], ['c', 33]] } },
+  },
+};
+
+interface Run {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+let root: string;
+let folders = 0;
+
+async function workspace(): Promise<string> {
+  const dir = join(root, `w${++folders}`);
+  await mkdir(dir);
+  await copyFile(FIXTURE, join(dir, 'flags.yaml'));
+  await copyFile(FIXTURE_STATE, join(dir, 'flags.state.json'));
+  await writeFile(join(dir, 'team.flagd.json'), `${JSON.stringify(FLAGD_FILE, null, 2)}\n`);
+  return dir;
+}
+
+function run(cwd: string, args: readonly string[]): Promise<Run> {
+  const { ROLLOUT_GUARDIAN_FLAGS: _ignored, ...env } = process.env;
+  return new Promise((resolve) => {
+    execFile(process.execPath, [MAIN, ...args], { cwd, env, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
+      resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, stdout, stderr });
+    });
+  });
+}
+
+function strictlyValid(text: string): void {
+  new MemoryStorage(SILENT).setConfigurations(text, true);
+}
+
+beforeAll(async () => {
+  if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npm run build\` before these tests (npm test does)`);
+  root = await mkdtemp(join(tmpdir(), 'rollout-guardian-flagd-cli-'));
+});
+
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+describe('export --format flagd', () => {
+  it("prints the flags, runtime state materialized, as flagd JSON that flagd's schema accepts", async () => {
+    const dir = await workspace();
+    const result = await run(dir, ['export', '--format', 'flagd']);
+    expect(result).toMatchObject({ code: 0 });
+    expect(result.stderr).toContain('note: flags.every-operator.targeting[8].when.attribute: "user.kind" is escaped');
+    expect(() => strictlyValid(result.stdout)).not.toThrow();
+    const document = JSON.parse(result.stdout) as { flags: Record<string, { defaultVariant?: string; targeting?: unknown; metadata?: Record<string, unknown> }> };
+    expect(document.flags.overridden).toMatchObject({ defaultVariant: 'on', metadata: { 'rollout-guardian.state': 'overridden to "on" by alice' } });
+    expect(document.flags['rolled-back']?.targeting).toBeUndefined();
+    expect(JSON.stringify(document.flags['progressive-ramp'])).toContain('$flagd.timestamp');
+    const core = new FlagdCore(undefined, SILENT);
+    core.setConfigurations(result.stdout);
+    expect(core.resolveStringEvaluation('rolled-back', 'x', { targetingKey: 'user-1', region: 'eu-west-1' })).toMatchObject({ value: '#00f', reason: 'STATIC' });
+  });
+
+  it('writes --out atomically and freezes time-based rollouts with --at', async () => {
+    const dir = await workspace();
+    const result = await run(dir, ['export', '--format', 'flagd', '--out', 'out.flagd.json', '--at', '2026-11-08T09:00:00Z']);
+    expect(result).toMatchObject({ code: 0 });
+    expect(result.stdout).toMatch(/^wrote 20 flags from .*flags\.yaml to .*out\.flagd\.json as flagd JSON\n$/);
+    const text = await readFile(join(dir, 'out.flagd.json'), 'utf8');
+    expect(() => strictlyValid(text)).not.toThrow();
+    // 0 -> 50% over 14 days, a week in: 25%.
+    expect((JSON.parse(text) as { flags: Record<string, { targeting?: unknown }> }).flags['progressive-ramp']?.targeting).toEqual({ fractional: [['learned', 250_000], ['classic', 750_000]] });
+  });
+
+  it('refuses an unknown format as a usage error', async () => {
+    const dir = await workspace();
+    const result = await run(dir, ['export', '--format', 'launchdarkly']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('expected flagd');
+  });
+});
+
+describe('import --from flagd', () => {
+  it('converts what maps, names what does not with its JSON path, and exits 0', async () => {
+    const dir = await workspace();
+    const result = await run(dir, ['import', '--from', 'flagd', 'team.flagd.json', '--out', 'imported.yaml']);
+    expect(result.code).toBe(0);
+    expect(result.stderr.split('\n').filter((l) => l !== '')).toEqual([
+      'not converted: flags.by-version.targeting.if[0].sem_ver: sem_ver compares versions; rollout-guardian conditions compare text',
+      'not converted: flags.three-way.targeting.fractional: splits among 3 variants (a, b, c); a rollout-guardian rollout has one treatment and the baseline',
+    ]);
+    expect(result.stdout).toMatch(/^1 flag converted to .*imported\.yaml; 2 left out \(by-version, three-way\), see the lines above\n$/);
+    const validate = await run(dir, ['validate', 'imported.yaml']);
+    expect(validate).toMatchObject({ code: 0, stdout: 'imported.yaml: valid (1 flag)\n' });
+    const evaluated = await run(dir, ['eval', 'new-checkout', '--store', 'imported.yaml', '--context', '{"targetingKey":"u","region":"eu-west-1"}', '--json']);
+    expect(JSON.parse(evaluated.stdout)).toMatchObject({ value: true, reason: 'TARGETING_MATCH' });
+  });
+
+  it('prints one JSON document with --json', async () => {
+    const dir = await workspace();
+    const result = await run(dir, ['import', '--from', 'flagd', 'team.flagd.json', '--json']);
+    expect(result).toMatchObject({ code: 0, stderr: '' });
+    const report = JSON.parse(result.stdout) as { converted: string[]; issues: { flag: string; path: string; message: string }[]; flags: Record<string, unknown> };
+    expect(report.converted).toEqual(['new-checkout']);
+    expect(report.flags['new-checkout']).toMatchObject({ rollout: { variant: 'on', percentage: 10 } });
+    expect(report.issues.map((i) => [i.flag, i.path])).toEqual([
+      ['by-version', 'flags.by-version.targeting.if[0].sem_ver'],
+      ['three-way', 'flags.three-way.targeting.fractional'],
+    ]);
+  });
+
+  it('round-trips through the commands: import of an export validates and keeps every flag', async () => {
+    const dir = await workspace();
+    expect((await run(dir, ['export', '--format', 'flagd', '--out', 'plain.flagd.json', '--store', 'flags.yaml'])).code).toBe(0);
+    const imported = await run(dir, ['import', '--from', 'flagd', 'plain.flagd.json', '--out', 'back.json']);
+    expect(imported.stderr).toBe('');
+    const validate = await run(dir, ['validate', 'back.json']);
+    expect(validate.code).toBe(0);
+  });
+
+  it('exits 1 only when the input cannot be read as a flagd file', async () => {
+    const dir = await workspace();
+    await writeFile(join(dir, 'broken.json'), '{"flags": {');
+    await writeFile(join(dir, 'other.json'), '{"features": {}}');
+    for (const [file, message] of [
+      ['missing.json', 'does not exist'],
+      ['broken.json', 'is not valid JSON'],
+      ['other.json', 'is not a flagd flag-definition file'],
+    ] as const) {
+      const result = await run(dir, ['import', '--from', 'flagd', file]);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(message);
+    }
+  });
+});
+
+describe('--store flagd:<file>', () => {
+  it('lists, evaluates and overrides flags in the file a flagd daemon watches, which stays valid for flagd', async () => {
+    const dir = await workspace();
+    const list = await run(dir, ['flags', 'list', '--store', 'flagd:team.flagd.json', '--json']);
+    expect(list.code).toBe(0);
+    const keys = (JSON.parse(list.stdout) as { flags: { key: string }[] }).flags.map((f) => f.key);
+    expect(keys).toEqual(expect.arrayContaining(['new-checkout', 'by-version', 'three-way', 'emergency_shutdown']));
+    const evaluated = await run(dir, ['eval', 'by-version', '--store', 'flagd:team.flagd.json', '--context', '{"appVersion":"2.3.0"}', '--json']);
+    expect(JSON.parse(evaluated.stdout)).toMatchObject({ value: 'v2', variant: 'new', reason: 'TARGETING_MATCH' });
+
+    const override = await run(dir, ['flags', 'override', 'three-way', 'c', '--store', 'flagd:team.flagd.json', '--reason', 'INC-5']);
+    expect(override.code).toBe(0);
+    const text = await readFile(join(dir, 'team.flagd.json'), 'utf8');
+    expect(() => strictlyValid(text)).not.toThrow();
+    const core = new FlagdCore(undefined, SILENT);
+    core.setConfigurations(text);
+    expect(core.resolveNumberEvaluation('three-way', 0, { targetingKey: 'anyone' })).toMatchObject({ value: 3, reason: 'STATIC' });
+    expect(JSON.parse(await readFile(join(dir, 'team.flagd.state.json'), 'utf8'))).toMatchObject({ flags: { 'three-way': { override: { variant: 'c', reason: 'INC-5' } } } });
+  });
+});

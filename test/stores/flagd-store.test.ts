@@ -1,0 +1,313 @@
+// The flagd store: a flagd flag-definition file served by our provider (flags our model
+// expresses by core, the rest by flagd-core), rolled back, stepped and overridden by rewriting
+// the JSON a flagd daemon watches, which stays valid under flagd's own schema and evaluates in
+// flagd-core to what our provider serves; hot reload and corrupt-edit fallback as the file store.
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FlagdCore, MemoryStorage } from '@openfeature/flagd-core';
+import type { EvaluationContext as OpenFeatureContext, Logger } from '@openfeature/server-sdk';
+import { describe, expect, it } from 'vitest';
+import type { EvaluationContext, FlagValue } from '../../src/core/compile-flag.js';
+import { flagValueType } from '../../src/core/flag-schema.js';
+import { toFlagdDocument } from '../../src/core/flagd-convert.js';
+import { RolloutProvider } from '../../src/provider/rollout-provider.js';
+import { FileFlagStore } from '../../src/stores/file-store.js';
+import { FlagdFileStore } from '../../src/stores/flagd-store.js';
+import { InvalidWriteError, RevisionConflictError, type StoreEvent } from '../../src/stores/flag-store.js';
+import { StoreWriter } from '../../src/stores/store-writer.js';
+import { nextEvent } from '../helpers/events.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { withTempDir } from '../helpers/temp-dir.js';
+
+const SILENT: Logger = { error: () => undefined, warn: () => undefined, info: () => undefined, debug: () => undefined };
+const QUIET = { warn: () => undefined, error: () => undefined };
+const FIXTURE = fileURLToPath(new URL('../fixtures/flagd/flags.yaml', import.meta.url));
+const NOW = Date.parse('2026-11-05T12:00:00Z');
+const guardian = { actor: 'guardian', reason: 'error rate 4.1% > 1% held for 5m' };
+const sre = { actor: 'alice', reason: 'INC-77' };
+
+/** flagd targeting our model cannot express: flagd-core evaluates these flags. */
+const FLAGD_ONLY = {
+  'search-by-version': {
+    state: 'ENABLED',
+    variants: { new: 'ranker-v2', old: 'ranker-v1' },
+    defaultVariant: 'old',
+    targeting: { if: [{ sem_ver: [{ var: 'appVersion' }, '>=', '2.0.0'] }, 'new', 'old'] },
+  },
+  'faas-users': { state: 'ENABLED', variants: { on: true, off: false }, defaultVariant: 'off', targeting: { if: [{ $ref: 'emailWithFaas' }, 'on', null] } },
+  adults: { state: 'ENABLED', variants: { on: true, off: false }, defaultVariant: 'off', targeting: { if: [{ '>': [{ var: 'age' }, 18] }, 'on', 'off'] } },
+  'three-way': { state: 'ENABLED', variants: { a: 1, b: 2, c: 3 }, defaultVariant: 'a', targeting: { fractional: [['a', 34], ['b', 33], ['c', 33]] } },
+} as const;
+
+/** Written by hand in flagd's idiom, and expressible in our model. */
+const FLAGD_PLAIN = {
+  'plain-split': {
+    state: 'ENABLED',
+    variants: { on: true, off: false },
+    defaultVariant: 'off',
+    targeting: { if: [{ in: [{ var: 'region' }, ['eu-west-1']] }, 'on', { fractional: [['on', 50], ['off', 50]] }] },
+  },
+} as const;
+
+/** The fixture flags exported, plus the hand-written ones: a flagd file as a team would have it. */
+async function flagdFile(dir: string): Promise<string> {
+  const store = new FileFlagStore({ path: FIXTURE, watch: false });
+  const snapshot = await store.load();
+  const exported = toFlagdDocument(snapshot.parsed, new Map(), { nowMs: NOW }).document;
+  const document = {
+    $schema: 'https://flagd.dev/schema/v0/flags.json',
+    $evaluators: { emailWithFaas: { ends_with: [{ var: 'email' }, '@faas.com'] } },
+    flags: { ...exported.flags, ...FLAGD_ONLY, ...FLAGD_PLAIN },
+  };
+  const path = join(dir, 'flags.flagd.json');
+  await writeFile(path, `${JSON.stringify(document, null, 2)}\n`);
+  return path;
+}
+
+function contextFor(i: number): EvaluationContext {
+  const c: Record<string, unknown> = {};
+  if (i % 499 !== 0) c.targetingKey = `user-${i}`;
+  if (i % 3 !== 0) c.region = ['eu-west-1', 'us-east-1'][i % 2];
+  if (i % 5 !== 0) c.appVersion = ['1.9.0', '2.0.0', '2.1.3', 'v3', 'not-a-version'][i % 5];
+  if (i % 7 !== 0) c.age = [10, 18, 19, 40][i % 4];
+  c.email = i % 4 === 0 ? `u${i}@faas.com` : `u${i}@example.com`;
+  c.plan = ['enterprise', 'free'][i % 2];
+  return c;
+}
+
+async function readJson(path: string): Promise<{ flags: Record<string, Record<string, unknown>> } & Record<string, unknown>> {
+  return JSON.parse(await readFile(path, 'utf8')) as { flags: Record<string, Record<string, unknown>> };
+}
+
+function flagdOn(text: string): FlagdCore {
+  const core = new FlagdCore(undefined, SILENT);
+  core.setConfigurations(text);
+  return core;
+}
+
+/** flagd's strict validation: flagd-core's compiled copy of flagd's own schema. */
+function strictlyValid(text: string): void {
+  new MemoryStorage(SILENT).setConfigurations(text, true);
+}
+
+function resolveFlagd(core: FlagdCore, key: string, baseline: FlagValue, context: EvaluationContext) {
+  return core.resolve(flagValueType(baseline), key, baseline, context as OpenFeatureContext);
+}
+
+async function resolveOurs(provider: RolloutProvider, key: string, baseline: FlagValue, context: EvaluationContext) {
+  const ctx = context as OpenFeatureContext;
+  switch (flagValueType(baseline)) {
+    case 'boolean':
+      return provider.resolveBooleanEvaluation(key, baseline as boolean, ctx);
+    case 'string':
+      return provider.resolveStringEvaluation(key, baseline as string, ctx);
+    case 'number':
+      return provider.resolveNumberEvaluation(key, baseline as number, ctx);
+    case 'object':
+      return provider.resolveObjectEvaluation(key, baseline, ctx);
+  }
+}
+
+/** Keys whose variant or value differ between our provider and flagd-core on the file, for `flags`. */
+async function disagreements(provider: RolloutProvider, store: FlagdFileStore, flags: readonly string[], keys: number): Promise<string[]> {
+  const snapshot = await store.load();
+  const core = flagdOn(await readFile(store.source, 'utf8'));
+  const out: string[] = [];
+  for (const key of flags) {
+    const definition = snapshot.parsed.definitions.get(key);
+    if (definition === undefined) throw new Error(`no flag ${key}`);
+    const baseline = definition.variants[definition.defaultVariant] as FlagValue;
+    for (let i = 0; i < keys; i++) {
+      const context = contextFor(i);
+      const mine = await resolveOurs(provider, key, baseline, context);
+      const theirs = resolveFlagd(core, key, baseline, context);
+      const sameVariant = theirs.reason === 'DISABLED' ? mine.reason === 'DISABLED' : theirs.variant === mine.variant;
+      if (!sameVariant || JSON.stringify(theirs.value) !== JSON.stringify(mine.value)) {
+        if (out.length < 5) out.push(`${key} ${JSON.stringify(context)}: ours ${mine.variant}/${mine.reason}, flagd ${theirs.variant}/${theirs.reason}`);
+      }
+    }
+  }
+  return out;
+}
+
+async function opened(path: string, clock = new FakeClock(NOW), watch = false): Promise<{ store: FlagdFileStore; provider: RolloutProvider }> {
+  const store = new FlagdFileStore({ path, clock, watch });
+  const provider = new RolloutProvider({ store, clock, logger: QUIET });
+  await provider.initialize();
+  return { store, provider };
+}
+
+describe('FlagdFileStore', () => {
+  it('serves a flagd file: our model where it expresses the targeting, flagd-core where it does not, each as a flagd daemon would', async () => {
+    await withTempDir(async (dir) => {
+      const path = await flagdFile(dir);
+      const { store, provider } = await opened(path);
+      const snapshot = await store.load();
+      expect([...(snapshot.external?.keys() ?? [])].sort()).toEqual(Object.keys(FLAGD_ONLY).sort());
+      expect(snapshot.parsed.definitions.get('plain-split')?.rollout).toEqual({ variant: 'on', percentage: 50 });
+      expect(snapshot.parsed.invalid.size).toBe(0);
+      // What `copy` carries: our definitions, and flagd JSON where only flagd-core can evaluate the flag.
+      const stored = await store.storedDefinitions();
+      expect(stored['plain-split']).toMatchObject({ rollout: { variant: 'on', percentage: 50 } });
+      expect(stored['search-by-version']).toEqual(FLAGD_ONLY['search-by-version']);
+      const all = [...snapshot.parsed.definitions.keys()].filter((k) => !k.startsWith('progressive'));
+      expect(await disagreements(provider, store, all, 20_000)).toEqual([]);
+      // flagd-core's own reasons for the flags it evaluates; semver and $ref really ran.
+      const ctx = { targetingKey: 'u', appVersion: '2.1.0', email: 'x@faas.com' };
+      expect(await provider.resolveStringEvaluation('search-by-version', 'old', ctx)).toMatchObject({ value: 'ranker-v2', variant: 'new', reason: 'TARGETING_MATCH' });
+      expect(await provider.resolveBooleanEvaluation('faas-users', false, ctx)).toMatchObject({ value: true, reason: 'TARGETING_MATCH' });
+      expect(await provider.resolveBooleanEvaluation('faas-users', false, { email: 'x@y.z' })).toMatchObject({ value: false, variant: 'off', reason: 'DEFAULT' });
+      expect(await provider.resolveNumberEvaluation('three-way', 0, ctx)).toMatchObject({ reason: 'TARGETING_MATCH' });
+      expect(await provider.resolveStringEvaluation('adults', 'x', ctx)).toMatchObject({ errorCode: 'TYPE_MISMATCH' });
+      await provider.onClose();
+    });
+  });
+
+  it("rolls flags back by rewriting the flagd JSON: the file passes flagd's schema and flagd-core serves every key the baseline", async () => {
+    await withTempDir(async (dir) => {
+      const path = await flagdFile(dir);
+      const before = await readJson(path);
+      const { store, provider } = await opened(path);
+      const writer = new StoreWriter(store, new FakeClock(NOW));
+      const rolled = ['pct-ten', 'rules-and-rollout', 'progressive-with-rules', 'object-variants', 'search-by-version', 'three-way', 'plain-split'];
+      for (const key of rolled) await writer.rollback(key, guardian, { errorRate: 0.041 });
+
+      const text = await readFile(path, 'utf8');
+      expect(() => strictlyValid(text)).not.toThrow();
+      const after = JSON.parse(text) as typeof before;
+      const core = flagdOn(text);
+      const snapshot = await store.load();
+      for (const key of rolled) {
+        const definition = snapshot.parsed.definitions.get(key);
+        const baseline = definition?.variants[definition.defaultVariant] as FlagValue;
+        expect(after.flags[key]).toMatchObject({ defaultVariant: definition?.defaultVariant });
+        expect(after.flags[key]?.targeting).toBeUndefined();
+        for (let i = 0; i < 100_000; i++) {
+          const result = resolveFlagd(core, key, baseline, { targetingKey: `user-${i}`, region: 'eu-west-1', appVersion: '9.0.0', age: 40, email: 'a@faas.com' });
+          if (JSON.stringify(result.value) !== JSON.stringify(baseline)) throw new Error(`${key} user-${i}: flagd serves ${JSON.stringify(result.value)}, not the baseline`);
+        }
+        expect(await resolveOurs(provider, key, baseline, { targetingKey: 'user-1', region: 'eu-west-1' })).toMatchObject({ reason: 'DEFAULT', flagMetadata: { rolledBack: true } });
+      }
+      // Flags not rolled back are untouched, byte for byte in value.
+      for (const key of Object.keys(before.flags).filter((k) => !rolled.includes(k))) expect(after.flags[key]).toEqual(before.flags[key]);
+      expect(after.$evaluators).toEqual(before.$evaluators);
+      const audit = await store.audit({ flagKey: 'search-by-version' });
+      expect(audit).toHaveLength(1);
+      expect(audit[0]).toMatchObject({ actor: 'guardian', action: 'rollback', evidence: { errorRate: 0.041 } });
+
+      // Resetting the state restores what the team wrote.
+      for (const key of rolled) await writer.resetState(key, sre);
+      expect(await readJson(path)).toEqual(before);
+      await provider.onClose();
+    });
+  });
+
+  it("steps a rollout by rewriting fractional weights (plans, setPercentage), and refuses a percentage for a flag flagd-core evaluates", async () => {
+    await withTempDir(async (dir) => {
+      const path = await flagdFile(dir);
+      const { store, provider } = await opened(path);
+      const writer = new StoreWriter(store, new FakeClock(NOW));
+      for (const pct of [5, 25, 33.3333]) {
+        await writer.setPercentage('plain-split', pct, sre);
+        await writer.setPercentage('progressive-ramp', pct, sre);
+        const file = await readJson(path);
+        expect(JSON.stringify(file.flags['progressive-ramp'])).not.toContain('$flagd.timestamp');
+        expect(JSON.stringify(file.flags['plain-split'])).toContain(`["on",${Math.round(pct * 10_000)}]`);
+        expect(() => strictlyValid(JSON.stringify(file))).not.toThrow();
+        expect(await disagreements(provider, store, ['plain-split', 'progressive-ramp'], 20_000)).toEqual([]);
+      }
+      await expect(writer.setPercentage('three-way', 10, sre)).rejects.toThrow(InvalidWriteError);
+      await provider.onClose();
+    });
+  });
+
+  it('materializes overrides and an emergency shutdown for flagd, and restores the file when they are cleared', async () => {
+    await withTempDir(async (dir) => {
+      const path = await flagdFile(dir);
+      const before = await readJson(path);
+      const { store, provider } = await opened(path);
+      const writer = new StoreWriter(store, new FakeClock(NOW));
+      await writer.override('adults', 'on', sre);
+      await writer.override('emergency_shutdown', 'on', sre);
+      const file = await readJson(path);
+      expect(() => strictlyValid(JSON.stringify(file))).not.toThrow();
+      expect(file.flags.emergency_shutdown).toMatchObject({ defaultVariant: 'on', variants: { on: true, off: false } });
+      const snapshot = await store.load();
+      const flags = [...snapshot.parsed.definitions.keys()];
+      expect(await disagreements(provider, store, flags, 2_000)).toEqual([]);
+      expect(file.flags.adults).toMatchObject({ defaultVariant: 'off' }); // the shutdown beats the override
+      await writer.resetState('emergency_shutdown', sre);
+      expect((await readJson(path)).flags.adults).toMatchObject({ defaultVariant: 'on', metadata: { 'rollout-guardian.baseline': 'off' } });
+      await writer.clearOverride('adults', sre);
+      expect(await readJson(path)).toEqual(before);
+      await provider.onClose();
+    });
+  });
+
+  it('takes a hand edit of a flag it rewrote as the new definition, and keeps the runtime state over it', async () => {
+    await withTempDir(async (dir) => {
+      const path = await flagdFile(dir);
+      const { store, provider } = await opened(path);
+      const writer = new StoreWriter(store, new FakeClock(NOW));
+      await writer.rollback('pct-tenth', guardian);
+      const file = await readJson(path);
+      file.flags['pct-tenth'] = { state: 'ENABLED', variants: { on: true, off: false }, defaultVariant: 'off', targeting: { fractional: [['on', 2000], ['off', 998000]] } };
+      await writeFile(path, JSON.stringify(file, null, 2));
+      const snapshot = await store.load();
+      expect(snapshot.parsed.definitions.get('pct-tenth')?.rollout).toEqual({ variant: 'on', percentage: 0.2 });
+      expect(snapshot.state.get('pct-tenth')?.rollback).toBeDefined();
+      await writer.resetState('pct-tenth', sre);
+      expect((await readJson(path)).flags['pct-tenth']).toEqual(file.flags['pct-tenth']);
+      await provider.onClose();
+    });
+  });
+
+  it('reloads on change; a corrupt edit keeps the last good flags serving and says where the file is bad', async () => {
+    await withTempDir(async (dir) => {
+      const path = await flagdFile(dir);
+      const store = new FlagdFileStore({ path, debounceMs: 5 });
+      const provider = new RolloutProvider({ store, logger: QUIET });
+      await provider.initialize();
+      const good = await readJson(path);
+
+      const changed = nextEvent<StoreEvent>((l) => store.watch(l), (e) => e.type === 'change');
+      good.flags['pct-all'] = { ...good.flags['pct-all'], defaultVariant: 'on', targeting: {} };
+      await writeFile(path, JSON.stringify(good, null, 2));
+      await changed;
+      expect(await provider.resolveBooleanEvaluation('pct-all', false, {})).toMatchObject({ value: true, reason: 'STATIC' });
+
+      const invalid = nextEvent<StoreEvent>((l) => store.watch(l), (e) => e.type === 'invalid');
+      await writeFile(path, '{\n  "flags": {\n    "pct-all": {,\n');
+      const event = await invalid;
+      expect(event.type === 'invalid' && event.message).toMatch(/flags\.flagd\.json:3:\d+: JSON syntax error/);
+      expect(await provider.resolveBooleanEvaluation('pct-all', false, {})).toMatchObject({ value: true });
+      expect(await provider.resolveStringEvaluation('search-by-version', 'old', { appVersion: '2.0.0' })).toMatchObject({ value: 'ranker-v2' });
+
+      const recovered = nextEvent<StoreEvent>((l) => store.watch(l), (e) => e.type === 'change');
+      good.flags['pct-all'] = { ...good.flags['pct-all'], state: 'ON' };
+      await writeFile(path, JSON.stringify(good, null, 2));
+      const change = await recovered;
+      // A flag flagd's schema refuses resolves with PARSE_ERROR, located; the others serve.
+      expect(change.type === 'change' && change.snapshot.flagErrors?.get('pct-all')?.join('\n')).toMatch(/flags\.flagd\.json:\d+:\d+: flags\.pct-all\.state: flagd schema/);
+      expect(await provider.resolveBooleanEvaluation('pct-ten', false, {})).toMatchObject({ value: false });
+      await provider.onClose();
+    });
+  });
+
+  it('edits a definition our model expresses and writes it as flagd JSON; refuses stale revisions and edits of flagd-core flags', async () => {
+    await withTempDir(async (dir) => {
+      const path = await flagdFile(dir);
+      const store = new FlagdFileStore({ path, watch: false, clock: new FakeClock(NOW) });
+      const writer = new StoreWriter(store, new FakeClock(NOW));
+      const stale = (await store.load()).revision;
+      await writer.setDefinition('pct-third', ['rollout', 'percentage'], 12.5, sre);
+      expect((await readJson(path)).flags['pct-third']?.targeting).toEqual({ fractional: [['blue', 125_000], ['green', 875_000]] });
+      await expect(
+        store.write({ actor: 'bob', reason: 'late', action: 'override', expectedRevision: stale, changes: [{ flagKey: 'pct-third', state: null }] }),
+      ).rejects.toThrow(RevisionConflictError);
+      await expect(writer.setDefinition('adults', ['defaultVariant'], 'on', sre)).rejects.toThrow(/flagd-core evaluates it/);
+      await store.close();
+    });
+  });
+});
