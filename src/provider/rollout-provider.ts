@@ -118,7 +118,9 @@ export class RolloutProvider implements Provider {
   private evaluateFlag<T>(flagKey: string, type: FlagValueType, defaultValue: T, context: EvaluationContext): ResolutionDetails<T> {
     const entry = this.set.flags.get(flagKey);
     if (entry === undefined) return notFound(flagKey, defaultValue);
-    const result = evaluate(entry, context, this.clock.now());
+    // Only a progressive rollout (or a flag flagd-core evaluates) reads the time; the others skip the clock.
+    const nowMs = entry.kind === 'flag' && entry.progressive === undefined ? 0 : this.clock.now();
+    const result = evaluate(entry, context, nowMs);
     if (result.errorCode !== undefined) {
       return {
         value: defaultValue,
