@@ -150,7 +150,7 @@ export function flagView(set: FlagSet, snapshot: StoreSnapshot, key: string, now
 
 /** Every flag: the file's in order, then its invalid ones, then the built-in emergency flags. */
 export function flagListView(snapshot: StoreSnapshot, nowMs: number, rawDefinitions: Readonly<Record<string, unknown>>): FlagListView {
-  const { set } = buildFlagSet(snapshot.parsed, snapshot.state, nowMs);
+  const { set } = buildFlagSet(snapshot.parsed, snapshot.state, nowMs, undefined, snapshot.external);
   const builtIn = (key: string) => snapshot.parsed.definitions.get(key) === EMERGENCY_FLAGS.get(key);
   const definitionKeys = [...snapshot.parsed.definitions.keys()];
   const keys = [...definitionKeys.filter((k) => !builtIn(k)), ...snapshot.parsed.invalid.keys(), ...definitionKeys.filter(builtIn)];

@@ -103,7 +103,7 @@ export class PlanRunner {
     this.lastTickMs = nowMs;
     const snapshot = await this.store.load();
     this.holdNotes.clear();
-    if (buildFlagSet(snapshot.parsed, snapshot.state, nowMs).set.shutdown) {
+    if (buildFlagSet(snapshot.parsed, snapshot.state, nowMs, undefined, snapshot.external).set.shutdown) {
       for (const [key, state] of snapshot.state) if (state.plan?.status === 'running') this.holdNotes.set(key, 'emergency shutdown: plans stopped');
       return;
     }

@@ -63,7 +63,7 @@ function cohort(summary: CohortSummary): CohortView {
 
 /** Every flag with a rollout (and every flag with a plan), in file order. */
 export function rolloutStatus(snapshot: StoreSnapshot, nowMs: number, sources: StatusSources = {}): FlagStatusView[] {
-  const { set } = buildFlagSet(snapshot.parsed, snapshot.state, nowMs);
+  const { set } = buildFlagSet(snapshot.parsed, snapshot.state, nowMs, undefined, snapshot.external);
   const out: FlagStatusView[] = [];
   for (const [flag, entry] of set.flags) {
     if (entry.kind !== 'flag' || isEmergencyFlag(flag)) continue;

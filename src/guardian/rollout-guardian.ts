@@ -255,7 +255,7 @@ export class RolloutGuardian {
 
   /** Flags with a live rollout of a treatment, unless an emergency shutdown stops everything. */
   private guardedFlags(snapshot: StoreSnapshot, nowMs: number): Guarded[] | undefined {
-    const { set } = buildFlagSet(snapshot.parsed, snapshot.state, nowMs);
+    const { set } = buildFlagSet(snapshot.parsed, snapshot.state, nowMs, undefined, snapshot.external);
     if (set.shutdown) return undefined;
     const out: Guarded[] = [];
     for (const [flagKey, entry] of set.flags) {

@@ -1,12 +1,8 @@
 // The flagd store: a flagd flag-definition JSON file (the one a flagd daemon watches) read and
 // written as our store. Runtime state lives in `<name>.state.json` beside it, as for the file
 // store, and every write re-materializes the JSON so the daemon follows what the state decides.
-import { createHash } from 'node:crypto';
-import { type FSWatcher, watch as watchDir } from 'node:fs';
-import { appendFile, readFile } from 'node:fs/promises';
-import { basename, dirname, extname, join, resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
-import type { Clock } from '../core/clock.js';
 import { type ExternalEvaluator, type FlagMetadata, canonicalJson, fingerprint } from '../core/compile-flag.js';
 import { isEmergencyFlag } from '../core/emergency.js';
 import {
@@ -21,45 +17,22 @@ import {
 } from '../core/flagd-convert.js';
 import type { FlagDefinition, FlagDefinitionInput, FlagRuntimeState } from '../core/flag-schema.js';
 import { buildFlagSet } from '../core/flag-set.js';
-import { type ParsedFlags, type SchemaIssue, parseFlagDocument, parseStateDocument } from '../core/parse-flags.js';
-import { type StateDocument, applyWrite, emptyStateDocument } from './apply-write.js';
-import { writeFileAtomic } from './atomic-write.js';
-import { readAuditLines } from './audit-log.js';
-import { withFileLock } from './file-lock.js';
+import { type ParsedFlags, type SchemaIssue, parseFlagDocument } from '../core/parse-flags.js';
+import { type StateDocument, applyWrite } from './apply-write.js';
 import { documentOf, locateIssues } from './flag-file-format.js';
 import { flagdEvaluators, validateFlagdText } from './flagd-evaluator.js';
-import {
-  type AuditEntry,
-  type AuditQuery,
-  type FlagStore,
-  type StoreEvent,
-  type StoreListener,
-  type StoreSnapshot,
-  type WriteRequest,
-  type WriteResult,
-  FlagSourceError,
-  InvalidWriteError,
-  RevisionConflictError,
-} from './flag-store.js';
-import { systemClock } from './system-clock.js';
+import { type AuditEntry, type StoreSnapshot, type WriteRequest, FlagSourceError, InvalidWriteError } from './flag-store.js';
+import { type ParsedTexts, type PreparedWrite, type StoreTexts, type WatchedFileStoreOptions, WatchedFileStore, revisionOf } from './watched-file-store.js';
 
 /** `flagd:<path>` names a flagd file where a store location is expected. */
 export const FLAGD_LOCATION_PREFIX = 'flagd:';
 
-export interface FlagdFileStoreOptions {
+export interface FlagdFileStoreOptions extends WatchedFileStoreOptions {
   /** The flagd flag-definition JSON file (a `flagd:` prefix is accepted and dropped). */
   readonly path: string;
-  readonly clock?: Clock;
-  /** Reload when the files change (default true). */
-  readonly watch?: boolean;
-  readonly debounceMs?: number;
-  readonly lockTimeoutMs?: number;
 }
 
-interface Texts {
-  readonly flags: string;
-  readonly state: string | undefined;
-}
+type Texts = StoreTexts;
 
 /**
  * What the store keeps of a flag it rewrote: the flag as its owner wrote it (null: the file did
@@ -109,107 +82,10 @@ function recordsOf(stateDoc: StateDocument): Record<string, FlagdRecord> {
   return out;
 }
 
-export class FlagdFileStore implements FlagStore {
-  readonly source: string;
-  readonly statePath: string;
-  readonly auditPath: string;
-  readonly lockPath: string;
-  private readonly clock: Clock;
-  private readonly listeners = new Set<StoreListener>();
-  private readonly debounceMs: number;
-  private readonly lockTimeoutMs: number;
-  private readonly watchFiles: boolean;
-  private last: StoreSnapshot | undefined;
-  private lastBadRevision: string | undefined;
-  private watcher: FSWatcher | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private reloading: Promise<void> | undefined;
-  private reloadAgain = false;
-  private troubled = false;
-  private closed = false;
-
+export class FlagdFileStore extends WatchedFileStore {
   constructor(options: FlagdFileStoreOptions) {
     const path = options.path.startsWith(FLAGD_LOCATION_PREFIX) ? options.path.slice(FLAGD_LOCATION_PREFIX.length) : options.path;
-    this.source = resolve(path);
-    const stem = join(dirname(this.source), basename(this.source, extname(this.source)));
-    this.statePath = `${stem}.state.json`;
-    this.auditPath = `${stem}.audit.jsonl`;
-    this.lockPath = `${this.source}.lock`;
-    this.clock = options.clock ?? systemClock;
-    this.debounceMs = options.debounceMs ?? 25;
-    this.lockTimeoutMs = options.lockTimeoutMs ?? 10_000;
-    this.watchFiles = options.watch ?? true;
-  }
-
-  async load(): Promise<StoreSnapshot> {
-    this.assertOpen();
-    let texts: Texts;
-    try {
-      texts = await this.readTexts();
-    } catch (err) {
-      if (this.last) return this.last;
-      throw err;
-    }
-    const result = this.parse(texts);
-    if (result.ok) {
-      this.last = result.model.snapshot;
-      return this.last;
-    }
-    if (this.last) return this.last;
-    throw new FlagSourceError(`${this.source} is invalid:\n  ${result.errors.join('\n  ')}`, this.source);
-  }
-
-  watch(listener: StoreListener): () => void {
-    this.assertOpen();
-    this.listeners.add(listener);
-    if (this.watchFiles && this.watcher === undefined) this.startWatching();
-    return () => {
-      this.listeners.delete(listener);
-    };
-  }
-
-  /** Reads the files again and tells the listeners what changed. Never rejects. */
-  reload(): Promise<void> {
-    if (this.reloading) {
-      this.reloadAgain = true;
-      return this.reloading;
-    }
-    this.reloading = (async () => {
-      do {
-        this.reloadAgain = false;
-        await this.reloadOnce();
-      } while (this.reloadAgain && !this.closed);
-    })().finally(() => {
-      this.reloading = undefined;
-    });
-    return this.reloading;
-  }
-
-  async write(request: WriteRequest): Promise<WriteResult> {
-    this.assertOpen();
-    const result = await withFileLock(
-      this.lockPath,
-      async () => {
-        const texts = await this.readTexts();
-        const current = revisionOf(texts);
-        if (request.expectedRevision !== undefined && request.expectedRevision !== current) {
-          throw new RevisionConflictError(request.expectedRevision, current);
-        }
-        const parsed = this.parse(texts);
-        if (!parsed.ok) throw new FlagSourceError(`${this.source} is invalid, so nothing can be written until it is fixed:\n  ${parsed.errors.join('\n  ')}`, this.source);
-        const next = this.applyRequest(parsed.model, texts, request);
-        if (next.flags !== texts.flags) await writeFileAtomic(this.source, next.flags);
-        await writeFileAtomic(this.statePath, next.state as string);
-        const revision = revisionOf(next);
-        const entries: AuditEntry[] = next.entries.map((e) => ({ ...e, revision }));
-        if (entries.length > 0) await appendFile(this.auditPath, entries.map((e) => `${JSON.stringify(e)}\n`).join(''), 'utf8');
-        return { revision, entries, next };
-      },
-      { timeoutMs: this.lockTimeoutMs },
-    );
-    // Our own listeners see the write at once; the watcher's later reload finds no change.
-    await this.applyTexts(result.next);
-    return { revision: result.revision, entries: result.entries };
+    super(resolve(path), options);
   }
 
   /**
@@ -219,7 +95,7 @@ export class FlagdFileStore implements FlagStore {
    */
   async storedDefinitions(): Promise<Record<string, unknown>> {
     const texts = await this.readTexts();
-    const parsed = this.parse(texts);
+    const parsed = this.parseModel(texts);
     if (!parsed.ok) throw new FlagSourceError(`${this.source} is invalid:\n  ${parsed.errors.join('\n  ')}`, this.source);
     const { model } = parsed;
     const out: Record<string, unknown> = {};
@@ -230,18 +106,20 @@ export class FlagdFileStore implements FlagStore {
     return out;
   }
 
-  async audit(query: AuditQuery = {}): Promise<AuditEntry[]> {
-    return readAuditLines(this.auditPath, query);
+  protected missingFileMessage(): string {
+    return `flagd file ${this.source} does not exist; create it (rollout-guardian export --format flagd --out ${basename(this.source)}) or name another`;
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    this.watcher?.close();
-    this.watcher = undefined;
-    if (this.timer) clearTimeout(this.timer);
-    this.listeners.clear();
-    await this.reloading;
+  protected parse(texts: StoreTexts): ParsedTexts {
+    const parsed = this.parseModel(texts);
+    return parsed.ok ? { ok: true, snapshot: parsed.model.snapshot } : parsed;
+  }
+
+  protected prepareWrite(texts: StoreTexts, request: WriteRequest): PreparedWrite {
+    const parsed = this.parseModel(texts);
+    if (!parsed.ok) throw new FlagSourceError(`${this.source} is invalid, so nothing can be written until it is fixed:\n  ${parsed.errors.join('\n  ')}`, this.source);
+    const next = this.applyRequest(parsed.model, texts, request);
+    return { next: { flags: next.flags, state: next.state }, entries: next.entries };
   }
 
   /** The write applied: new state, edited definitions, and the flagd JSON re-materialized. */
@@ -336,116 +214,8 @@ export class FlagdFileStore implements FlagStore {
     return original;
   }
 
-  private assertOpen(): void {
-    if (this.closed) throw new Error(`the flagd store for ${this.source} is closed`);
-  }
-
-  private startWatching(): void {
-    const files = new Set([basename(this.source), basename(this.statePath)]);
-    try {
-      this.watcher = watchDir(dirname(this.source), { persistent: false }, (_event, name) => {
-        if (name === null || files.has(name.toString())) this.scheduleReload();
-      });
-      this.watcher.on('error', (error) => this.emit({ type: 'unavailable', error }));
-    } catch (error) {
-      this.emit({ type: 'unavailable', error: error as Error });
-    }
-  }
-
-  private scheduleReload(): void {
-    if (this.closed) return;
-    if (this.timer) clearTimeout(this.timer);
-    // Editors and flagd tooling write in several steps; one reload after they settle.
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      void this.reload();
-    }, this.debounceMs);
-    this.timer.unref();
-  }
-
-  private async reloadOnce(): Promise<void> {
-    let texts: Texts;
-    try {
-      texts = await this.readTexts();
-    } catch (err) {
-      if (!this.troubled) {
-        this.troubled = true;
-        this.emit({ type: 'unavailable', error: err as Error });
-      }
-      return;
-    }
-    await this.applyTexts(texts);
-  }
-
-  private async applyTexts(texts: Texts): Promise<void> {
-    const revision = revisionOf(texts);
-    if (this.troubled) {
-      this.troubled = false;
-      this.emit({ type: 'available' });
-    }
-    if (revision === this.last?.revision || revision === this.lastBadRevision) return;
-    const result = this.parse(texts);
-    if (!result.ok) {
-      this.lastBadRevision = revision;
-      this.emit({
-        type: 'invalid',
-        source: this.source,
-        issues: [],
-        message: `${this.source} is invalid; the last good flags keep serving:\n  ${result.errors.join('\n  ')}`,
-      });
-      return;
-    }
-    this.lastBadRevision = undefined;
-    this.last = result.model.snapshot;
-    this.emit({ type: 'change', snapshot: result.model.snapshot });
-    await Promise.resolve();
-  }
-
-  private emit(event: StoreEvent): void {
-    for (const listener of this.listeners) {
-      try {
-        listener(event);
-      } catch {
-        // A listener's failure is its own; the others still hear the event.
-      }
-    }
-  }
-
-  private async readTexts(): Promise<Texts> {
-    let flags: string;
-    try {
-      flags = await readFile(this.source, 'utf8');
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      throw new FlagSourceError(
-        code === 'ENOENT'
-          ? `flagd file ${this.source} does not exist; create it (rollout-guardian export --format flagd --out ${basename(this.source)}) or name another`
-          : `cannot read ${this.source}: ${(err as Error).message}`,
-        this.source,
-      );
-    }
-    const state = await readFile(this.statePath, 'utf8').catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return undefined;
-      throw new FlagSourceError(`cannot read ${this.statePath}: ${err.message}`, this.statePath);
-    });
-    return { flags, state };
-  }
-
-  private parseState(text: string | undefined): StateDocument | string {
-    if (text === undefined) return emptyStateDocument();
-    let data: unknown;
-    try {
-      data = JSON.parse(text);
-    } catch (err) {
-      return `${this.statePath}: not valid JSON: ${(err as Error).message}`;
-    }
-    const state = parseStateDocument(data);
-    if (state.issues.length > 0) return `${this.statePath} is invalid: ${state.issues.map((i) => i.message).join('; ')}`;
-    return state.raw as StateDocument;
-  }
-
   /** The files as a model: located errors for the file as a whole, per-flag problems as invalid flags. */
-  private parse(texts: Texts): Parsed {
+  private parseModel(texts: Texts): Parsed {
     let data: unknown;
     try {
       data = JSON.parse(texts.flags);
@@ -518,16 +288,4 @@ function metadataOf(definition: FlagDefinition | undefined, revision: string): F
 
 function indentOf(text: string): string {
   return /\n([ \t]+)\S/.exec(text)?.[1] ?? '  ';
-}
-
-/** `<writes>-<content hash>`: the count makes every write's revision new, the hash catches hand edits. */
-function revisionOf(texts: Texts): string {
-  const hash = createHash('sha256')
-    .update(texts.flags)
-    .update('\0')
-    .update(texts.state ?? '')
-    .digest('hex')
-    .slice(0, 12);
-  const count = texts.state === undefined ? 0 : Number(/"revision":\s*(\d+)/.exec(texts.state)?.[1] ?? 0);
-  return `${count}-${hash}`;
 }

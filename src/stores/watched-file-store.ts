@@ -1,0 +1,289 @@
+// What every store on local files shares: a definitions file with `<name>.state.json` and
+// `<name>.audit.jsonl` beside it, reload on change (the last good flags kept through a corrupt
+// edit), and writes under a lock file that check the revision and replace files atomically.
+// Subclasses say how their definitions file reads and how a write changes it.
+import { createHash } from 'node:crypto';
+import { type FSWatcher, watch as watchDir } from 'node:fs';
+import { appendFile, readFile } from 'node:fs/promises';
+import { basename, dirname, extname, join } from 'node:path';
+import type { Clock } from '../core/clock.js';
+import { parseStateDocument } from '../core/parse-flags.js';
+import { type StateDocument, emptyStateDocument } from './apply-write.js';
+import { writeFileAtomic } from './atomic-write.js';
+import { readAuditLines } from './audit-log.js';
+import { withFileLock } from './file-lock.js';
+import {
+  type AuditEntry,
+  type AuditQuery,
+  type FlagStore,
+  type StoreEvent,
+  type StoreListener,
+  type StoreSnapshot,
+  type WriteRequest,
+  type WriteResult,
+  FlagSourceError,
+  RevisionConflictError,
+} from './flag-store.js';
+import { systemClock } from './system-clock.js';
+
+export interface StoreTexts {
+  readonly flags: string;
+  readonly state: string | undefined;
+}
+
+export type ParsedTexts = { readonly ok: true; readonly snapshot: StoreSnapshot } | { readonly ok: false; readonly errors: readonly string[] };
+
+/** A write worked out against the current texts: what to write, and what to audit. */
+export interface PreparedWrite {
+  readonly next: StoreTexts;
+  readonly entries: readonly Omit<AuditEntry, 'revision'>[];
+}
+
+export interface WatchedFileStoreOptions {
+  readonly clock?: Clock;
+  /** Reload when the files change (default true). */
+  readonly watch?: boolean;
+  readonly debounceMs?: number;
+  readonly lockTimeoutMs?: number;
+}
+
+/** `<writes>-<content hash>`: the count makes every write's revision new, the hash catches hand edits. */
+export function revisionOf(texts: StoreTexts): string {
+  const hash = createHash('sha256')
+    .update(texts.flags)
+    .update('\0')
+    .update(texts.state ?? '')
+    .digest('hex')
+    .slice(0, 12);
+  const count = texts.state === undefined ? 0 : Number(/"revision":\s*(\d+)/.exec(texts.state)?.[1] ?? 0);
+  return `${count}-${hash}`;
+}
+
+/** The state document to write next: the write counter moved on, written first so revisionOf finds it. */
+export function nextStateText(previous: StateDocument, next: StateDocument): string {
+  const { version: _version, revision: _revision, ...rest } = next;
+  return `${JSON.stringify({ version: 1, revision: (previous.revision ?? 0) + 1, ...rest }, null, 2)}\n`;
+}
+
+export abstract class WatchedFileStore implements FlagStore {
+  readonly source: string;
+  readonly statePath: string;
+  readonly auditPath: string;
+  readonly lockPath: string;
+  protected readonly clock: Clock;
+  private readonly listeners = new Set<StoreListener>();
+  private readonly debounceMs: number;
+  private readonly lockTimeoutMs: number;
+  private readonly watchFiles: boolean;
+  protected last: StoreSnapshot | undefined;
+  private lastBadRevision: string | undefined;
+  private watcher: FSWatcher | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private reloading: Promise<void> | undefined;
+  private reloadAgain = false;
+  private troubled = false;
+  private closed = false;
+
+  protected constructor(source: string, options: WatchedFileStoreOptions) {
+    this.source = source;
+    const stem = join(dirname(source), basename(source, extname(source)));
+    this.statePath = `${stem}.state.json`;
+    this.auditPath = `${stem}.audit.jsonl`;
+    this.lockPath = `${source}.lock`;
+    this.clock = options.clock ?? systemClock;
+    this.debounceMs = options.debounceMs ?? 25;
+    this.lockTimeoutMs = options.lockTimeoutMs ?? 10_000;
+    this.watchFiles = options.watch ?? true;
+  }
+
+  /** The texts as a snapshot, or located errors when the files cannot be used. */
+  protected abstract parse(texts: StoreTexts): ParsedTexts;
+
+  /** The request applied to the current texts; throws (InvalidWriteError, ...) to refuse it. */
+  protected abstract prepareWrite(texts: StoreTexts, request: WriteRequest): PreparedWrite;
+
+  /** What to tell a user whose definitions file does not exist. */
+  protected abstract missingFileMessage(): string;
+
+  async load(): Promise<StoreSnapshot> {
+    this.assertOpen();
+    let texts: StoreTexts;
+    try {
+      texts = await this.readTexts();
+    } catch (err) {
+      if (this.last) return this.last;
+      throw err;
+    }
+    const result = this.parse(texts);
+    if (result.ok) {
+      this.last = result.snapshot;
+      return result.snapshot;
+    }
+    if (this.last) return this.last;
+    throw new FlagSourceError(`${this.source} is invalid:\n  ${result.errors.join('\n  ')}`, this.source);
+  }
+
+  watch(listener: StoreListener): () => void {
+    this.assertOpen();
+    this.listeners.add(listener);
+    if (this.watchFiles && this.watcher === undefined) this.startWatching();
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
+  /** Reads the files again and tells the listeners what changed. Never rejects. */
+  reload(): Promise<void> {
+    if (this.reloading) {
+      this.reloadAgain = true;
+      return this.reloading;
+    }
+    this.reloading = (async () => {
+      do {
+        this.reloadAgain = false;
+        await this.reloadOnce();
+      } while (this.reloadAgain && !this.closed);
+    })().finally(() => {
+      this.reloading = undefined;
+    });
+    return this.reloading;
+  }
+
+  async write(request: WriteRequest): Promise<WriteResult> {
+    this.assertOpen();
+    const result = await withFileLock(
+      this.lockPath,
+      async () => {
+        const texts = await this.readTexts();
+        const current = revisionOf(texts);
+        if (request.expectedRevision !== undefined && request.expectedRevision !== current) {
+          throw new RevisionConflictError(request.expectedRevision, current);
+        }
+        const { next, entries: written } = this.prepareWrite(texts, request);
+        if (next.flags !== texts.flags) await writeFileAtomic(this.source, next.flags);
+        if (next.state !== undefined && next.state !== texts.state) await writeFileAtomic(this.statePath, next.state);
+        const revision = revisionOf(next);
+        const entries: AuditEntry[] = written.map((e) => ({ ...e, revision }));
+        if (entries.length > 0) await appendFile(this.auditPath, entries.map((e) => `${JSON.stringify(e)}\n`).join(''), 'utf8');
+        return { revision, entries, next };
+      },
+      { timeoutMs: this.lockTimeoutMs },
+    );
+    // Our own listeners see the write at once; the watcher's later reload finds no change.
+    await this.applyTexts(result.next);
+    return { revision: result.revision, entries: result.entries };
+  }
+
+  async audit(query: AuditQuery = {}): Promise<AuditEntry[]> {
+    return readAuditLines(this.auditPath, query);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.watcher?.close();
+    this.watcher = undefined;
+    if (this.timer) clearTimeout(this.timer);
+    this.listeners.clear();
+    await this.reloading;
+  }
+
+  protected async readTexts(): Promise<StoreTexts> {
+    let flags: string;
+    try {
+      flags = await readFile(this.source, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new FlagSourceError(code === 'ENOENT' ? this.missingFileMessage() : `cannot read ${this.source}: ${(err as Error).message}`, this.source);
+    }
+    const state = await readFile(this.statePath, 'utf8').catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined;
+      throw new FlagSourceError(`cannot read ${this.statePath}: ${err.message}`, this.statePath);
+    });
+    return { flags, state };
+  }
+
+  /** The state document, or a message saying what is wrong with it. */
+  protected parseState(text: string | undefined): StateDocument | string {
+    if (text === undefined) return emptyStateDocument();
+    let data: unknown;
+    try {
+      data = JSON.parse(text);
+    } catch (err) {
+      return `${this.statePath}: not valid JSON: ${(err as Error).message}`;
+    }
+    const state = parseStateDocument(data);
+    if (state.issues.length > 0) return `${this.statePath} is invalid: ${state.issues.map((i) => i.message).join('; ')}`;
+    return state.raw as StateDocument;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new Error(`the store for ${this.source} is closed`);
+  }
+
+  private startWatching(): void {
+    const files = new Set([basename(this.source), basename(this.statePath)]);
+    try {
+      this.watcher = watchDir(dirname(this.source), { persistent: false }, (_event, name) => {
+        if (name === null || files.has(name.toString())) this.scheduleReload();
+      });
+      this.watcher.on('error', (error) => this.emit({ type: 'unavailable', error }));
+    } catch (error) {
+      this.emit({ type: 'unavailable', error: error as Error });
+    }
+  }
+
+  private scheduleReload(): void {
+    if (this.closed) return;
+    if (this.timer) clearTimeout(this.timer);
+    // Editors write in several steps; one reload after they settle.
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.reload();
+    }, this.debounceMs);
+    this.timer.unref();
+  }
+
+  private async reloadOnce(): Promise<void> {
+    let texts: StoreTexts;
+    try {
+      texts = await this.readTexts();
+    } catch (err) {
+      if (!this.troubled) {
+        this.troubled = true;
+        this.emit({ type: 'unavailable', error: err as Error });
+      }
+      return;
+    }
+    await this.applyTexts(texts);
+  }
+
+  private async applyTexts(texts: StoreTexts): Promise<void> {
+    const revision = revisionOf(texts);
+    if (this.troubled) {
+      this.troubled = false;
+      this.emit({ type: 'available' });
+    }
+    if (revision === this.last?.revision || revision === this.lastBadRevision) return;
+    const result = this.parse(texts);
+    if (!result.ok) {
+      this.lastBadRevision = revision;
+      this.emit({ type: 'invalid', source: this.source, issues: [], message: `${this.source} is invalid; the last good flags keep serving:\n  ${result.errors.join('\n  ')}` });
+      return;
+    }
+    this.lastBadRevision = undefined;
+    this.last = result.snapshot;
+    this.emit({ type: 'change', snapshot: result.snapshot });
+    await Promise.resolve();
+  }
+
+  private emit(event: StoreEvent): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(event);
+      } catch {
+        // A listener's failure is its own; the others still hear the event.
+      }
+    }
+  }
+}
