@@ -23,7 +23,7 @@ import { percentageToWeight } from '../src/core/bucketing.js';
 import { murmur3Finish, murmur3Utf8 } from '../src/core/murmur3.js';
 import { RolloutProvider } from '../src/provider/rollout-provider.js';
 import { MemoryFlagStore } from '../src/stores/memory-store.js';
-import { type Group, type Summary, roundRatios, runRounds } from './measure.js';
+import { type Group, type Summary, fail, roundRatios, roundsOption, runRounds } from './measure.js';
 
 const json = process.argv.includes('--json');
 /** `--rounds=N` for a steadier median on a noisy machine (each round costs about a second there). */
@@ -39,18 +39,6 @@ const RULES_FLAG_KEY = 'checkout-with-canaries';
 const TARGET_CORE_VS_FLAGD = 0.25;
 const TARGET_SDK_VS_CONSTANT = 1.1;
 
-function roundsOption(argv: readonly string[], fallback: number): number {
-  const arg = argv.find((a) => a.startsWith('--rounds='));
-  if (arg === undefined) return fallback;
-  const n = Number(arg.slice('--rounds='.length));
-  if (!Number.isInteger(n) || n < 3) fail(`expected --rounds=N with N an integer of at least 3, got ${arg}`);
-  return n;
-}
-
-function fail(message: string): never {
-  process.stderr.write(`bench aborted: ${message}\n`);
-  process.exit(1);
-}
 
 // ---- inputs -------------------------------------------------------------------------------
 

@@ -104,3 +104,18 @@ export async function runRounds(groups: readonly Group[], options: RunOptions): 
 export function roundRatios(a: Summary, b: Summary): Summary {
   return summarise(a.samples.map((x, i) => x / (b.samples[i] as number)));
 }
+
+/** `--rounds=N` from the command line, at least 3. */
+export function roundsOption(argv: readonly string[], fallback: number): number {
+  const arg = argv.find((a) => a.startsWith('--rounds='));
+  if (arg === undefined) return fallback;
+  const n = Number(arg.slice('--rounds='.length));
+  if (!Number.isInteger(n) || n < 3) fail(`expected --rounds=N with N an integer of at least 3, got ${arg}`);
+  return n;
+}
+
+/** Stops the bench with a message: a benchmark that cannot be trusted prints nothing. */
+export function fail(message: string): never {
+  process.stderr.write(`bench aborted: ${message}\n`);
+  process.exit(1);
+}

@@ -12,7 +12,7 @@ import { GuardianSpanProcessor } from '../src/guardian/guardian-span-processor.j
 import { QuantileSketch } from '../src/guardian/quantile-sketch.js';
 import { markActiveSpan } from '../src/provider/span-attribution.js';
 import { type Random, lognormal, mulberry32, pareto } from '../test/helpers/seeded-random.js';
-import { type Group, type Summary, runRounds } from './measure.js';
+import { type Group, type Summary, fail, roundsOption, runRounds } from './measure.js';
 
 const json = process.argv.includes('--json');
 const ROUNDS = roundsOption(process.argv, 15);
@@ -28,18 +28,6 @@ const TARGET_CHILD_NS = 150;
 const HDR_LOWEST_US = 1;
 const HDR_HIGHEST_US = 60_000_000;
 
-function roundsOption(argv: readonly string[], fallback: number): number {
-  const arg = argv.find((a) => a.startsWith('--rounds='));
-  if (arg === undefined) return fallback;
-  const n = Number(arg.slice('--rounds='.length));
-  if (!Number.isInteger(n) || n < 3) fail(`expected --rounds=N with N an integer of at least 3, got ${arg}`);
-  return n;
-}
-
-function fail(message: string): never {
-  process.stderr.write(`bench aborted: ${message}\n`);
-  process.exit(1);
-}
 
 // --- the contenders, behind one face --------------------------------------------------------
 
