@@ -71,11 +71,22 @@ export class RolloutProvider implements Provider {
     this.telemetry = options.telemetry;
   }
 
+  /**
+   * Loads the flags. When the store cannot be read yet (no file, Redis down) initialization
+   * fails, as OpenFeature expects, but the provider keeps listening: once the store answers it
+   * loads the flags and emits READY.
+   */
   async initialize(): Promise<void> {
-    const snapshot = await this.store.load();
+    this.unwatch ??= this.store.watch((event) => this.onStoreEvent(event));
+    let snapshot: StoreSnapshot;
+    try {
+      snapshot = await this.store.load();
+    } catch (err) {
+      this.troubled = true;
+      throw err;
+    }
     this.set = this.build(snapshot).set;
     this.warnInvalid(snapshot);
-    this.unwatch = this.store.watch((event) => this.onStoreEvent(event));
   }
 
   async onClose(): Promise<void> {
@@ -172,7 +183,8 @@ export class RolloutProvider implements Provider {
           this.onUnavailable(event.error);
           break;
         case 'available':
-          this.recover();
+          if (this.set === EMPTY_SET) this.loadLate();
+          else this.recover();
           break;
       }
     } catch (err) {
@@ -194,6 +206,16 @@ export class RolloutProvider implements Provider {
     } else {
       this.recover();
     }
+  }
+
+  /** The first load failed; the store is back: load now (its change event may not come). */
+  private loadLate(): void {
+    this.store.load().then(
+      (snapshot) => {
+        if (!this.closed && this.set === EMPTY_SET) this.onChange(snapshot);
+      },
+      (err: unknown) => this.safeLog('error', `rollout-guardian: the flag store answered but the flags could not be loaded: ${String(err)}`),
+    );
   }
 
   private onUnavailable(error: Error): void {

@@ -217,3 +217,19 @@ describe('RolloutProvider through the OpenFeature SDK', () => {
     expect(events).toBe(0);
   });
 });
+
+describe('RolloutProvider when the store is not there at startup', () => {
+  it('fails to initialize, then serves and emits READY once the flag file appears', async () => {
+    await withTempDir(async (dir) => {
+      const path = join(dir, 'flags.yaml');
+      const provider = new RolloutProvider({ store: new FileFlagStore({ path }), logger: silent });
+      await expect(OpenFeature.setProviderAndWait('late', provider)).rejects.toThrow(/does not exist/);
+      const client = OpenFeature.getClient('late');
+      expect(await client.getNumberDetails('size', 0)).toMatchObject({ value: 0, reason: 'ERROR' });
+      const ready = providerEvent(provider, ProviderEvents.Ready);
+      await writeFile(path, 'flags:\n  size:\n    variants: { s: 1, l: 2 }\n    defaultVariant: l\n');
+      await ready;
+      expect(await client.getNumberDetails('size', 0)).toMatchObject({ value: 2, variant: 'l', reason: 'STATIC' });
+    });
+  });
+});
