@@ -7,6 +7,7 @@ import { DEFAULT_FLAGS_FILE, FLAGS_ENV_VAR, resolveFlagsPath } from '../stores/f
 import { type OpenedStore, openStore, storeScheme } from '../stores/open-store.js';
 import { RedisFlagStore } from '../stores/redis-store.js';
 import { StoreLocationError } from '../stores/store-location-error.js';
+import { FLAGD_LOCATION_PREFIX } from '../stores/flagd-store.js';
 import type { CliIo } from './cli-io.js';
 import { usageError } from './cli-error.js';
 
@@ -50,6 +51,9 @@ export async function withStore<T>(option: string | undefined, io: CliIo, fn: (s
 /** The absolute path of the flag file `option` names, for commands that read the file itself. */
 export function flagFilePath(option: string | undefined, io: CliIo): string {
   const { location, from } = named(option, io);
+  if (location.startsWith(FLAGD_LOCATION_PREFIX)) {
+    throw usageError(`this command needs a YAML or JSON flag file, and ${location} (from ${from}) is a flagd file; rollout-guardian flags list --store ${location} shows each flag checked against flagd's schema`);
+  }
   const scheme = storeScheme(location);
   if (scheme === 'file') return fileURLToPath(location);
   if (scheme !== undefined) {

@@ -165,6 +165,13 @@ describe('import --from flagd', () => {
 });
 
 describe('--store flagd:<file>', () => {
+  it('is not what validate checks, and validate says what to run instead', async () => {
+    const dir = await workspace();
+    const result = await run(dir, ['validate', 'flagd:flags.flagd.json']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('is a flagd file; rollout-guardian flags list --store flagd:flags.flagd.json shows each flag checked');
+  });
+
   it('lists, evaluates and overrides flags in the file a flagd daemon watches, which stays valid for flagd', async () => {
     const dir = await workspace();
     const list = await run(dir, ['flags', 'list', '--store', 'flagd:team.flagd.json', '--json']);
