@@ -558,39 +558,26 @@ function guardianCohorts(): Dashboard {
         title: 'Against the guard',
         height: 9,
         panels: [
-          timeseries(8, {
-            title: 'Error rate',
-            description: "Share of each cohort's requests that failed in the guardian's window (the worst instance), with the flag's maxErrorRate as a dashed red line.",
-            queries: [
-              { expr: byVariant(N.cohortErrorRate), legend: cohort },
-              { expr: perFlag(N.guardMaxErrorRate), legend: 'maxErrorRate' },
-            ],
-            unit: 'percentunit',
-            min: 0,
-            limits: [1],
-          }),
-          timeseries(8, {
-            title: 'P95 latency',
-            description: "Each cohort's 95th percentile latency in the guardian's window (the worst instance), with the flag's maxP95Ms as a dashed red line.",
-            queries: [
-              { expr: byVariant(N.cohortLatencyP95), legend: cohort },
-              { expr: perFlag(N.guardMaxP95), legend: 'maxP95Ms' },
-            ],
-            unit: 'ms',
-            min: 0,
-            limits: [1],
-          }),
-          timeseries(8, {
-            title: 'P99 latency',
-            description: "Each cohort's 99th percentile latency in the guardian's window (the worst instance), with the flag's maxP99Ms as a dashed red line.",
-            queries: [
-              { expr: byVariant(N.cohortLatencyP99), legend: cohort },
-              { expr: perFlag(N.guardMaxP99), legend: 'maxP99Ms' },
-            ],
-            unit: 'ms',
-            min: 0,
-            limits: [1],
-          }),
+          ...(
+            [
+              ['Error rate', "Share of each cohort's requests that failed", N.cohortErrorRate, N.guardMaxErrorRate, 'maxErrorRate', 'percentunit'],
+              ['P95 latency', "Each cohort's 95th percentile latency", N.cohortLatencyP95, N.guardMaxP95, 'maxP95Ms', 'ms'],
+              ['P99 latency', "Each cohort's 99th percentile latency", N.cohortLatencyP99, N.guardMaxP99, 'maxP99Ms', 'ms'],
+            ] as const
+          ).map(([title, what, metric, limit, limitName, unit]) =>
+            // Each cohort's value against the flag's limit, drawn as a dashed red line.
+            timeseries(8, {
+              title,
+              description: `${what} in the guardian's window (the worst instance), with the flag's ${limitName} as a dashed red line.`,
+              queries: [
+                { expr: byVariant(metric), legend: cohort },
+                { expr: perFlag(limit), legend: limitName },
+              ],
+              unit,
+              min: 0,
+              limits: [1],
+            }),
+          ),
         ],
       },
     ],

@@ -8,13 +8,13 @@ import {
   type AuditEntry,
   type AuditQuery,
   type FlagStore,
-  type StoreEvent,
   type StoreListener,
   type StoreSnapshot,
   type WriteRequest,
   type WriteResult,
   RevisionConflictError,
 } from './flag-store.js';
+import { StoreListeners } from './store-listeners.js';
 import { type StateDocument, applyWrite } from './apply-write.js';
 import { documentOf } from './flag-file-format.js';
 import { selectAudit } from './audit-log.js';
@@ -29,7 +29,7 @@ export interface MemoryFlagStoreOptions {
 export class MemoryFlagStore implements FlagStore {
   readonly source = 'memory';
   private readonly clock: Clock;
-  private readonly listeners = new Set<StoreListener>();
+  private readonly listeners = new StoreListeners();
   private readonly auditLog: AuditEntry[] = [];
   private doc: Document;
   private stateDoc: StateDocument;
@@ -49,10 +49,8 @@ export class MemoryFlagStore implements FlagStore {
   }
 
   watch(listener: StoreListener): () => void {
-    this.listeners.add(listener);
-    return () => {
-      this.listeners.delete(listener);
-    };
+    const remove = this.listeners.add(listener);
+    return remove;
   }
 
   write(request: WriteRequest): Promise<WriteResult> {
@@ -70,7 +68,7 @@ export class MemoryFlagStore implements FlagStore {
       this.snapshot = this.makeSnapshot();
       const entries = applied.entries.map((e) => ({ ...e, revision: this.snapshot.revision }));
       this.auditLog.push(...entries);
-      this.emit({ type: 'change', snapshot: this.snapshot });
+      this.listeners.emit({ type: 'change', snapshot: this.snapshot });
       return Promise.resolve({ revision: this.snapshot.revision, entries });
     } catch (err) {
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
@@ -96,13 +94,4 @@ export class MemoryFlagStore implements FlagStore {
     };
   }
 
-  private emit(event: StoreEvent): void {
-    for (const listener of this.listeners) {
-      try {
-        listener(event);
-      } catch {
-        // A listener's failure is its own.
-      }
-    }
-  }
 }

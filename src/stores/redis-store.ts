@@ -11,7 +11,6 @@ import {
   type AuditEntry,
   type AuditQuery,
   type FlagStore,
-  type StoreEvent,
   type StoreListener,
   type StoreSnapshot,
   type WriteRequest,
@@ -19,6 +18,7 @@ import {
   FlagSourceError,
   RevisionConflictError,
 } from './flag-store.js';
+import { CoalescedRun, StoreListeners } from './store-listeners.js';
 import { type StateDocument, applyWrite } from './apply-write.js';
 import { selectAudit } from './audit-log.js';
 import { documentOf, readFlagText } from './flag-file-format.js';
@@ -185,7 +185,7 @@ export class RedisFlagStore implements FlagStore {
   private readonly clock: Clock;
   private readonly resyncMs: number;
   private readonly client: CasClient;
-  private readonly listeners = new Set<StoreListener>();
+  private readonly listeners = new StoreListeners();
   private subscriber: Redis | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   /** The last good snapshot and what it was read from: served while Redis is away or bad. */
@@ -196,8 +196,7 @@ export class RedisFlagStore implements FlagStore {
   private toldBadFingerprint: string | undefined;
   private lastError: Error | undefined;
   private connecting: Promise<void> | undefined;
-  private refreshing: Promise<void> | undefined;
-  private refreshAgain = false;
+  private readonly refreshes = new CoalescedRun(() => this.refreshOnce(), () => this.closed);
   private wasReady = false;
   private troubled = false;
   private closed = false;
@@ -275,11 +274,9 @@ export class RedisFlagStore implements FlagStore {
 
   watch(listener: StoreListener): () => void {
     this.assertOpen();
-    this.listeners.add(listener);
+    const remove = this.listeners.add(listener);
     if (this.subscriber === undefined) this.startWatching();
-    return () => {
-      this.listeners.delete(listener);
-    };
+    return remove;
   }
 
   async write(request: WriteRequest): Promise<WriteResult> {
@@ -358,7 +355,7 @@ export class RedisFlagStore implements FlagStore {
     if (this.resyncTimer) clearInterval(this.resyncTimer);
     this.resyncTimer = undefined;
     this.listeners.clear();
-    await this.refreshing;
+    await this.refreshes.inFlight;
     await Promise.all([hangUp(this.client), this.subscriber ? hangUp(this.subscriber) : undefined]);
   }
 
@@ -507,24 +504,12 @@ export class RedisFlagStore implements FlagStore {
   private connectionLost(err?: unknown): void {
     if (this.closed || this.subscriber === undefined || this.troubled) return;
     this.troubled = true;
-    this.emit({ type: 'unavailable', error: this.unreachable(err ?? this.lastError ?? new Error('the connection closed'), 'serving the last snapshot') });
+    this.listeners.emit({ type: 'unavailable', error: this.unreachable(err ?? this.lastError ?? new Error('the connection closed'), 'serving the last snapshot') });
   }
 
   /** Reads the store and tells watchers what changed. Never rejects; never runs twice at once. */
   private refresh(): Promise<void> {
-    if (this.refreshing) {
-      this.refreshAgain = true;
-      return this.refreshing;
-    }
-    this.refreshing = (async () => {
-      do {
-        this.refreshAgain = false;
-        await this.refreshOnce();
-      } while (this.refreshAgain && !this.closed);
-    })().finally(() => {
-      this.refreshing = undefined;
-    });
-    return this.refreshing;
+    return this.refreshes.run();
   }
 
   private async refreshOnce(): Promise<void> {
@@ -540,14 +525,14 @@ export class RedisFlagStore implements FlagStore {
     // Available again only once changes can be heard: the subscription is part of it.
     if (this.troubled && this.subscriber?.status === 'ready') {
       this.troubled = false;
-      this.emit({ type: 'available' });
+      this.listeners.emit({ type: 'available' });
     }
     const fingerprint = fingerprintOf(stored);
     if (fingerprint === this.toldFingerprint || fingerprint === this.toldBadFingerprint) return;
     const decoded = this.decode(stored);
     if (!decoded.ok) {
       this.toldBadFingerprint = fingerprint;
-      this.emit({
+      this.listeners.emit({
         type: 'invalid',
         source: this.source,
         issues: [],
@@ -558,18 +543,9 @@ export class RedisFlagStore implements FlagStore {
     this.toldBadFingerprint = undefined;
     this.toldFingerprint = fingerprint;
     this.keep(decoded.snapshot, stored);
-    this.emit({ type: 'change', snapshot: decoded.snapshot });
+    this.listeners.emit({ type: 'change', snapshot: decoded.snapshot });
   }
 
-  private emit(event: StoreEvent): void {
-    for (const listener of this.listeners) {
-      try {
-        listener(event);
-      } catch {
-        // A listener's failure is its own; the others still hear the event.
-      }
-    }
-  }
 
   private async auditForward(query: AuditQuery): Promise<AuditEntry[]> {
     const entries: AuditEntry[] = [];

@@ -16,7 +16,6 @@ import {
   type AuditEntry,
   type AuditQuery,
   type FlagStore,
-  type StoreEvent,
   type StoreListener,
   type StoreSnapshot,
   type WriteRequest,
@@ -25,6 +24,7 @@ import {
   RevisionConflictError,
 } from './flag-store.js';
 import { systemClock } from './system-clock.js';
+import { CoalescedRun, StoreListeners } from './store-listeners.js';
 
 export interface StoreTexts {
   readonly flags: string;
@@ -71,7 +71,8 @@ export abstract class WatchedFileStore implements FlagStore {
   readonly auditPath: string;
   readonly lockPath: string;
   protected readonly clock: Clock;
-  private readonly listeners = new Set<StoreListener>();
+  private readonly listeners = new StoreListeners();
+  private readonly reloads = new CoalescedRun(() => this.reloadOnce(), () => this.closed);
   private readonly debounceMs: number;
   private readonly lockTimeoutMs: number;
   private readonly watchFiles: boolean;
@@ -79,8 +80,6 @@ export abstract class WatchedFileStore implements FlagStore {
   private lastBadRevision: string | undefined;
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private reloading: Promise<void> | undefined;
-  private reloadAgain = false;
   private troubled = false;
   private closed = false;
 
@@ -125,28 +124,14 @@ export abstract class WatchedFileStore implements FlagStore {
 
   watch(listener: StoreListener): () => void {
     this.assertOpen();
-    this.listeners.add(listener);
+    const remove = this.listeners.add(listener);
     if (this.watchFiles && this.watcher === undefined) this.startWatching();
-    return () => {
-      this.listeners.delete(listener);
-    };
+    return remove;
   }
 
   /** Reads the files again and tells the listeners what changed. Never rejects. */
   reload(): Promise<void> {
-    if (this.reloading) {
-      this.reloadAgain = true;
-      return this.reloading;
-    }
-    this.reloading = (async () => {
-      do {
-        this.reloadAgain = false;
-        await this.reloadOnce();
-      } while (this.reloadAgain && !this.closed);
-    })().finally(() => {
-      this.reloading = undefined;
-    });
-    return this.reloading;
+    return this.reloads.run();
   }
 
   async write(request: WriteRequest): Promise<WriteResult> {
@@ -185,7 +170,7 @@ export abstract class WatchedFileStore implements FlagStore {
     this.watcher = undefined;
     if (this.timer) clearTimeout(this.timer);
     this.listeners.clear();
-    await this.reloading;
+    await this.reloads.inFlight;
   }
 
   protected async readTexts(): Promise<StoreTexts> {
@@ -227,9 +212,9 @@ export abstract class WatchedFileStore implements FlagStore {
       this.watcher = watchDir(dirname(this.source), { persistent: false }, (_event, name) => {
         if (name === null || files.has(name.toString())) this.scheduleReload();
       });
-      this.watcher.on('error', (error) => this.emit({ type: 'unavailable', error }));
+      this.watcher.on('error', (error) => this.listeners.emit({ type: 'unavailable', error }));
     } catch (error) {
-      this.emit({ type: 'unavailable', error: error as Error });
+      this.listeners.emit({ type: 'unavailable', error: error as Error });
     }
   }
 
@@ -251,7 +236,7 @@ export abstract class WatchedFileStore implements FlagStore {
     } catch (err) {
       if (!this.troubled) {
         this.troubled = true;
-        this.emit({ type: 'unavailable', error: err as Error });
+        this.listeners.emit({ type: 'unavailable', error: err as Error });
       }
       return;
     }
@@ -262,28 +247,19 @@ export abstract class WatchedFileStore implements FlagStore {
     const revision = revisionOf(texts);
     if (this.troubled) {
       this.troubled = false;
-      this.emit({ type: 'available' });
+      this.listeners.emit({ type: 'available' });
     }
     if (revision === this.last?.revision || revision === this.lastBadRevision) return;
     const result = this.parse(texts);
     if (!result.ok) {
       this.lastBadRevision = revision;
-      this.emit({ type: 'invalid', source: this.source, issues: [], message: `${this.source} is invalid; the last good flags keep serving:\n  ${result.errors.join('\n  ')}` });
+      this.listeners.emit({ type: 'invalid', source: this.source, issues: [], message: `${this.source} is invalid; the last good flags keep serving:\n  ${result.errors.join('\n  ')}` });
       return;
     }
     this.lastBadRevision = undefined;
     this.last = result.snapshot;
-    this.emit({ type: 'change', snapshot: result.snapshot });
+    this.listeners.emit({ type: 'change', snapshot: result.snapshot });
     await Promise.resolve();
   }
 
-  private emit(event: StoreEvent): void {
-    for (const listener of this.listeners) {
-      try {
-        listener(event);
-      } catch {
-        // A listener's failure is its own; the others still hear the event.
-      }
-    }
-  }
 }

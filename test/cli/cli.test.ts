@@ -1,15 +1,13 @@
 // The rollout-guardian CLI as users run it: the built binary (dist/cli/main.js, which the
 // test command builds first) against real flag files in a temporary folder.
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bucketFor } from '../../src/core/bucketing.js';
+import { requireBuiltCli, runCli } from '../helpers/cli-binary.js';
 
-const MAIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
 // Aligned comments, flow maps and a header comment: what `flags set` must leave alone.
 const FLAGS_YAML = `# Checkout flags, owned by the payments team.
@@ -50,11 +48,6 @@ const MISALIGNED_YAML = 'flags:\n  x:\n    defaultVariant: off\n   state: enable
 
 const NO_STACK_TRACE = /\n\s+at .+:\d+:\d+/;
 
-interface Run {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
 
 let root: string;
 let folders = 0;
@@ -67,14 +60,7 @@ async function workspace(yaml: string | null = FLAGS_YAML): Promise<string> {
   return dir;
 }
 
-function run(cwd: string, args: readonly string[], env: Record<string, string> = {}): Promise<Run> {
-  const { ROLLOUT_GUARDIAN_FLAGS: _ignored, ...inherited } = process.env;
-  return new Promise((resolve) => {
-    execFile(process.execPath, [MAIN, ...args], { cwd, env: { ...inherited, ...env } }, (error, stdout, stderr) => {
-      resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, stdout, stderr });
-    });
-  });
-}
+const run = runCli;
 
 async function runJson<T>(cwd: string, args: readonly string[]): Promise<T> {
   const result = await run(cwd, [...args, '--json']);
@@ -95,7 +81,7 @@ function changedLines(before: string, after: string): { before: string; after: s
 }
 
 beforeAll(async () => {
-  if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npm run build\` before these tests (npm test does)`);
+  requireBuiltCli();
   root = await mkdtemp(join(tmpdir(), 'rollout-guardian-cli-'));
 });
 

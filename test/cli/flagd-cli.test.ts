@@ -1,8 +1,6 @@
 // The flagd commands as users run them: the built binary (dist/cli/main.js) exporting flag
 // files to flagd JSON, importing flagd files with every unmapped part named, and `--store
 // flagd:<file>` serving the flags commands from the file a flagd daemon watches.
-import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,8 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { FlagdCore, MemoryStorage } from '@openfeature/flagd-core';
 import type { Logger } from '@openfeature/server-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CliRun, requireBuiltCli, runCli } from '../helpers/cli-binary.js';
 
-const MAIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 const FIXTURE = fileURLToPath(new URL('../fixtures/flagd/flags.yaml', import.meta.url));
 const FIXTURE_STATE = fileURLToPath(new URL('../fixtures/flagd/flags.state.json', import.meta.url));
 const SILENT: Logger = { error: () => undefined, warn: () => undefined, info: () => undefined, debug: () => undefined };
@@ -35,11 +33,6 @@ const FLAGD_FILE = {
   },
 };
 
-interface Run {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
 
 let root: string;
 let folders = 0;
@@ -53,13 +46,8 @@ async function workspace(): Promise<string> {
   return dir;
 }
 
-function run(cwd: string, args: readonly string[]): Promise<Run> {
-  const { ROLLOUT_GUARDIAN_FLAGS: _ignored, ...env } = process.env;
-  return new Promise((resolve) => {
-    execFile(process.execPath, [MAIN, ...args], { cwd, env, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
-      resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, stdout, stderr });
-    });
-  });
+function run(cwd: string, args: readonly string[]): Promise<CliRun> {
+  return runCli(cwd, args);
 }
 
 function strictlyValid(text: string): void {
@@ -67,7 +55,7 @@ function strictlyValid(text: string): void {
 }
 
 beforeAll(async () => {
-  if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npm run build\` before these tests (npm test does)`);
+  requireBuiltCli();
   root = await mkdtemp(join(tmpdir(), 'rollout-guardian-flagd-cli-'));
 });
 

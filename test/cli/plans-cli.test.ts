@@ -1,13 +1,11 @@
 // The plan commands as an SRE runs them: the built binary against a real flag file in a
 // temporary folder — deploy, status, pause, resume, rollback — and the audit that records it.
-import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { withTempDir } from '../helpers/temp-dir.js';
+import { type CliRun, runCli } from '../helpers/cli-binary.js';
 
-const MAIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 const FLAGS = `flags:
   new-checkout:
     variants: { on: true, off: false }
@@ -18,19 +16,9 @@ const FLAGS = `flags:
     defaultVariant: a
 `;
 
-interface Run {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function cli(dir: string, ...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    const mutating = ['deploy', 'pause', 'resume', 'rollback', 'promote', 'abort'].includes(args[0] ?? '');
-    execFile(process.execPath, [MAIN, ...args, '--store', join(dir, 'flags.yaml'), ...(mutating ? ['--actor', 'alice'] : [])], { cwd: dir }, (error, stdout, stderr) =>
-      resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
-    );
-  });
+function cli(dir: string, ...args: string[]): Promise<CliRun> {
+  const mutating = ['deploy', 'pause', 'resume', 'rollback', 'promote', 'abort'].includes(args[0] ?? '');
+  return runCli(dir, [...args, '--store', join(dir, 'flags.yaml'), ...(mutating ? ['--actor', 'alice'] : [])]);
 }
 
 async function inFolder(fn: (dir: string) => Promise<void>): Promise<void> {
