@@ -1,5 +1,5 @@
 // Bucketing: the hash and the buckets agree with an independent implementation (the golden
-// vectors in shared/), with flagd-core's fractional targeting for ASCII keys, and with the
+// vectors in test/fixtures/bucketing-vectors.json), with flagd-core's fractional targeting for ASCII keys, and with the
 // statistics a fair, monotone, independent assignment must show.
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -26,13 +26,14 @@ interface BucketingVectors {
   readonly vectors: readonly BucketingVector[];
 }
 
-// CI clones the repository into a folder with shared/ beside it.
-const VECTORS_URL = new URL('../../../shared/bucketing-vectors.json', import.meta.url);
+// Reference values computed by an independent MurmurHash3 implementation (not this project's),
+// copied from the design notes the project was started from; see the file's "about" field.
+const VECTORS_URL = new URL('../fixtures/bucketing-vectors.json', import.meta.url);
 
 function loadVectors(): BucketingVectors {
   const path = fileURLToPath(VECTORS_URL);
   if (!existsSync(path)) {
-    throw new Error(`golden bucketing vectors not found at ${path}: check the repository out beside shared/ (as CI does) so ../shared/bucketing-vectors.json exists`);
+    throw new Error(`golden bucketing vectors not found at ${path}`);
   }
   const data = JSON.parse(readFileSync(path, 'utf8')) as Partial<BucketingVectors>;
   if (typeof data.about !== 'string' || !Array.isArray(data.vectors) || data.vectors.length === 0) {
