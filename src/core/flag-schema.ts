@@ -93,6 +93,7 @@ export const guardSchema = z.strictObject({
       maxErrorRateIncrease: z.number().min(0).max(1).optional(),
       maxP95IncreasePct: z.number().min(0).optional(),
       maxP99IncreasePct: z.number().min(0).optional(),
+      ceiling: z.boolean().optional(),
     })
     .optional(),
 });

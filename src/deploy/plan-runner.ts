@@ -3,9 +3,10 @@
 // each move an audited write with its evidence. Plan state lives in the store, so a runner
 // that restarts resumes every plan at the right step and time. In dry run it only says what
 // it would do.
+import { diag } from '@opentelemetry/api';
 import type { Clock } from '../core/clock.js';
 import { buildFlagSet } from '../core/flag-set.js';
-import type { FlagRuntimeState } from '../core/flag-schema.js';
+import type { FlagRuntimeState, PlanState } from '../core/flag-schema.js';
 import type { Judgment } from '../guardian/judge.js';
 import type { FlagStore } from '../stores/flag-store.js';
 import { systemClock } from '../stores/system-clock.js';
@@ -41,10 +42,17 @@ export class PlanRunner {
   private readonly dryRun: boolean;
   private readonly listeners = new Set<(event: PlanEvent) => void>();
   private readonly holdNotes = new Map<string, string>();
+  /**
+   * When this runner first saw each flag's current step, on its own clock, with the step's
+   * elapsed time then: a step is never held for less than this runner has watched it, so a
+   * writer whose clock runs ahead cannot make a step advance early.
+   */
+  private readonly firstSeen = new Map<string, { readonly step: string; readonly atMs: number; readonly elapsedMs: number }>();
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private lastTickMs: number | undefined;
   private closed = false;
+  private errors = 0;
 
   constructor(options: PlanRunnerOptions) {
     this.store = options.store;
@@ -74,6 +82,11 @@ export class PlanRunner {
     return this.holdNotes;
   }
 
+  /** Ticks that failed (a store that could not be read), as counted for /metrics. */
+  get errorCount(): number {
+    return this.errors;
+  }
+
   get lastTick(): number | undefined {
     return this.lastTickMs;
   }
@@ -82,7 +95,11 @@ export class PlanRunner {
   tick(): Promise<void> {
     if (this.closed) return Promise.resolve();
     this.ticking ??= this.runTick()
-      .catch(() => undefined)
+      .catch((err: unknown) => {
+        // Never rejects, never silent: the error goes to OpenTelemetry's diag and is counted.
+        this.errors++;
+        diag.error(`rollout-guardian plan runner: ${err instanceof Error ? err.message : String(err)}`);
+      })
       .finally(() => {
         this.ticking = undefined;
       });
@@ -113,7 +130,7 @@ export class PlanRunner {
       const plan = state.plan;
       if (plan?.status !== 'running') continue;
       const judgment = judgments.get(flagKey);
-      const action = nextPlanAction(plan, state, judgment, nowMs);
+      const action = nextPlanAction(plan, state, judgment, nowMs, this.observedElapsedMs(flagKey, plan, nowMs));
       if (action.kind === 'hold') {
         this.holdNotes.set(flagKey, action.note);
         continue;
@@ -143,6 +160,23 @@ export class PlanRunner {
     } catch {
       return undefined;
     }
+  }
+
+  /**
+   * Monitoring time this runner can vouch for. A step a runner started carries a runner's
+   * timestamp, comparable with this clock (a restarted runner resumes on time); a step started
+   * by an operator's command carries that host's clock, so it counts from this runner's own
+   * first sight of it: a deploying host whose clock is behind cannot make a step advance early.
+   */
+  private observedElapsedMs(flagKey: string, plan: PlanState, nowMs: number): number | undefined {
+    if (plan['stepClock'] === 'runner') return undefined;
+    const step = `${plan.stepIndex}@${plan.stepStartedAt}`;
+    let seen = this.firstSeen.get(flagKey);
+    if (seen === undefined || seen.step !== step) {
+      seen = { step, atMs: nowMs, elapsedMs: 0 };
+      this.firstSeen.set(flagKey, seen);
+    }
+    return seen.elapsedMs + Math.max(0, nowMs - seen.atMs) - (plan.pausedAt !== undefined ? Math.max(0, nowMs - Math.max(seen.atMs, Date.parse(plan.pausedAt))) : 0);
   }
 
   private emit(event: PlanEvent): void {

@@ -122,10 +122,10 @@ function pct(x: number | undefined): string {
   return x === undefined || Number.isNaN(x) ? '-' : `${(x * 100).toFixed(2)}%`;
 }
 
-/** In words, why the judgment lets a step advance: the bounds it cleared. */
+/** In words, why the judgment lets a step advance: what each check saw since the step began. */
 function healthWords(judgment: Judgment): string {
   return judgment.checks
-    .map((c) => (c.check === 'errorRate' ? `error rate ${pct(c.observed)} (upper bound ${pct(c.upperBound)} < ${pct(c.limit)})` : `${pct(c.observed)} slower than ${Math.round(c.thresholdMs ?? 0)} ms (upper bound ${pct(c.upperBound)} < ${pct(c.limit)})`))
+    .map((c) => (c.check === 'errorRate' ? `error rate ${pct(c.observed)} (limit ${pct(c.limit)})` : `${pct(c.observed)} slower than ${Math.round(c.thresholdMs ?? 0)} ms (limit ${pct(c.limit)})`))
     .join(', ');
 }
 
@@ -134,21 +134,22 @@ function healthWords(judgment: Judgment): string {
  * been monitored for its hold and the guardian calls the treatment healthy with enough
  * evidence; a 0% step has no treatment to judge and advances on time alone.
  */
-export function nextPlanAction(plan: PlanState, state: FlagRuntimeState | undefined, judgment: Judgment | undefined, nowMs: number): PlanAction {
+export function nextPlanAction(plan: PlanState, state: FlagRuntimeState | undefined, judgment: Judgment | undefined, nowMs: number, observedElapsedMs?: number): PlanAction {
   if (plan.status !== 'running') return { kind: 'hold', note: `plan is ${plan.status}` };
   if (state?.rollback !== undefined) return { kind: 'rolled-back', reason: `rolled back by ${state.rollback.actor}: ${state.rollback.reason}` };
   const step = plan.steps[plan.stepIndex];
   if (step === undefined) return { kind: 'complete', reason: 'no steps left' };
   const last = plan.stepIndex === plan.steps.length - 1;
   if (last) return { kind: 'complete', reason: `reached ${step.percentage}%` };
-  const elapsed = stepElapsedMs(plan, nowMs);
+  // Another host's clock wrote stepStartedAt: never count more time than this runner has watched the step.
+  const elapsed = observedElapsedMs === undefined ? stepElapsedMs(plan, nowMs) : Math.min(stepElapsedMs(plan, nowMs), observedElapsedMs);
   if (elapsed < step.holdMs) return { kind: 'hold', note: `monitoring step ${plan.stepIndex + 1} (${step.percentage}%): ${formatDurationMs(step.holdMs - elapsed)} left` };
   const next = plan.steps[plan.stepIndex + 1] as PlanStep;
   const toNext = { kind: 'advance' as const, toIndex: plan.stepIndex + 1, percentage: next.percentage };
   if (step.percentage === 0) return { ...toNext, reason: `step ${plan.stepIndex + 1} (0%) held ${formatDurationMs(step.holdMs)}; nothing to judge at 0%` };
   if (judgment === undefined) return { kind: 'hold', note: 'holding: no judgment from the guardian yet (is it running with this flag\u2019s traffic?)' };
   if (judgment.verdict !== 'healthy') return { kind: 'hold', note: `holding: ${judgment.reason}` };
-  return { ...toNext, reason: `step ${plan.stepIndex + 1} (${step.percentage}%) healthy after ${formatDurationMs(elapsed)}: ${healthWords(judgment)} over ${judgment.treatment.samples} requests` };
+  return { ...toNext, reason: `step ${plan.stepIndex + 1} (${step.percentage}%) healthy after ${formatDurationMs(elapsed)}: ${healthWords(judgment)} over ${judgment.checks[0]?.samples ?? 0} requests since the step began` };
 }
 
 /** The flag state after `action`, or undefined when nothing changes. */
@@ -162,7 +163,8 @@ export function applyPlanAction(state: FlagRuntimeState, action: PlanAction, now
       return {
         ...state,
         percentage: action.percentage,
-        plan: { ...plan, stepIndex: action.toIndex, stepStartedAt: at, pausedMs: 0, status: completes ? 'completed' : 'running', ...(completes ? { endedAt: at } : {}), note: action.reason },
+        // stepClock: the start was stamped by a plan runner's clock, which runners can trust.
+        plan: { ...plan, stepIndex: action.toIndex, stepStartedAt: at, stepClock: 'runner', pausedMs: 0, status: completes ? 'completed' : 'running', ...(completes ? { endedAt: at } : {}), note: action.reason },
       };
     }
     case 'complete':

@@ -9,7 +9,7 @@ export interface CohortWindowOptions {
   readonly slotMs: number;
   /** Slots kept: the window reaches back slotCount * slotMs. */
   readonly slotCount: number;
-  /** Relative accuracy of the latency sketches (default 0.01). */
+  /** Relative accuracy of the latency sketches (default 0.02). */
   readonly relativeAccuracy?: number;
 }
 
@@ -139,6 +139,19 @@ export class CohortWindow {
       sketch.merge(slotSketch);
     }
     return { fromMs: range.first * this.slotMs, toMs: (range.last + 1) * this.slotMs, count, errors, sketch };
+  }
+
+  /** End of the newest slot written, or -Infinity before the first outcome. */
+  newestSlotEndMs(): number {
+    return this.newestIndex === NO_SLOT ? Number.NEGATIVE_INFINITY : (this.newestIndex + 1) * this.slotMs;
+  }
+
+  /** Forgets every slot (the clock went back): the window reads as new, its sketches kept for reuse. */
+  clear(): void {
+    this.slotIndex.fill(NO_SLOT);
+    this.counts.fill(0);
+    this.errors.fill(0);
+    this.newestIndex = NO_SLOT;
   }
 
   /** Approximate bytes held by the window and its sketches. */

@@ -3,7 +3,6 @@
 // 5 consecutive failed health checks.
 import { parseDurationMs } from '../core/duration.js';
 import type { GuardPolicyInput } from '../core/flag-schema.js';
-import { normalQuantile } from './statistics.js';
 
 export interface RelativePolicy {
   /** Treatment error rate may exceed the baseline's by at most this (0.01 = one point). */
@@ -11,6 +10,8 @@ export interface RelativePolicy {
   /** Treatment P95 may exceed the baseline's by at most this percentage. */
   readonly maxP95IncreasePct: number | undefined;
   readonly maxP99IncreasePct: number | undefined;
+  /** The absolute limits still apply as a ceiling (default true); off, only the baseline decides. */
+  readonly ceiling: boolean;
 }
 
 export interface GuardPolicy {
@@ -21,14 +22,17 @@ export interface GuardPolicy {
   readonly sustainForMs: number;
   /** Requests a window needs before it can judge anything. */
   readonly minSamples: number;
-  /** Probability of no false rollback per hour of watching a cohort exactly at the limit. */
+  /**
+   * 1 - the false-rollback budget: the probability of no false rollback of a cohort exactly at
+   * its limit, over the whole step for the test begun with it plus per hour for the restarted ones.
+   */
   readonly confidence: number;
   readonly healthCheckFailures: number;
   /** Act before sustainFor when the breach is overwhelming. */
   readonly fastPath: boolean;
   /** How far the confident bound must clear the limit for the fast path (5 = five times). */
   readonly fastPathFactor: number;
-  /** Present: thresholds are relative to the baseline cohort and the absolute ones are off. */
+  /** Present: limits relative to the baseline cohort, the absolute ones kept as a ceiling unless `ceiling` is false. */
   readonly relative: RelativePolicy | undefined;
 }
 
@@ -63,20 +67,11 @@ export function resolveGuardPolicy(input: GuardPolicyInput | undefined, defaults
     relative:
       relative === undefined
         ? defaults.relative
-        : { maxErrorRateIncrease: relative.maxErrorRateIncrease, maxP95IncreasePct: relative.maxP95IncreasePct, maxP99IncreasePct: relative.maxP99IncreasePct },
+        : {
+            maxErrorRateIncrease: relative.maxErrorRateIncrease,
+            maxP95IncreasePct: relative.maxP95IncreasePct,
+            maxP99IncreasePct: relative.maxP99IncreasePct,
+            ceiling: relative.ceiling ?? true,
+          },
   };
-}
-
-export interface Confidences {
-  /** z for noticing a breach and for calling a window healthy (one look). */
-  readonly zDetect: number;
-  /** z for acting: the per-hour confidence spread over every look in an hour (Bonferroni). */
-  readonly zConfirm: number;
-}
-
-/** The z-scores a policy implies when the guardian looks once per slot. */
-export function confidences(policy: GuardPolicy, slotMs: number): Confidences {
-  const looksPerHour = Math.max(1, 3_600_000 / slotMs);
-  const alpha = 1 - policy.confidence;
-  return { zDetect: normalQuantile(policy.confidence), zConfirm: normalQuantile(1 - alpha / looksPerHour) };
 }

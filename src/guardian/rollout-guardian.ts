@@ -1,8 +1,10 @@
-// The guardian's loop: once per slot it judges every guarded flag from its cohorts and, on a
-// confirmed breach or on too many failed health checks, rolls the flag back through a writer.
-// A rollback that fails to write is kept and retried every tick until it lands. Nothing here
-// throws into the application, and its own writes run with tracing suppressed.
-import { context } from '@opentelemetry/api';
+// The guardian's loop: once per slot it folds each guarded flag's newly completed slots (in
+// event time, behind a watermark) into the evidence of its current rollout or step, judges it,
+// and on a confirmed breach or too many failed health checks rolls the flag back through a
+// writer. A rollback that fails to write is retried every tick until it lands. One flag's
+// failure never costs another its judgment; nothing here throws into the application, errors
+// go to OpenTelemetry's diag, and its own writes run with tracing suppressed.
+import { context, diag } from '@opentelemetry/api';
 import { suppressTracing } from '@opentelemetry/core';
 import type { Clock } from '../core/clock.js';
 import type { FlagDefinition } from '../core/flag-schema.js';
@@ -13,9 +15,10 @@ import { weightToPercentage } from '../core/bucketing.js';
 import type { Attribution, StoreEvent, StoreSnapshot } from '../stores/flag-store.js';
 import { systemClock } from '../stores/system-clock.js';
 import type { CohortRegistry } from './cohort-registry.js';
-import type { SlotStats } from './cohort-window.js';
-import { type GuardPolicy, DEFAULT_GUARD_POLICY, confidences, resolveGuardPolicy } from './guard-policy.js';
-import { type Judgment, judge } from './judge.js';
+import type { CohortWindow, SlotStats } from './cohort-window.js';
+import { FlagEvidence } from './flag-evidence.js';
+import { type GuardPolicy, DEFAULT_GUARD_POLICY, resolveGuardPolicy } from './guard-policy.js';
+import { type CohortSummary, type Judgment, judge } from './judge.js';
 import { QuantileSketch } from './quantile-sketch.js';
 
 /** Stands in for the sketch of a slot that saw nothing; never written. */
@@ -76,6 +79,12 @@ export interface RolloutGuardianOptions {
   readonly healthCheckTimeoutMs?: number;
   /** Judge and report rollbacks without writing them (Argo's dry-run analysis). */
   readonly dryRun?: boolean;
+  /**
+   * How long after a slot ends its outcomes may still arrive (default: one slot, for spans
+   * recorded in-process; OTLP pipelines batch and want 30 s or more). The guardian judges a
+   * slot once this has passed, so a late outcome is never missed once counted.
+   */
+  readonly allowedLatenessMs?: number;
 }
 
 interface PendingRollback {
@@ -99,6 +108,8 @@ interface Guarded {
   readonly treatmentVariant: string;
   readonly percentage: number;
   readonly policy: GuardPolicy;
+  /** What identifies the rollout or plan step now running: a new one starts new evidence. */
+  readonly epochKey: string;
 }
 
 export class RolloutGuardian {
@@ -110,6 +121,10 @@ export class RolloutGuardian {
   private readonly defaults: GuardPolicy;
   private readonly healthCheckTimeoutMs: number;
   private readonly dryRun: boolean;
+  private readonly allowedLatenessMs: number;
+  /** Evidence of each guarded flag's current rollout or step. */
+  private readonly evidence = new Map<string, FlagEvidence>();
+  private internalErrors = 0;
   /** In dry run, flags whose rollback was already reported, so it is said once per breach. */
   private readonly reportedDryRun = new Set<string>();
   private readonly listeners = new Set<GuardianListener>();
@@ -133,6 +148,7 @@ export class RolloutGuardian {
     this.defaults = options.defaults ?? DEFAULT_GUARD_POLICY;
     this.healthCheckTimeoutMs = options.healthCheckTimeoutMs ?? this.registry.slotMs;
     this.dryRun = options.dryRun ?? false;
+    this.allowedLatenessMs = Math.max(0, options.allowedLatenessMs ?? this.registry.slotMs);
     this.unwatch = this.source.watch((event) => {
       if (event.type === 'change') {
         this.snapshot = event.snapshot;
@@ -172,6 +188,11 @@ export class RolloutGuardian {
     return this.lastTickMs;
   }
 
+  /** Errors caught in ticks, flags' judgments and health checks, as counted for /metrics. */
+  get errorCount(): number {
+    return this.internalErrors;
+  }
+
   /** Rollbacks decided but not yet written. */
   get pendingRollbacks(): readonly string[] {
     return [...this.pending.keys()];
@@ -201,56 +222,114 @@ export class RolloutGuardian {
 
   private async runTick(): Promise<void> {
     const nowMs = this.clock.now();
+    const previousMs = this.lastTickMs;
     this.lastTickMs = nowMs;
+    const slotMs = this.registry.slotMs;
+    if (previousMs !== undefined && nowMs < previousMs - slotMs) this.clockStepped(nowMs - previousMs);
     if (this.stale || this.snapshot === undefined) {
       this.snapshot = await this.source.load();
       this.stale = false;
     }
-    const guarded = this.guardedFlags(this.snapshot, nowMs);
+    const snapshot = this.snapshot;
+    const guarded = this.guardedFlags(snapshot, nowMs);
     if (guarded === undefined) {
       // Emergency shutdown: the guardian stops acting.
       this.latest.clear();
+      this.evidence.clear();
       return;
     }
-    const slotMs = this.registry.slotMs;
-    const endMs = Math.floor(nowMs / slotMs) * slotMs;
-    const fromMs = endMs - (this.registry.slotCount - 1) * slotMs;
+    // Event time: a slot is judged once its outcomes can no longer be late.
+    const watermarkMs = Math.floor((nowMs - this.allowedLatenessMs) / slotMs) * slotMs;
+    this.registry.advance(watermarkMs, nowMs, knownVariants(snapshot));
     const live = new Set<string>();
     for (const flag of guarded) {
       live.add(flag.flagKey);
       if (this.pending.has(flag.flagKey)) continue;
-      const treatment = this.slots(flag.flagKey, flag.treatmentVariant, fromMs, endMs);
-      const baseline = this.slots(flag.flagKey, flag.definition.defaultVariant, fromMs, endMs);
-      const judgment = judge({ nowMs: endMs, slotMs, policy: flag.policy, z: confidences(flag.policy, slotMs), treatment, baseline });
-      const status: GuardedFlagStatus = {
-        flagKey: flag.flagKey,
-        treatmentVariant: flag.treatmentVariant,
-        baselineVariant: flag.definition.defaultVariant,
-        percentage: flag.percentage,
-        policy: flag.policy,
-        judgment,
-        judgedAtMs: nowMs,
-        rollbackPending: judgment.verdict === 'rollback',
-      };
-      this.latest.set(flag.flagKey, status);
-      this.emit((l) => l.decision?.(status));
-      if (judgment.verdict !== 'rollback') this.reportedDryRun.delete(flag.flagKey);
-      else if (!this.reportedDryRun.has(flag.flagKey)) {
-        this.pending.set(flag.flagKey, { reason: judgment.reason, cause: 'breach', evidence: evidenceOf(status), decidedAtMs: nowMs, attempts: 0 });
+      try {
+        this.judgeFlag(flag, watermarkMs, nowMs);
+      } catch (err) {
+        // One flag's failure never costs another flag its judgment.
+        this.emitError(new Error(`judging "${flag.flagKey}" failed: ${err instanceof Error ? err.message : String(err)}`));
       }
     }
     for (const key of this.latest.keys()) if (!live.has(key)) this.latest.delete(key);
+    for (const key of this.evidence.keys()) if (!live.has(key)) this.evidence.delete(key);
     await this.runHealthChecks(guarded, nowMs);
     await this.flushPending();
   }
 
-  private slots(flagKey: string, variant: string, fromMs: number, toMs: number): readonly SlotStats[] {
-    const window = this.registry.window(flagKey, variant);
-    if (window !== undefined) return window.slots(fromMs, toMs);
-    // No traffic yet: the same span, empty, so both cohorts line up slot for slot.
-    const empty: SlotStats[] = [];
-    for (let t = fromMs; t < toMs; t += this.registry.slotMs) empty.push({ startMs: t, count: 0, errors: 0, sketch: EMPTY_SKETCH });
-    return empty;
+  private judgeFlag(flag: Guarded, watermarkMs: number, nowMs: number): void {
+    let evidence = this.evidence.get(flag.flagKey);
+    if (evidence === undefined || evidence.epochKey !== flag.epochKey) {
+      // A new rollout, step, percentage or policy: evidence starts now, not before.
+      evidence = new FlagEvidence({ policy: flag.policy, startMs: watermarkMs, epochKey: flag.epochKey, slotMs: this.registry.slotMs });
+      this.evidence.set(flag.flagKey, evidence);
+    }
+    const baselineVariant = flag.definition.defaultVariant;
+    const treatmentWindow = this.registry.window(flag.flagKey, flag.treatmentVariant);
+    const baselineWindow = this.registry.window(flag.flagKey, baselineVariant);
+    const sustainFromMs = watermarkMs - flag.policy.sustainForMs;
+    if (evidence.throughMs < watermarkMs) this.fold(evidence, treatmentWindow, baselineWindow, watermarkMs, sustainFromMs);
+    const judgment = judge({ evidence, treatment: summaryOf(treatmentWindow, sustainFromMs, watermarkMs), baseline: summaryOf(baselineWindow, sustainFromMs, watermarkMs) });
+    const status: GuardedFlagStatus = {
+      flagKey: flag.flagKey,
+      treatmentVariant: flag.treatmentVariant,
+      baselineVariant,
+      percentage: flag.percentage,
+      policy: flag.policy,
+      judgment,
+      judgedAtMs: nowMs,
+      rollbackPending: judgment.verdict === 'rollback',
+    };
+    this.latest.set(flag.flagKey, status);
+    this.emit((l) => l.decision?.(status));
+    if (judgment.verdict !== 'rollback') this.reportedDryRun.delete(flag.flagKey);
+    else if (!this.reportedDryRun.has(flag.flagKey)) {
+      this.pending.set(flag.flagKey, { reason: judgment.reason, cause: 'breach', evidence: evidenceOf(status), decidedAtMs: nowMs, attempts: 0 });
+    }
+  }
+
+  /** Folds the slots from where the evidence stands up to the watermark, each exactly once. */
+  private fold(evidence: FlagEvidence, treatmentWindow: CohortWindow | undefined, baselineWindow: CohortWindow | undefined, watermarkMs: number, sustainFromMs: number): void {
+    if (treatmentWindow === undefined) {
+      evidence.fold(evidence.throughMs, watermarkMs, emptySlot(evidence.throughMs), undefined, () => undefined);
+      return;
+    }
+    // The baseline's latest minute or so (the sustainFor when that is too thin) is the reference
+    // for relative latency: a global slowdown moves both cohorts' limits together.
+    let reference: QuantileSketch | undefined | null = null;
+    const baselineReference = () => {
+      if (reference !== null || baselineWindow === undefined) return reference ?? undefined;
+      const recent = baselineWindow.merged(watermarkMs - Math.max(this.registry.slotMs, evidence.policy.sustainForMs / 5), watermarkMs);
+      reference = recent.count >= evidence.policy.minSamples ? recent.sketch : baselineWindow.merged(sustainFromMs, watermarkMs).sketch;
+      return reference;
+    };
+    const treatment = treatmentWindow.slots(evidence.throughMs, watermarkMs);
+    const baseline = baselineWindow?.slots(evidence.throughMs, watermarkMs);
+    const first = treatment[0];
+    // Slots the ring no longer holds (a stalled guardian) pass unjudged rather than misread.
+    if (first !== undefined && first.startMs > evidence.throughMs) evidence.skipTo(first.startMs);
+    const slotMs = this.registry.slotMs;
+    // Both windows list every slot of the range oldest first, so they line up from the end.
+    const offset = baseline === undefined ? 0 : baseline.length - treatment.length;
+    for (let i = 0; i < treatment.length; i++) {
+      const slot = treatment[i] as SlotStats;
+      const b = baseline?.[i + offset];
+      evidence.fold(slot.startMs, slot.startMs + slotMs, slot, b !== undefined && b.startMs === slot.startMs ? b : undefined, baselineReference);
+    }
+  }
+
+  /**
+   * The clock went back (an NTP step, a VM restore): event times now read as the past. Shift the
+   * evidence back with it and drop the ring's slots from the clock's future, so new outcomes
+   * count at once instead of being refused as late for as long as the step.
+   */
+  private clockStepped(deltaMs: number): void {
+    this.emitError(new Error(`the clock stepped back ${Math.round(-deltaMs / 1000)} s; the evidence is kept and shifted with it`));
+    const slotMs = this.registry.slotMs;
+    const shiftMs = Math.floor(deltaMs / slotMs) * slotMs;
+    for (const evidence of this.evidence.values()) evidence.shift(shiftMs);
+    this.registry.clockStepped(shiftMs);
   }
 
   /** Flags with a live rollout of a treatment, unless an emergency shutdown stops everything. */
@@ -265,7 +344,9 @@ export class RolloutGuardian {
       const policy = resolveGuardPolicy(entry.definition.guard, this.defaults);
       if (!policy.enabled) continue;
       const percentage = weightToPercentage(progressiveWeight(entry, nowMs));
-      out.push({ flagKey, definition: entry.definition, treatmentVariant: rollout.variant, percentage, policy });
+      const plan = entry.state?.plan;
+      const epochKey = JSON.stringify([rollout, entry.state?.percentage, plan?.stepIndex, plan?.stepStartedAt, entry.definition.guard]);
+      out.push({ flagKey, definition: entry.definition, treatmentVariant: rollout.variant, percentage, policy, epochKey });
     }
     return out;
   }
@@ -351,9 +432,39 @@ export class RolloutGuardian {
 
   private emitError(err: unknown): void {
     const error = err instanceof Error ? err : new Error(String(err));
+    this.internalErrors++;
+    diag.error(`rollout-guardian: ${error.message}`);
     this.emit((l) => l.error?.(error));
   }
 }
+
+function emptySlot(startMs: number): SlotStats {
+  return { startMs, count: 0, errors: 0, sketch: EMPTY_SKETCH };
+}
+
+/** A cohort over [fromMs, toMs): counts now, quantiles merged only when read. */
+function summaryOf(window: CohortWindow | undefined, fromMs: number, toMs: number): CohortSummary {
+  if (window === undefined) return { samples: 0, errorRate: undefined, p95Ms: undefined, p99Ms: undefined };
+  let samples = 0;
+  let errors = 0;
+  for (const slot of window.slots(fromMs, toMs)) {
+    samples += slot.count;
+    errors += slot.errors;
+  }
+  let merged: QuantileSketch | undefined;
+  const sketch = () => (merged ??= window.merged(fromMs, toMs).sketch);
+  return {
+    samples,
+    errorRate: samples > 0 ? errors / samples : undefined,
+    get p95Ms() {
+      return samples > 0 ? sketch().quantile(0.95) : undefined;
+    },
+    get p99Ms() {
+      return samples > 0 ? sketch().quantile(0.99) : undefined;
+    },
+  };
+}
+
 
 function evidenceOf(status: GuardedFlagStatus): Record<string, unknown> {
   const j = status.judgment;
@@ -366,4 +477,13 @@ function evidenceOf(status: GuardedFlagStatus): Record<string, unknown> {
     percentage: status.percentage,
     policy: { ...status.policy },
   };
+}
+
+/** Every flag the store knows with its variants (undefined: any variant, for flags it cannot read). */
+function knownVariants(snapshot: StoreSnapshot): Map<string, ReadonlySet<string> | undefined> {
+  const known = new Map<string, ReadonlySet<string> | undefined>();
+  for (const [flagKey, definition] of snapshot.parsed.definitions) known.set(flagKey, new Set(Object.keys(definition.variants)));
+  for (const flagKey of snapshot.parsed.invalid.keys()) known.set(flagKey, undefined);
+  for (const flagKey of snapshot.external?.keys() ?? []) known.set(flagKey, undefined);
+  return known;
 }

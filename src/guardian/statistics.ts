@@ -1,63 +1,6 @@
-// The statistics the judge stands on: normal quantiles, Wilson score bounds for a binomial
-// proportion, and Wald's SPRT expected sample size (the benchmark a detector is held to).
-
-/** The standard normal quantile (Acklam's rational approximation, |error| < 1.2e-9 after one Newton step). */
-export function normalQuantile(p: number): number {
-  if (!(p > 0 && p < 1)) throw new RangeError(`normalQuantile needs 0 < p < 1, got ${p}`);
-  const a = [-39.69683028665376, 220.9460984245205, -275.9285104469687, 138.357751867269, -30.66479806614716, 2.506628277459239];
-  const b = [-54.47609879822406, 161.5858368580409, -155.6989798598866, 66.80131188771972, -13.28068155288572];
-  const c = [-0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
-  const d = [0.007784695709041462, 0.3224671290700398, 2.445134137142996, 3.754408661907416];
-  const low = 0.02425;
-  let x: number;
-  if (p < low) {
-    const q = Math.sqrt(-2 * Math.log(p));
-    x = (((((c[0]! * q + c[1]!) * q + c[2]!) * q + c[3]!) * q + c[4]!) * q + c[5]!) / ((((d[0]! * q + d[1]!) * q + d[2]!) * q + d[3]!) * q + 1);
-  } else if (p <= 1 - low) {
-    const q = p - 0.5;
-    const r = q * q;
-    x = ((((((a[0]! * r + a[1]!) * r + a[2]!) * r + a[3]!) * r + a[4]!) * r + a[5]!) * q) / (((((b[0]! * r + b[1]!) * r + b[2]!) * r + b[3]!) * r + b[4]!) * r + 1);
-  } else {
-    const q = Math.sqrt(-2 * Math.log(1 - p));
-    x = -(((((c[0]! * q + c[1]!) * q + c[2]!) * q + c[3]!) * q + c[4]!) * q + c[5]!) / ((((d[0]! * q + d[1]!) * q + d[2]!) * q + d[3]!) * q + 1);
-  }
-  // One Halley step against erfc brings it to double precision.
-  const e = 0.5 * erfc(-x / Math.SQRT2) - p;
-  const u = e * Math.sqrt(2 * Math.PI) * Math.exp((x * x) / 2);
-  return x - u / (1 + (x * u) / 2);
-}
-
-/** Complementary error function (Numerical Recipes' erfcc, relative error < 1.2e-7). */
-function erfc(x: number): number {
-  const z = Math.abs(x);
-  const t = 1 / (1 + 0.5 * z);
-  const r =
-    t *
-    Math.exp(
-      -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))),
-    );
-  return x >= 0 ? r : 2 - r;
-}
-
-/** Wilson score lower bound of a proportion k/n at z standard deviations; 0 with no data. */
-export function wilsonLower(k: number, n: number, z: number): number {
-  if (n <= 0) return 0;
-  const p = k / n;
-  const z2 = z * z;
-  const centre = p + z2 / (2 * n);
-  const margin = z * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n));
-  return Math.max(0, (centre - margin) / (1 + z2 / n));
-}
-
-/** Wilson score upper bound of a proportion k/n at z standard deviations; 1 with no data. */
-export function wilsonUpper(k: number, n: number, z: number): number {
-  if (n <= 0) return 1;
-  const p = k / n;
-  const z2 = z * z;
-  const centre = p + z2 / (2 * n);
-  const margin = z * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n));
-  return Math.min(1, (centre + margin) / (1 + z2 / n));
-}
+// The statistics the judge stands on: likelihood ratios and mixtures of them (anytime-valid
+// e-values), confidence sequences for a proportion, and Wald's SPRT expected sample size (the
+// benchmark a detector is held to).
 
 /** Log-likelihood ratio of rate p against `limit` for k events in n trials. */
 export function binomialLlr(k: number, n: number, limit: number): number {
@@ -77,4 +20,97 @@ export function sprtExpectedSamples(p0: number, p1: number, alpha: number, beta:
   const b = Math.log(beta / (1 - alpha));
   const drift = p1 * Math.log(p1 / p0) + (1 - p1) * Math.log((1 - p1) / (1 - p0));
   return ((1 - beta) * a + beta * b) / drift;
+}
+
+/** ln Γ(x) for x > 0 (Lanczos, g = 7, n = 9; relative error below 1e-13). */
+export function logGamma(x: number): number {
+  if (x < 0.5) return Math.log(Math.PI / Math.abs(Math.sin(Math.PI * x))) - logGamma(1 - x);
+  const g = 7;
+  const c = [0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059, 12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7];
+  const y = x - 1;
+  let a = c[0] as number;
+  const t = y + g + 0.5;
+  for (let i = 1; i < 9; i++) a += (c[i] as number) / (y + i);
+  return 0.5 * Math.log(2 * Math.PI) + (y + 0.5) * Math.log(t) - t + Math.log(a);
+}
+
+function logBeta(a: number, b: number): number {
+  return logGamma(a) + logGamma(b) - logGamma(a + b);
+}
+
+/** k ln p + (n - k) ln(1 - p), with 0 ln 0 = 0. */
+function logLikelihood(k: number, n: number, p: number): number {
+  return (k === 0 ? 0 : k * Math.log(p)) + (n === k ? 0 : (n - k) * Math.log1p(-p));
+}
+
+// Robbins' beta-binomial mixture: under a true rate p, the ratio of the Beta(a, b) mixture's
+// likelihood to p's is a nonnegative martingale, so by Ville's inequality it stays below 1/alpha
+// at every n at once with probability 1 - alpha. The rates it has not ruled out form a
+// confidence sequence: bounds that hold however often they are read. Beta(1/2, 1/2) (Jeffreys)
+// keeps the bounds tight near 0, where error rates live.
+const CS_A = 0.5;
+const CS_B = 0.5;
+
+function mixtureLogRatio(k: number, n: number, p: number): number {
+  return logBeta(k + CS_A, n - k + CS_B) - logBeta(CS_A, CS_B) - logLikelihood(k, n, p);
+}
+
+/**
+ * Anytime-valid bounds on a proportion from k events in n trials: with probability at least
+ * 1 - alpha the true rate lies within [lower, upper] at every n simultaneously, so a monitor may
+ * read them after every slot forever. [0, 1] with no data.
+ */
+export function confidenceSequence(k: number, n: number, alpha: number): { lower: number; upper: number } {
+  if (!(n > 0)) return { lower: 0, upper: 1 };
+  const limit = Math.log(1 / alpha);
+  const p = k / n;
+  const solve = (lo: number, hi: number, outsideIsLo: boolean): number => {
+    // Bisection on the mixture ratio, which falls towards the estimate and rises away from it.
+    for (let i = 0; i < 60; i++) {
+      const mid = (lo + hi) / 2;
+      const outside = mixtureLogRatio(k, n, mid) >= limit;
+      if (outside === outsideIsLo) lo = mid;
+      else hi = mid;
+    }
+    return outsideIsLo ? hi : lo;
+  };
+  const lower = k === 0 || mixtureLogRatio(k, n, Number.MIN_VALUE) < limit ? 0 : solve(0, p, true);
+  const upper = k === n || mixtureLogRatio(k, n, 1 - 1e-15) < limit ? 1 : solve(p, 1, false);
+  return { lower, upper };
+}
+
+/** One alternative rate of a mixture test, as a multiple of the null rate, with its prior weight. */
+export interface MixtureComponent {
+  readonly multiple: number;
+  readonly weight: number;
+}
+
+/**
+ * The per-event and per-non-event log-likelihood ratios of each alternative against `p0`.
+ * Alternatives at or above 1 are pulled to halfway between p0 and 1.
+ */
+export function mixtureSteps(components: readonly MixtureComponent[], p0: number): { hit: Float64Array; miss: Float64Array } {
+  const hit = new Float64Array(components.length);
+  const miss = new Float64Array(components.length);
+  components.forEach((c, i) => {
+    const p1 = Math.min(c.multiple * p0, (1 + p0) / 2);
+    hit[i] = Math.log(p1 / p0);
+    miss[i] = Math.log1p(-p1) - Math.log1p(-p0);
+  });
+  return { hit, miss };
+}
+
+/** ln of sum_i weight_i * exp(logs_i): the log e-value of a mixture from each component's log likelihood ratio. */
+export function logMixture(components: readonly MixtureComponent[], logs: Float64Array): number {
+  let max = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < logs.length; i++) max = Math.max(max, (logs[i] as number) + Math.log((components[i] as MixtureComponent).weight));
+  if (max === Number.NEGATIVE_INFINITY) return max;
+  let sum = 0;
+  for (let i = 0; i < logs.length; i++) sum += Math.exp((logs[i] as number) + Math.log((components[i] as MixtureComponent).weight) - max);
+  return max + Math.log(sum);
+}
+
+/** Kullback-Leibler divergence of Bernoulli(p) from Bernoulli(q): the drift of an SPRT per trial. */
+export function bernoulliKl(p: number, q: number): number {
+  return logLikelihood(p, 1, p) - (p === 0 ? 0 : p * Math.log(q)) - (p === 1 ? 0 : (1 - p) * Math.log1p(-q));
 }

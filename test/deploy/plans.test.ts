@@ -120,7 +120,7 @@ describe('deployment plans', () => {
     expect(completedAt - START).toBeLessThanOrEqual(7 * DAY + 7 * MINUTE);
     const advances = (await r.store.audit({ flagKey: 'checkout' })).filter((e) => e.action === 'plan-advance');
     expect(advances.map((e) => e.after.state?.percentage)).toEqual([5, 10, 25, 50, 75, 100]);
-    expect(advances[1]?.reason).toMatch(/^step 2 \(5%\) healthy after 1d9h36m: error rate 0\.\d+% \(upper bound 0\.\d+% < 1\.00%\)/);
+    expect(advances[1]?.reason).toMatch(/^step 2 \(5%\) healthy after 1d9h36m: error rate 0\.\d+% \(limit 1\.00%\)/);
     expect(advances[1]?.evidence).toMatchObject({ verdict: 'healthy' });
     await r.shutdown();
   });
@@ -140,6 +140,18 @@ describe('deployment plans', () => {
     await r.run(3 * 24 * 60);
     expect((await planOf(r.store))?.plan?.stepIndex).toBe(1);
     await expect(r.plans.pause('checkout', by)).rejects.toThrow(/has ended \(rolled-back\); start a new one with rollout-guardian deploy checkout/);
+    await r.shutdown();
+  });
+
+  it('does not advance a step early when the deploying host’s clock runs 10 minutes behind the runner’s', async () => {
+    const clock = new FakeClock(START);
+    const r = rig(new MemoryFlagStore({ flags: FLAG, clock }), clock);
+    const behind = new FakeClock(START - 10 * MINUTE);
+    await new PlanWriter(r.store, behind).deploy('checkout', 'custom', planSteps('custom', { steps: [50, 100], stepDurationMs: 20 * MINUTE }), by);
+    await r.run(15);
+    expect((await planOf(r.store))?.plan?.stepIndex).toBe(0);
+    await r.run(8);
+    expect((await planOf(r.store))?.plan?.status).toBe('completed');
     await r.shutdown();
   });
 

@@ -78,7 +78,7 @@ describe('RolloutGuardian', () => {
     expect(snapshot.state.get('checkout')?.rollback?.actor).toBe('rollout-guardian');
     const [entry] = await r.store.audit({ flagKey: 'checkout' });
     expect(entry).toMatchObject({ action: 'rollback', actor: 'rollout-guardian' });
-    expect(entry?.reason).toMatch(/breach held for 300 s: error rate/);
+    expect(entry?.reason).toMatch(/breach held for 3\d\d s \(sustainFor 300 s\): error rate/);
     expect(entry?.evidence).toMatchObject({
       cause: 'breach',
       check: { check: 'errorRate', state: 'confirmed', limit: 0.01 },
@@ -154,6 +154,61 @@ describe('RolloutGuardian', () => {
     await r.run(60, 20, 0.9);
     expect(r.rollbacks).toEqual([]);
     expect(r.guardian.lastTick).toBeUndefined();
+  });
+});
+
+describe('RolloutGuardian judging in event time, per rollout', () => {
+  it('catches a latency step at steady traffic after the ring of slots has wrapped', async () => {
+    const r = rig({ checkout: checkout() });
+    await r.run(400, 10, 0, 20);
+    expect(r.rollbacks).toEqual([]);
+    await r.run(340, 10, 0, 2000);
+    expect(r.rollbacks).toHaveLength(1);
+    const detectedAfterMs = (r.rollbacks[0]?.landedAtMs ?? 0) - (START + 400_000);
+    expect(detectedAfterMs).toBeLessThanOrEqual(330_000);
+    expect(['p95', 'p99']).toContain((r.rollbacks[0]?.evidence.check as { check: string }).check);
+  });
+
+  it('keeps judging every flag through a backward clock step, counting new outcomes at once', async () => {
+    const r = rig({ a: checkout(), b: checkout() });
+    await r.run(120, 10, 0.005);
+    r.clock.set(r.clock.now() - 245_000);
+    await r.run(340, 10, 0.06);
+    expect(r.rollbacks.map((x) => x.flagKey).sort()).toEqual(['a', 'b']);
+    expect(r.errors.map((e) => e.message)).toEqual([expect.stringMatching(/^the clock stepped back 24\d s; the evidence is kept and shifted with it$/)]);
+    expect(r.guardian.errorCount).toBe(1);
+  });
+
+  it('starts the evidence afresh when a rolled-back flag is reset, instead of rolling it back again at once', async () => {
+    const r = rig({ checkout: checkout() });
+    await r.run(330, 10, 0.06);
+    expect(r.rollbacks).toHaveLength(1);
+    const resetAt = r.clock.now();
+    await new StoreWriter(r.store, r.clock).resetState('checkout', { actor: 'sre', reason: 'fixed' });
+    await r.run(120, 10, 0.005);
+    expect(r.rollbacks).toHaveLength(1);
+    const judgment = r.guardian.status()[0]?.judgment;
+    expect(judgment?.sinceMs).toBeGreaterThanOrEqual(resetAt - 2 * SLOT_MS);
+    expect(judgment?.verdict).not.toBe('rollback');
+  });
+
+  it('does not let junk flag keys crowd out a live rollout', async () => {
+    const r = rig({ checkout: checkout() });
+    await r.run(5, 1, 0);
+    for (let i = 0; i < 2000; i++) r.registry.record(`junk-${i}`, 'x', 10, true, r.clock.now());
+    await r.run(330, 10, 0.5);
+    expect(r.rollbacks.map((x) => x.flagKey)).toEqual(['checkout']);
+    expect(r.registry.droppedCohorts).toBeGreaterThan(1900);
+    expect([...r.registry.cohorts()].length).toBeLessThanOrEqual(2 + 64);
+  });
+
+  it('counts late and future-dated outcomes instead of mixing them in', async () => {
+    const r = rig({ checkout: checkout() });
+    await r.run(60, 1, 0);
+    r.registry.record('checkout', 'on', 10, true, r.clock.now() - 60_000);
+    r.registry.record('checkout', 'on', 10, true, r.clock.now() + 3_600_000);
+    expect(r.registry.lateCount).toBe(1);
+    expect(r.registry.futureCount).toBe(1);
   });
 });
 

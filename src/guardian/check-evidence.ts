@@ -1,0 +1,333 @@
+// The evidence for one check of one flag (error rate, or the share of requests slower than a
+// threshold) since its rollout or plan step began: anytime-valid sequential tests that may be
+// read after every slot forever, and a bounded history of counts to date a breach's onset.
+// Pure: slots are folded in once each, in order, with their times; nothing here reads a clock.
+import { type MixtureComponent, binomialLlr, confidenceSequence, logMixture, mixtureSteps } from './statistics.js';
+
+// Alternatives of the confirming test, as multiples of the limit. Most weight sits on modest
+// breaches (1.25x-2x), which need the most evidence; the large ones gain so fast per request
+// that a small weight costs them little.
+const CONFIRM_COMPONENTS: readonly MixtureComponent[] = [
+  { multiple: 1.25, weight: 0.35 },
+  { multiple: 1.5, weight: 0.35 },
+  { multiple: 2, weight: 0.15 },
+  { multiple: 4, weight: 0.1 },
+  { multiple: 10, weight: 0.05 },
+];
+// The fast path's test: its null is fastPathFactor x the limit, its alternatives multiples of that.
+const FAST_COMPONENTS: readonly MixtureComponent[] = [
+  { multiple: 1.5, weight: 0.25 },
+  { multiple: 2, weight: 0.25 },
+  { multiple: 4, weight: 0.25 },
+  { multiple: 8, weight: 0.25 },
+];
+
+/** Share of the false-rollback budget the test started with the rollout gets; restarts share the rest per hour. */
+const EPOCH_SHARE = 0.8;
+/** The fast path spends a hundredth of the budget: it must never act on a breach that is merely real. */
+const FAST_SHARE = 0.01;
+const HOUR_MS = 3_600_000;
+/** Restarted tests kept at once besides the first; older ones are retired (retiring never adds a false alarm). */
+const MAX_RESTARTS = 24;
+/** Half the 95% quantile of chi-square(1): how far below the best suffix's log likelihood ratio an onset may lie. */
+const ONSET_SLACK = 1.92;
+/** Segments of history kept; older ones merge pairwise, so resolution coarsens with age. */
+const MAX_SEGMENTS = 160;
+
+export interface CheckEvidenceOptions {
+  /** False-rollback budget: 1 - confidence. */
+  readonly alpha: number;
+  /** A restarted test begins every restartEveryMs, so a breach that starts late is judged on its own evidence. */
+  readonly restartEveryMs: number;
+  /** Slots this recent are never merged (the breach-holding check reads them). */
+  readonly fineMs: number;
+  /** The fast path's null as a multiple of the limit; undefined when the fast path is off. */
+  readonly fastPathFactor: number | undefined;
+  readonly startMs: number;
+}
+
+interface SequentialTest {
+  /** Log likelihood ratio of each confirming alternative against the limit. */
+  readonly logs: Float64Array;
+  readonly fastLogs: Float64Array;
+  /** ln(1/alpha) this test must reach. */
+  readonly threshold: number;
+  readonly fastThreshold: number;
+}
+
+/** Counts of a span of history: requests, events (errors or slow ones), and events expected at the limit. */
+interface Segment {
+  startMs: number;
+  endMs: number;
+  n: number;
+  k: number;
+  expected: number;
+}
+
+/** What the evidence says now, for the judge. */
+export interface EvidenceReading {
+  /** Requests and events since the rollout or step began. */
+  readonly samples: number;
+  readonly events: number;
+  /** The limit averaged over those requests (it moves in relative mode). */
+  readonly limit: number;
+  /** Anytime-valid bounds on the rate since the start. */
+  readonly lowerBound: number;
+  readonly upperBound: number;
+  /** The strongest test's e-value over its threshold, as a log: >= 0 means the limit is confidently exceeded. */
+  readonly logEvidence: number;
+  /** ln e-value and ln threshold of that test. */
+  readonly logE: number;
+  readonly logThreshold: number;
+  /** ln(1/alpha) of the test begun with the rollout or step. */
+  readonly epochThreshold: number;
+  readonly fastRejected: boolean;
+  /** Where the breach most likely began (start of the suffix most above its limit), if the data are above it anywhere. */
+  readonly onsetMs: number | undefined;
+  /** Requests and events since the onset. */
+  readonly onsetSamples: number;
+  readonly onsetEvents: number;
+  readonly onsetLimit: number;
+  /** The likelihood ratio (log) of the suffix most above its limit: chosen after the fact, so a hint, never a test. */
+  readonly onsetLlr: number;
+  /** Whether the last fifth of the span since the onset still favours the breach's rate over the limit. */
+  readonly stillHolding: boolean;
+  /** End of the last slot folded in. */
+  readonly throughMs: number;
+}
+
+export class CheckEvidence {
+  private readonly alpha: number;
+  private readonly restartEveryMs: number;
+  private readonly fineMs: number;
+  private readonly fastPathFactor: number | undefined;
+  private readonly tests: SequentialTest[] = [];
+  private readonly segments: Segment[] = [];
+  private samples = 0;
+  private events = 0;
+  private expected = 0;
+  private lastRestartMs: number;
+  private throughMs: number;
+  private cachedP0 = Number.NaN;
+  private steps = mixtureSteps(CONFIRM_COMPONENTS, 0.5);
+  private fastSteps = mixtureSteps(FAST_COMPONENTS, 0.5);
+
+  constructor(options: CheckEvidenceOptions) {
+    this.alpha = options.alpha;
+    this.restartEveryMs = options.restartEveryMs;
+    this.fineMs = options.fineMs;
+    this.fastPathFactor = options.fastPathFactor;
+    this.lastRestartMs = options.startMs;
+    this.throughMs = options.startMs;
+    this.tests.push(this.newTest(this.alpha * EPOCH_SHARE));
+  }
+
+  /** Counts one slot [startMs, endMs): n requests, k of them events, against the limit p0 in force then. */
+  fold(startMs: number, endMs: number, n: number, k: number, p0: number): void {
+    this.throughMs = endMs;
+    if (startMs - this.lastRestartMs >= this.restartEveryMs) {
+      this.lastRestartMs = startMs;
+      // Each restart spends its share of the hourly budget: the rate of false alarms per hour
+      // of watching stays at alpha whatever the length of the step.
+      this.tests.push(this.newTest((this.alpha * (1 - EPOCH_SHARE) * this.restartEveryMs) / HOUR_MS));
+      if (this.tests.length > MAX_RESTARTS + 1) this.tests.splice(1, 1);
+    }
+    this.pushSegment(startMs, endMs, n, k, n * p0);
+    if (n === 0) return;
+    this.samples += n;
+    this.events += k;
+    this.expected += n * p0;
+    if (!(p0 > 0 && p0 < 1)) return; // a limit of 0 or 1 is decided by the counts alone, below
+    if (p0 !== this.cachedP0) {
+      this.cachedP0 = p0;
+      this.steps = mixtureSteps(CONFIRM_COMPONENTS, p0);
+      const fastP0 = this.fastPathFactor === undefined ? 1 : this.fastPathFactor * p0;
+      this.fastSteps = fastP0 < 1 ? mixtureSteps(FAST_COMPONENTS, fastP0) : mixtureSteps(FAST_COMPONENTS, 0.5);
+      if (fastP0 >= 1) this.fastSteps.hit.fill(Number.NEGATIVE_INFINITY);
+    }
+    const { hit, miss } = this.steps;
+    const fast = this.fastSteps;
+    for (const test of this.tests) {
+      for (let i = 0; i < hit.length; i++) test.logs[i] = (test.logs[i] as number) + k * (hit[i] as number) + (n - k) * (miss[i] as number);
+      for (let i = 0; i < fast.hit.length; i++) {
+        const step = k * (fast.hit[i] as number) + (n - k) * (fast.miss[i] as number);
+        test.fastLogs[i] = (test.fastLogs[i] as number) + (Number.isNaN(step) ? Number.NEGATIVE_INFINITY : step);
+      }
+    }
+  }
+
+  read(): EvidenceReading {
+    const limit = this.samples > 0 ? this.expected / this.samples : this.cachedP0;
+    const bounds = confidenceSequence(this.events, this.samples, this.alpha * EPOCH_SHARE);
+    let best = Number.NEGATIVE_INFINITY;
+    let bestLogE = Number.NEGATIVE_INFINITY;
+    let bestThreshold = Number.POSITIVE_INFINITY;
+    let fastRejected = false;
+    for (const test of this.tests) {
+      const logE = logMixture(CONFIRM_COMPONENTS, test.logs);
+      if (logE - test.threshold > best) {
+        best = logE - test.threshold;
+        bestLogE = logE;
+        bestThreshold = test.threshold;
+      }
+      if (this.fastPathFactor !== undefined && logMixture(FAST_COMPONENTS, test.fastLogs) >= test.fastThreshold) fastRejected = true;
+    }
+    // A limit of 0 is breached by one event; a limit of 1 never.
+    if (limit === 0 && this.events > 0) {
+      best = Number.POSITIVE_INFINITY;
+      fastRejected = this.fastPathFactor !== undefined;
+    }
+    const found = this.onset();
+    const onset = found?.segment;
+    return {
+      samples: this.samples,
+      events: this.events,
+      limit,
+      lowerBound: bounds.lower,
+      upperBound: bounds.upper,
+      logEvidence: best,
+      logE: bestLogE,
+      logThreshold: bestThreshold,
+      epochThreshold: (this.tests[0] as SequentialTest).threshold,
+      fastRejected,
+      onsetMs: onset?.startMs,
+      onsetSamples: onset?.n ?? 0,
+      onsetEvents: onset?.k ?? 0,
+      onsetLimit: onset && onset.n > 0 ? onset.expected / onset.n : limit,
+      onsetLlr: found?.llr ?? 0,
+      stillHolding: onset === undefined ? false : this.holds(onset),
+      throughMs: this.throughMs,
+    };
+  }
+
+  /** Moves every time held by `deltaMs` (the clock stepped). */
+  shift(deltaMs: number): void {
+    this.throughMs += deltaMs;
+    this.lastRestartMs += deltaMs;
+    for (const s of this.segments) {
+      s.startMs += deltaMs;
+      s.endMs += deltaMs;
+    }
+  }
+
+  /** Bytes held, for the memory budget. */
+  byteSize(): number {
+    return 200 + this.tests.length * (64 + 16 * (CONFIRM_COMPONENTS.length + FAST_COMPONENTS.length)) + this.segments.length * 72;
+  }
+
+  private newTest(alpha: number): SequentialTest {
+    return {
+      logs: new Float64Array(CONFIRM_COMPONENTS.length),
+      fastLogs: new Float64Array(FAST_COMPONENTS.length),
+      threshold: Math.log(1 / alpha),
+      fastThreshold: Math.log(1 / (alpha * FAST_SHARE)),
+    };
+  }
+
+  private pushSegment(startMs: number, endMs: number, n: number, k: number, expected: number): void {
+    const last = this.segments[this.segments.length - 1];
+    // Runs of empty slots are one segment: a quiet service costs no memory.
+    if (last !== undefined && n === 0 && last.n === 0) {
+      last.endMs = endMs;
+      return;
+    }
+    this.segments.push({ startMs, endMs, n, k, expected });
+    if (this.segments.length <= MAX_SEGMENTS) return;
+    // Merge the adjacent pair spanning the least time among those older than the fine zone.
+    const fineFrom = this.throughMs - this.fineMs;
+    let pick = -1;
+    let shortest = Number.POSITIVE_INFINITY;
+    for (let i = 0; i + 1 < this.segments.length; i++) {
+      const a = this.segments[i] as Segment;
+      const b = this.segments[i + 1] as Segment;
+      if (b.endMs > fineFrom) break;
+      const span = b.endMs - a.startMs;
+      if (span < shortest) {
+        shortest = span;
+        pick = i;
+      }
+    }
+    if (pick < 0) pick = 0; // everything is recent: merge the oldest
+    const a = this.segments[pick] as Segment;
+    const b = this.segments[pick + 1] as Segment;
+    a.endMs = b.endMs;
+    a.n += b.n;
+    a.k += b.k;
+    a.expected += b.expected;
+    this.segments.splice(pick + 1, 1);
+  }
+
+  /**
+   * When the breach began: the suffix of history most above its limit (largest likelihood
+   * ratio) marks the likeliest onset, and the earliest start whose suffix is within
+   * ONSET_SLACK of it is the earliest onset the data support (a 95% profile-likelihood bound),
+   * so noise in the best suffix does not make a breach present from the start look younger.
+   */
+  private onset(): { segment: Segment; llr: number } | undefined {
+    let n = 0;
+    let k = 0;
+    let expected = 0;
+    const llrs: number[] = [];
+    let bestLlr = 0;
+    for (let i = this.segments.length - 1; i >= 0; i--) {
+      const s = this.segments[i] as Segment;
+      n += s.n;
+      k += s.k;
+      expected += s.expected;
+      const p0 = n > 0 ? expected / n : 0;
+      const llr = n === 0 || s.n === 0 || k / n <= p0 ? 0 : p0 > 0 && p0 < 1 ? binomialLlr(k, n, p0) : Number.POSITIVE_INFINITY;
+      llrs.push(llr);
+      if (llr > bestLlr) bestLlr = llr;
+    }
+    if (bestLlr <= 0) return undefined;
+    n = 0;
+    k = 0;
+    expected = 0;
+    let onset: Segment | undefined;
+    for (let i = this.segments.length - 1, j = 0; i >= 0; i--, j++) {
+      const s = this.segments[i] as Segment;
+      n += s.n;
+      k += s.k;
+      expected += s.expected;
+      if ((llrs[j] as number) > 0 && (llrs[j] as number) >= bestLlr - ONSET_SLACK) onset = { startMs: s.startMs, endMs: this.throughMs, n, k, expected };
+    }
+    return onset === undefined ? undefined : { segment: onset, llr: bestLlr };
+  }
+
+  /**
+   * A breach has held, and still holds, when no fifth of its span since the onset is strong
+   * evidence for the limit's rate over the breach's (a blip that has passed, or two bursts with a
+   * healthy gap, read as the limit's rate there), and the last fifth favours the breach.
+   */
+  private holds(onset: Segment): boolean {
+    const p1 = onset.k / onset.n;
+    const spanMs = this.throughMs - onset.startMs;
+    for (let part = 4; part >= 0; part--) {
+      const fromMs = onset.startMs + (spanMs * part) / 5;
+      const toMs = onset.startMs + (spanMs * (part + 1)) / 5;
+      const llr = this.llrBetween(fromMs, toMs, p1);
+      if (llr < (part === 4 ? 0 : -ONSET_SLACK)) return false;
+    }
+    return true;
+  }
+
+  /** Log likelihood ratio of rate p1 against the limit over [fromMs, toMs); segments straddling an end count in proportion. */
+  private llrBetween(fromMs: number, toMs: number, p1: number): number {
+    let n = 0;
+    let k = 0;
+    let expected = 0;
+    for (let i = this.segments.length - 1; i >= 0; i--) {
+      const s = this.segments[i] as Segment;
+      if (s.endMs <= fromMs) break;
+      if (s.startMs >= toMs) continue;
+      const share = (Math.min(s.endMs, toMs) - Math.max(s.startMs, fromMs)) / (s.endMs - s.startMs);
+      n += s.n * share;
+      k += s.k * share;
+      expected += s.expected * share;
+    }
+    if (n < 1) return 0;
+    const p0 = expected / n;
+    if (!(p0 > 0 && p0 < 1 && p1 < 1)) return k > 0 || p0 <= 0 ? 0 : Number.NEGATIVE_INFINITY;
+    return k * Math.log(p1 / p0) + (n - k) * Math.log((1 - p1) / (1 - p0));
+  }
+}

@@ -1,0 +1,187 @@
+// The evidence for one guarded flag since its rollout (or plan step) began: one CheckEvidence
+// per check, fed once per completed slot with the treatment's counts against the limit in force
+// then. In relative mode the limit comes from the baseline's data before that slot, bounded
+// anytime-valid, with the absolute limits as a ceiling unless turned off.
+import { CheckEvidence } from './check-evidence.js';
+import type { SlotStats } from './cohort-window.js';
+import type { GuardPolicy } from './guard-policy.js';
+import type { QuantileSketch } from './quantile-sketch.js';
+import { confidenceSequence } from './statistics.js';
+
+export type CheckName = 'errorRate' | 'p95' | 'p99';
+/** Where a check's limit came from for the latest slot. */
+export type LimitBasis = 'absolute' | 'relative' | 'absolute-fallback';
+
+export const SHARE_ABOVE: Record<Exclude<CheckName, 'errorRate'>, number> = { p95: 0.05, p99: 0.01 };
+const QUANTILE: Record<Exclude<CheckName, 'errorRate'>, number> = { p95: 0.95, p99: 0.99 };
+
+export interface CheckSlot {
+  readonly name: CheckName;
+  readonly evidence: CheckEvidence;
+  /** The latency threshold of the latest slot (latency checks). */
+  thresholdMs: number | undefined;
+  basis: LimitBasis;
+}
+
+export interface FlagEvidenceOptions {
+  readonly policy: GuardPolicy;
+  /** When the rollout or step began: evidence counts from here. */
+  readonly startMs: number;
+  /** What identifies this rollout or step; a new one starts new evidence. */
+  readonly epochKey: string;
+  readonly slotMs: number;
+}
+
+export class FlagEvidence {
+  readonly policy: GuardPolicy;
+  readonly epochKey: string;
+  readonly checks: CheckSlot[] = [];
+  private baselineSamples = 0;
+  /** The baseline's counts per slot over the last sustainFor, newest last: the relative error limit's reference. */
+  private readonly baselineRecent: { n: number; errors: number }[] = [];
+  private readonly recentSlots: number;
+  private treatmentSamples = 0;
+  private foldedThroughMs: number;
+  private startedMs: number;
+
+  constructor(options: FlagEvidenceOptions) {
+    this.policy = options.policy;
+    this.startedMs = options.startMs;
+    this.epochKey = options.epochKey;
+    this.foldedThroughMs = options.startMs;
+    this.recentSlots = Math.max(1, Math.ceil(this.policy.sustainForMs / options.slotMs));
+    const relative = this.policy.relative;
+    const ceiling = relative === undefined || relative.ceiling;
+    const make = (name: CheckName): void => {
+      const evidence = new CheckEvidence({
+        alpha: 1 - this.policy.confidence,
+        restartEveryMs: this.policy.sustainForMs,
+        fineMs: this.policy.sustainForMs,
+        fastPathFactor: this.policy.fastPath ? this.policy.fastPathFactor : undefined,
+        startMs: options.startMs,
+      });
+      this.checks.push({ name, evidence, thresholdMs: name === 'errorRate' ? undefined : this.absoluteMs(name), basis: relative === undefined ? 'absolute' : 'absolute-fallback' });
+    };
+    if (ceiling || relative?.maxErrorRateIncrease !== undefined) make('errorRate');
+    if (ceiling || relative?.maxP95IncreasePct !== undefined) make('p95');
+    if (ceiling || relative?.maxP99IncreasePct !== undefined) make('p99');
+  }
+
+  /** When the evidence began: the rollout's or step's start as the guardian saw it. */
+  get startMs(): number {
+    return this.startedMs;
+  }
+
+  /** End of the last slot folded in. */
+  get throughMs(): number {
+    return this.foldedThroughMs;
+  }
+
+  /** Baseline requests since the start, for the verdict's reason in relative mode. */
+  get baselineCount(): number {
+    return this.baselineSamples;
+  }
+
+  get treatmentCount(): number {
+    return this.treatmentSamples;
+  }
+
+  /**
+   * Folds in the slot [startMs, startMs + slotMs): the treatment's counts judged against the
+   * limits, relative ones taken from the baseline's data before this slot (`baselineReference`
+   * is the baseline's recent latency, asked for only in relative latency mode).
+   */
+  fold(startMs: number, endMs: number, treatment: SlotStats, baseline: SlotStats | undefined, baselineReference: () => QuantileSketch | undefined): void {
+    if (endMs <= this.foldedThroughMs) return;
+    this.foldedThroughMs = endMs;
+    const relative = this.policy.relative;
+    if (baseline !== undefined) {
+      this.baselineSamples += baseline.count;
+      this.baselineRecent.push({ n: baseline.count, errors: baseline.errors });
+      if (this.baselineRecent.length > this.recentSlots) this.baselineRecent.shift();
+    }
+    // The same slot's baseline is independent of the treatment's outcomes, so it may set the
+    // limit the treatment is tested against: a global incident raises both together.
+    const reference = this.recentBaseline();
+    const thinBaseline = reference.n < this.policy.minSamples;
+    for (const check of this.checks) {
+      if (check.name === 'errorRate') {
+        let p0 = this.policy.maxErrorRate;
+        check.basis = relative === undefined ? 'absolute' : 'absolute-fallback';
+        if (relative?.maxErrorRateIncrease !== undefined && !thinBaseline) {
+          // The baseline's anytime-valid upper bound: its own uncertainty counts in the treatment's favour.
+          const upper = confidenceSequence(reference.errors, reference.n, (1 - this.policy.confidence) / 4).upper;
+          const relativeLimit = Math.min(1, upper + relative.maxErrorRateIncrease);
+          p0 = relative.ceiling ? Math.min(p0, relativeLimit) : relativeLimit;
+          check.basis = 'relative';
+        }
+        check.evidence.fold(startMs, endMs, treatment.count, treatment.errors, p0);
+        continue;
+      }
+      let thresholdMs = this.absoluteMs(check.name);
+      check.basis = relative === undefined ? 'absolute' : 'absolute-fallback';
+      const pct = check.name === 'p95' ? relative?.maxP95IncreasePct : relative?.maxP99IncreasePct;
+      if (pct !== undefined && relative !== undefined) {
+        const reference = baselineReference();
+        if (reference !== undefined && reference.count >= this.policy.minSamples) {
+          const q = baselineQuantileUpper(reference, QUANTILE[check.name], 1 - this.policy.confidence);
+          if (q !== undefined) {
+            const relativeMs = q * (1 + pct / 100);
+            thresholdMs = relative.ceiling ? Math.min(thresholdMs, relativeMs) : relativeMs;
+            check.basis = 'relative';
+          }
+        }
+      }
+      check.thresholdMs = thresholdMs;
+      const above = treatment.count === 0 ? 0 : treatment.sketch.countAbove(thresholdMs);
+      check.evidence.fold(startMs, endMs, treatment.count, above, SHARE_ABOVE[check.name]);
+    }
+    this.treatmentSamples += treatment.count;
+  }
+
+  /** The baseline's latest fifth of sustainFor, widened to the whole sustainFor when that is too thin. */
+  private recentBaseline(): { n: number; errors: number } {
+    const short = Math.max(1, Math.round(this.recentSlots / 5));
+    let n = 0;
+    let errors = 0;
+    for (let i = this.baselineRecent.length - 1, taken = 0; i >= 0; i--, taken++) {
+      if (taken >= short && n >= this.policy.minSamples) break;
+      const s = this.baselineRecent[i] as { n: number; errors: number };
+      n += s.n;
+      errors += s.errors;
+    }
+    return { n, errors };
+  }
+
+  /** Marks [from, endMs) as passed with no data the guardian could read (a stalled tick, a gap). */
+  skipTo(endMs: number): void {
+    if (endMs > this.foldedThroughMs) this.foldedThroughMs = endMs;
+  }
+
+  /** Moves every time held by `deltaMs` (the clock stepped), so the evidence keeps its meaning. */
+  shift(deltaMs: number): void {
+    this.foldedThroughMs += deltaMs;
+    this.startedMs += deltaMs;
+    for (const check of this.checks) check.evidence.shift(deltaMs);
+  }
+
+  byteSize(): number {
+    let bytes = 300;
+    for (const check of this.checks) bytes += check.evidence.byteSize();
+    return bytes;
+  }
+
+  private absoluteMs(name: Exclude<CheckName, 'errorRate'>): number {
+    return name === 'p95' ? this.policy.maxP95Ms : this.policy.maxP99Ms;
+  }
+}
+
+/**
+ * A latency the baseline's q-quantile is confidently below: the empirical quantile at the rank
+ * the share above could still reach, so a baseline with few requests gives a generous limit.
+ */
+function baselineQuantileUpper(sketch: QuantileSketch, q: number, alpha: number): number | undefined {
+  const n = sketch.count;
+  const share = confidenceSequence(Math.round((1 - q) * n), n, alpha).lower;
+  return sketch.quantile(Math.min(1, Math.max(q, 1 - share)));
+}
