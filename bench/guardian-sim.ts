@@ -61,6 +61,10 @@ interface ScenarioResult {
   readonly rollbacks: number;
   readonly falseRollbacks: number;
   readonly detectionMs: readonly number[];
+  /** From onset to the first confident test, for the runs that were rolled back. */
+  readonly confidentMs: readonly number[];
+  /** From onset to the oracle SPRT's stop on the same requests. */
+  readonly oracleMs: readonly number[];
   readonly samplesUsed: readonly number[];
   readonly decidingChecks: Readonly<Record<string, number>>;
 }
@@ -296,6 +300,10 @@ function seedOf(name: string, run: number): number {
 
 interface RunOutcome {
   readonly rollback: RollbackRecord | undefined;
+  /** When a sequential test first rejected the limit (ms since the run began), before sustainFor and holding. */
+  readonly confidentAtMs: number | undefined;
+  /** When Wald's SPRT, told the true rate, would have stopped on the same requests (ms since the run began). */
+  readonly oracleAtMs: number | undefined;
 }
 
 async function runOnce(scenario: Scenario, run: number): Promise<RunOutcome> {
@@ -309,10 +317,24 @@ async function runOnce(scenario: Scenario, run: number): Promise<RunOutcome> {
   });
   const guardian = new RolloutGuardian({ source: store, writer: new StoreWriter(store, clock), registry, clock });
   let rollback: RollbackRecord | undefined;
-  guardian.addListener({ rollback: (r) => (rollback = r) });
+  let confidentAtMs: number | undefined;
+  guardian.addListener({
+    rollback: (r) => (rollback = r),
+    decision: (status) => {
+      if (confidentAtMs === undefined && status.judgment.checks.some((c) => c.evidence >= c.evidenceNeeded)) confidentAtMs = clock.ms - startMs;
+    },
+  });
   const fault = scenario.fault;
   const traffic = scenario.traffic ?? 'poisson';
   const owed = { on: { n: 0, errors: 0, slow: 0 }, off: { n: 0, errors: 0, slow: 0 } };
+  // The oracle: Wald's SPRT of the scenario's limit against its true rate (alpha = beta = 0.01),
+  // fed the treatment's errors from the onset, the yardstick the guardian is measured against.
+  const oracle = scenario.sprt;
+  const oracleHit = oracle ? Math.log(oracle.p1 / oracle.p0) : 0;
+  const oracleMiss = oracle ? Math.log((1 - oracle.p1) / (1 - oracle.p0)) : 0;
+  const oracleBound = Math.log(0.99 / 0.01);
+  let oracleLlr = 0;
+  let oracleAtMs: number | undefined;
   for (let t = 0; t < scenario.durationMs && rollback === undefined; t += 1000) {
     const faulty = fault !== undefined && t >= fault.onsetMs && (fault.untilMs === undefined || t < fault.untilMs);
     const phase = faulty ? fault.phase : scenario.healthy;
@@ -347,6 +369,11 @@ async function runOnce(scenario: Scenario, run: number): Promise<RunOutcome> {
         }
         const durationMs = slow ? (model.slowMs ?? 3000) : lognormal(random, model.medianMs, model.sigma);
         registry.record('checkout', variant, durationMs, failed, at);
+        if (oracle !== undefined && variant === 'on' && faulty && oracleAtMs === undefined) {
+          const event = oracle.p0 === 0.01 && (model.slowShare ?? 0) > 0 ? slow : failed;
+          oracleLlr += event ? oracleHit : oracleMiss;
+          if (oracleLlr >= oracleBound) oracleAtMs = at - startMs;
+        }
       }
     }
     if ((t + 1000) % SLOT_MS === 0) {
@@ -355,8 +382,8 @@ async function runOnce(scenario: Scenario, run: number): Promise<RunOutcome> {
     }
   }
   await guardian.shutdown();
-  if (rollback !== undefined) return { rollback: { ...rollback, landedAtMs: rollback.landedAtMs - startMs, decidedAtMs: rollback.decidedAtMs - startMs } };
-  return { rollback };
+  if (rollback !== undefined) return { confidentAtMs, oracleAtMs, rollback: { ...rollback, landedAtMs: rollback.landedAtMs - startMs, decidedAtMs: rollback.decidedAtMs - startMs } };
+  return { rollback, confidentAtMs, oracleAtMs };
 }
 
 function quantile(sorted: readonly number[], q: number): number | undefined {
@@ -365,13 +392,17 @@ function quantile(sorted: readonly number[], q: number): number | undefined {
 }
 
 async function runScenario(scenario: Scenario): Promise<ScenarioResult> {
+  const confidentMs: number[] = [];
+  const oracleMs: number[] = [];
   const detectionMs: number[] = [];
   const samplesUsed: number[] = [];
   const decidingChecks: Record<string, number> = {};
   let rollbacks = 0;
   let falseRollbacks = 0;
   for (let run = 0; run < scenario.runs; run++) {
-    const { rollback } = await runOnce(scenario, run);
+    const { rollback, confidentAtMs, oracleAtMs } = await runOnce(scenario, run);
+    if (process.env.SIM_DEBUG && rollback) process.stderr.write(`run ${run}: ${rollback.reason}\n`);
+    if (oracleAtMs !== undefined) oracleMs.push(oracleAtMs - (scenario.fault?.onsetMs ?? 0));
     if (rollback === undefined) continue;
     rollbacks++;
     const onset = scenario.fault?.onsetMs;
@@ -380,6 +411,7 @@ async function runScenario(scenario: Scenario): Promise<ScenarioResult> {
       continue;
     }
     detectionMs.push(rollback.landedAtMs - onset);
+    if (confidentAtMs !== undefined) confidentMs.push(confidentAtMs - onset);
     const check = rollback.evidence.check as CheckResult | undefined;
     if (check) {
       samplesUsed.push(check.breachSamples ?? check.samples);
@@ -387,8 +419,10 @@ async function runScenario(scenario: Scenario): Promise<ScenarioResult> {
     }
   }
   detectionMs.sort((a, b) => a - b);
+  confidentMs.sort((a, b) => a - b);
+  oracleMs.sort((a, b) => a - b);
   samplesUsed.sort((a, b) => a - b);
-  return { runs: scenario.runs, rollbacks, falseRollbacks, detectionMs, samplesUsed, decidingChecks };
+  return { runs: scenario.runs, rollbacks, falseRollbacks, detectionMs, confidentMs, oracleMs, samplesUsed, decidingChecks };
 }
 
 function seconds(ms: number | undefined): string {
@@ -431,7 +465,7 @@ async function main(): Promise<void> {
         `${row.pass ? 'PASS' : 'FAIL'}  ${scenario.name.padEnd(58)} runs ${String(r.runs).padStart(4)}  rollbacks ${String(r.rollbacks).padStart(4)}  false ${String(r.falseRollbacks).padStart(3)}  ` +
           `detect p50 ${seconds(quantile(r.detectionMs, 0.5)).padStart(5)} p95 ${seconds(quantile(r.detectionMs, 0.95)).padStart(5)} max ${seconds(r.detectionMs.at(-1)).padStart(5)}  ` +
           `samples p50 ${String(quantile(r.samplesUsed, 0.5) ?? '-').padStart(5)} vs SPRT ${String(sprt ?? '-').padStart(4)}  (${(row.wallMs / 1000).toFixed(1)}s)\n` +
-          `      expected: ${scenario.expectation}; deciding checks ${JSON.stringify(r.decidingChecks)}\n`,
+          `      expected: ${scenario.expectation}; first confident p50 ${seconds(quantile(r.confidentMs, 0.5))} p95 ${seconds(quantile(r.confidentMs, 0.95))}; oracle SPRT on the same requests p50 ${seconds(quantile(r.oracleMs, 0.5))} p95 ${seconds(quantile(r.oracleMs, 0.95))}; deciding checks ${JSON.stringify(r.decidingChecks)}\n`,
       );
     }
   }

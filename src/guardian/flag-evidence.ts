@@ -56,7 +56,7 @@ export class FlagEvidence {
       const evidence = new CheckEvidence({
         alpha: 1 - this.policy.confidence,
         restartEveryMs: this.policy.sustainForMs,
-        fineMs: this.policy.sustainForMs,
+        fineMs: this.policy.sustainForMs / 2,
         fastPathFactor: this.policy.fastPath ? this.policy.fastPathFactor : undefined,
         startMs: options.startMs,
       });
