@@ -1,12 +1,12 @@
-// The rollout-guardian CLI as users run it: the built binary (dist/cli/main.js, which the
-// test command builds first) against real flag files in a temporary folder.
+// The rollout-guardian CLI as users run it, in process through runCli with a captured io,
+// against real flag files in a temporary folder (cli-binary.test.ts runs the built binary).
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bucketFor } from '../../src/core/bucketing.js';
-import { requireBuiltCli, runCli } from '../helpers/cli-binary.js';
+import { type CliRun, runCliIn } from '../helpers/cli-in-process.js';
 
 
 // Aligned comments, flow maps and a header comment: what `flags set` must leave alone.
@@ -60,7 +60,9 @@ async function workspace(yaml: string | null = FLAGS_YAML): Promise<string> {
   return dir;
 }
 
-const run = runCli;
+function run(cwd: string, args: readonly string[], env?: Readonly<Record<string, string>>): Promise<CliRun> {
+  return runCliIn(cwd, args, { env });
+}
 
 async function runJson<T>(cwd: string, args: readonly string[]): Promise<T> {
   const result = await run(cwd, [...args, '--json']);
@@ -81,7 +83,6 @@ function changedLines(before: string, after: string): { before: string; after: s
 }
 
 beforeAll(async () => {
-  requireBuiltCli();
   root = await mkdtemp(join(tmpdir(), 'rollout-guardian-cli-'));
 });
 
