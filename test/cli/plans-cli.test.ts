@@ -89,9 +89,9 @@ describe('rollout-guardian plan commands', () => {
     });
   });
 
-  it('shows a dry-run schedule and writes nothing', async () => {
+  it('shows a dry-run schedule and writes nothing, without asking for a reason', async () => {
     await inFolder(async (dir) => {
-      const run = await cli(dir, 'deploy', 'new-checkout', '--strategy', 'safe', '--reason', 'x', '--dry-run');
+      const run = await cli(dir, 'deploy', 'new-checkout', '--strategy', 'safe', '--dry-run');
       expect(run.code).toBe(0);
       expect(run.stdout).toContain('dry run of a safe plan; nothing was written');
       expect(run.stdout).toMatch(/7\s+100%\s+\S+\s+\(in 7d\)/);
