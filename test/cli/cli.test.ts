@@ -607,6 +607,12 @@ describe('help and schema', () => {
     expect(result.stdout).toContain('Exit codes: 0 ok;');
   });
 
+  it('names every kind of store in the --store help', async () => {
+    const dir = await workspace();
+    const result = await run(dir, ['flags', 'list', '--help']);
+    expect(result.stdout.replace(/\s+/g, ' ')).toMatch(/--store <location> the flags: a YAML or JSON file, redis\[s\]:\/\/.*, or flagd:<file> for a flagd flag-definition file/);
+  });
+
   it('asks for a reason in the help of every change', async () => {
     const dir = await workspace();
     const result = await run(dir, ['flags', 'set', '--help']);
