@@ -38,8 +38,8 @@ export type {
 } from './stores/flag-store.js';
 
 // flagd's flag-definition JSON, both ways.
-export { toFlagdDocument, fromFlagdDocument, FLAGD_SCHEMA_URL } from './core/flagd-convert.js';
-export type { FlagdDocument, FlagdFlag, FlagdExport, FlagdExportOptions, FlagdImport, ConversionIssue } from './core/flagd-convert.js';
+export { toFlagdDocument, fromFlagdDocument, FLAGD_SCHEMA_URL } from './flagd/flagd-convert.js';
+export type { FlagdDocument, FlagdFlag, FlagdExport, FlagdExportOptions, FlagdImport, ConversionIssue } from './flagd/flagd-convert.js';
 
 // The flag model: the file's schema and types, bucketing, reasons, emergency flags, time.
 export { flagFileSchema } from './core/flag-schema.js';
@@ -50,7 +50,7 @@ export { BUCKET_TOTAL, bucketFor } from './core/bucketing.js';
 export { EMERGENCY_SHUTDOWN, READ_ONLY_MODE, MAINTENANCE_MODE } from './core/emergency.js';
 export { Reason, ErrorCode } from './core/reasons.js';
 export type { Clock } from './core/clock.js';
-export { systemClock } from './stores/system-clock.js';
+export { systemClock } from './runtime/system-clock.js';
 
 // The guardian.
 export { RolloutGuardian } from './guardian/rollout-guardian.js';
