@@ -457,6 +457,27 @@ describe('eval', () => {
     });
   });
 
+  it('explains with the rule matching that evaluation used, for every operator and attribute type', async () => {
+    const dir = await workspace(`flags:
+  f:
+    variants: { a: 1, b: 2, c: 3, d: 4, e: 5, g: 6 }
+    defaultVariant: a
+    targeting:
+      - { when: { attribute: tier, in: [42, gold] }, variant: b }
+      - { when: { attribute: beta, equals: true }, variant: c }
+      - { when: { attribute: region, notIn: [us-east-1] }, variant: d }
+      - { when: [{ attribute: email, startsWith: ops- }, { attribute: email, endsWith: "@example.com" }], variant: e }
+      - { when: { attribute: targetingKey, equals: 7 }, variant: g }
+`);
+    const contexts = [{}, { tier: 42 }, { tier: '42' }, { tier: 'silver', beta: true }, { beta: 'true' }, { region: 'us-east-1' }, { region: 'eu-west-1' }, { region: { nested: 1 } }, { email: 'ops-1@example.com', region: 'us-east-1' }, { email: 'ops-1@example.org', region: 'us-east-1' }, { targetingKey: '7', region: 'us-east-1' }];
+    for (const context of contexts) {
+      const report = await runJson<{ reason: string; variant: string; rule: { index: number } | null; rules: { index: number; matched: boolean; variant: string }[] }>(dir, ['eval', 'f', '--context', JSON.stringify(context)]);
+      const first = report.rules.find((r) => r.matched);
+      expect({ context, reason: report.reason, rule: report.rule?.index ?? null }).toEqual({ context, reason: first ? 'TARGETING_MATCH' : 'STATIC', rule: first?.index ?? null });
+      expect(report.variant).toBe(first?.variant ?? 'a');
+    }
+  });
+
   it('evaluates a progressive rollout at the instant given with --at', async () => {
     const dir = await workspace();
     const report = await runJson<Report>(dir, ['eval', 'search-ranking', '--context', '{"targetingKey":"u1"}', '--at', '2000-01-01T12:00:00Z']);
