@@ -43,7 +43,15 @@ export type { FlagdDocument, FlagdFlag, FlagdExport, FlagdExportOptions, FlagdIm
 
 // The flag model: the file's schema and types, bucketing, reasons, emergency flags, time.
 export { flagFileSchema } from './core/flag-schema.js';
-export type { FlagDefinition, FlagDefinitionInput, FlagRuntimeState, FlagFile, GuardPolicyInput, FlagValueType, PlanState } from './core/flag-schema.js';
+export type {
+  FlagDefinition,
+  FlagDefinitionInput,
+  FlagRuntimeState,
+  FlagFile,
+  GuardPolicyInput,
+  FlagValueType,
+  PlanState,
+} from './core/flag-schema.js';
 export { flagFileJsonSchema } from './core/json-schema.js';
 export type { EvaluationContext, FlagValue, FlagMetadata } from './core/compile-flag.js';
 export { BUCKET_TOTAL, bucketFor } from './core/bucketing.js';
@@ -54,7 +62,15 @@ export { systemClock } from './runtime/system-clock.js';
 
 // The guardian.
 export { RolloutGuardian } from './guardian/rollout-guardian.js';
-export type { RolloutGuardianOptions, RolloutWriter, FlagSource, HealthCheck, GuardedFlagStatus, RollbackRecord, GuardianListener } from './guardian/rollout-guardian.js';
+export type {
+  RolloutGuardianOptions,
+  RolloutWriter,
+  FlagSource,
+  HealthCheck,
+  GuardedFlagStatus,
+  RollbackRecord,
+  GuardianListener,
+} from './guardian/rollout-guardian.js';
 export { GuardianSpanProcessor } from './guardian/guardian-span-processor.js';
 export type { GuardianSpanProcessorOptions, GuardianSpanProcessorStats } from './guardian/guardian-span-processor.js';
 export { CohortRegistry } from './guardian/cohort-registry.js';

@@ -27,7 +27,9 @@ describe('the rollout-guardian executable', () => {
       await writeFile(join(dir, 'flags.yaml'), FLAGS.replace('defaultVariant: off', 'defaultVariant: maybe'));
       const invalid = await runCli(dir, ['validate']);
       expect(invalid.code).toBe(1);
-      expect(invalid.stderr).toContain('flags.yaml:4:21: flags.new-checkout.defaultVariant: expected one of the variants: on, off, got "maybe"');
+      expect(invalid.stderr).toContain(
+        'flags.yaml:4:21: flags.new-checkout.defaultVariant: expected one of the variants: on, off, got "maybe"',
+      );
       const unknown = await runCli(dir, ['flgs']);
       expect(unknown.code).toBe(2);
       expect(unknown.stderr).toContain("error: unknown command 'flgs'");
@@ -37,11 +39,17 @@ describe('the rollout-guardian executable', () => {
   it('writes an override beside the flag file, found through ROLLOUT_GUARDIAN_FLAGS', async () => {
     await withTempDir(async (dir) => {
       await writeFile(join(dir, 'flags.yaml'), FLAGS);
-      const result = await runCli(dir, ['flags', 'override', 'new-checkout', 'on', '--actor', 'alice', '--reason', 'smoke test', '--json'], { ROLLOUT_GUARDIAN_FLAGS: join(dir, 'flags.yaml') });
+      const result = await runCli(
+        dir,
+        ['flags', 'override', 'new-checkout', 'on', '--actor', 'alice', '--reason', 'smoke test', '--json'],
+        { ROLLOUT_GUARDIAN_FLAGS: join(dir, 'flags.yaml') },
+      );
       expect(result.stderr).toBe('');
       expect(result.code).toBe(0);
       expect(JSON.parse(result.stdout)).toMatchObject({ action: 'override', flag: 'new-checkout', changed: true });
-      const state = JSON.parse(await readFile(join(dir, 'flags.state.json'), 'utf8')) as { flags: Record<string, { override?: { variant: string } }> };
+      const state = JSON.parse(await readFile(join(dir, 'flags.state.json'), 'utf8')) as {
+        flags: Record<string, { override?: { variant: string } }>;
+      };
       expect(state.flags['new-checkout']?.override?.variant).toBe('on');
       expect(await readFile(join(dir, 'flags.yaml'), 'utf8')).toBe(FLAGS);
     });
