@@ -51,7 +51,7 @@ const LAYERS = [
 ];
 
 export default tseslint.config(
-  { ignores: ['dist/', 'coverage/', 'node_modules/'] },
+  { ignores: ['dist/', 'coverage/', 'node_modules/', 'test/docs/.run/'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
