@@ -1,5 +1,5 @@
 // `deploy`, `rollback`, `pause`, `resume`, `promote`, `abort`: the operator's plan commands.
-// Each is one audited write through PlanWriter, needs a --reason, and on a refusal says what
+// Each is one audited write through PlanWriter, needs a --reason (a deploy --dry-run writes nothing and needs none), and on a refusal says what
 // to type instead.
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { formatDurationMs, parseDurationMs } from '../../core/duration.js';
