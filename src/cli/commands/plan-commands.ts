@@ -1,6 +1,6 @@
 // `deploy`, `rollback`, `pause`, `resume`, `promote`, `abort`: the operator's plan commands.
-// Each is one audited write through PlanWriter, needs a --reason (a deploy --dry-run writes nothing and needs none), and on a refusal says what
-// to type instead.
+// Each is one audited write through PlanWriter, needs a --reason (but a deploy --dry-run,
+// which writes nothing), and on a refusal says what to type instead.
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { formatDurationMs, parseDurationMs } from '../../core/duration.js';
 import type { PlanState } from '../../core/flag-schema.js';
