@@ -6,11 +6,11 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 const STORE_IMPLEMENTATION = {
-  regex: '^\\.\\./stores/(?!flag-store\\.js$|store-writer\\.js$)',
+  regex: '^(\\.\\./)+stores/(?!flag-store\\.js$|store-writer\\.js$)',
   message: 'Only cli/ and server/ choose a store: take the FlagStore interface (stores/flag-store.ts) or a StoreWriter instead.',
 };
 const COMPOSITION_ROOTS = {
-  regex: '^\\.\\./(cli|server)/',
+  regex: '^(\\.\\./)+(cli|server)/',
   message: 'cli/ and server/ are composition roots; nothing below them imports them.',
 };
 
@@ -31,23 +31,23 @@ const LAYERS = [
   layer('provider', [
     STORE_IMPLEMENTATION,
     COMPOSITION_ROOTS,
-    { regex: '^\\.\\./(guardian|deploy|ingest)/', message: 'The provider knows only the store and telemetry names; the guardian reads spans, not the provider.' },
+    { regex: '^(\\.\\./)+(guardian|deploy|ingest)/', message: 'The provider knows only the store and telemetry names; the guardian reads spans, not the provider.' },
   ]),
   layer('guardian', [
     STORE_IMPLEMENTATION,
     COMPOSITION_ROOTS,
-    { regex: '^\\.\\./(provider|deploy|flagd|ingest)/', message: 'The guardian acts through a FlagSource and a RolloutWriter; it never imports the provider or the plans.' },
-    { regex: '^\\.\\./telemetry/(?!names\\.js$)', message: 'The guardian takes only names from telemetry/; GuardianTelemetry observes the guardian, not the other way round.' },
+    { regex: '^(\\.\\./)+(provider|deploy|flagd|ingest)/', message: 'The guardian acts through a FlagSource and a RolloutWriter; it never imports the provider or the plans.' },
+    { regex: '^(\\.\\./)+telemetry/(?!names\\.js$)', message: 'The guardian takes only names from telemetry/; GuardianTelemetry observes the guardian, not the other way round.' },
   ]),
   layer('deploy', [
     STORE_IMPLEMENTATION,
     COMPOSITION_ROOTS,
-    { regex: '^\\.\\./(provider|telemetry|flagd|ingest)/', message: 'Plans act through the store and ask the guardian for judgments.' },
-    { regex: '^\\.\\./guardian/', allowTypeImports: true, message: 'Plans take the guardian through a JudgmentSource: import its types only.' },
+    { regex: '^(\\.\\./)+(provider|telemetry|flagd|ingest)/', message: 'Plans act through the store and ask the guardian for judgments.' },
+    { regex: '^(\\.\\./)+guardian/', allowTypeImports: true, message: 'Plans take the guardian through a JudgmentSource: import its types only.' },
   ]),
-  layer('telemetry', [STORE_IMPLEMENTATION, COMPOSITION_ROOTS, { regex: '^\\.\\./(provider|deploy|flagd|ingest)/', message: 'telemetry/ owns names and instruments over the guardian.' }]),
-  layer('ingest', [STORE_IMPLEMENTATION, COMPOSITION_ROOTS, { regex: '^\\.\\./(provider|deploy)/', message: 'ingest/ turns inputs into outcomes for the guardian.' }]),
-  layer('server', [{ regex: '^\\.\\./cli/', message: 'server/ is a composition root beside cli/, not under it.' }]),
+  layer('telemetry', [STORE_IMPLEMENTATION, COMPOSITION_ROOTS, { regex: '^(\\.\\./)+(provider|deploy|flagd|ingest)/', message: 'telemetry/ owns names and instruments over the guardian.' }]),
+  layer('ingest', [STORE_IMPLEMENTATION, COMPOSITION_ROOTS, { regex: '^(\\.\\./)+(provider|deploy)/', message: 'ingest/ turns inputs into outcomes for the guardian.' }]),
+  layer('server', [{ regex: '^(\\.\\./)+cli/', message: 'server/ is a composition root beside cli/, not under it.' }]),
 ];
 
 export default tseslint.config(
