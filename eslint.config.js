@@ -1,10 +1,57 @@
 // Lint rules the house style asks for: no floating promises, type-only imports,
-// no `export *`, no unused code.
+// no `export *`, no unused code, and imports that point down the layers of
+// docs/architecture.md (core <- flagd, runtime <- stores <- provider, guardian, deploy,
+// telemetry, ingest <- cli, server).
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+const STORE_IMPLEMENTATION = {
+  regex: '^(\\.\\./)+stores/(?!flag-store\\.js$|store-writer\\.js$)',
+  message: 'Only cli/ and server/ choose a store: take the FlagStore interface (stores/flag-store.ts) or a StoreWriter instead.',
+};
+const COMPOSITION_ROOTS = {
+  regex: '^(\\.\\./)+(cli|server)/',
+  message: 'cli/ and server/ are composition roots; nothing below them imports them.',
+};
+
+/** One layer's import rule: `patterns` are what files under `folder` may not import. */
+function layer(folder, patterns) {
+  return { files: [`src/${folder}/**/*.ts`], rules: { '@typescript-eslint/no-restricted-imports': ['error', { patterns }] } };
+}
+
+const LAYERS = [
+  layer('core', [
+    { regex: '^\\.\\./', message: 'core/ is pure and imports nothing else of the project; pass what it needs in as arguments.' },
+    { regex: '^node:', message: 'core/ does no I/O; do it in stores/ or a composition root and pass the data in.' },
+    { regex: '^(@opentelemetry|@openfeature)/', allowTypeImports: true, message: 'core/ has no OpenTelemetry or OpenFeature runtime imports (types are fine).' },
+  ]),
+  layer('flagd', [{ regex: '^\\.\\./(?!core/)', message: 'flagd/ is an adapter over core/ only.' }]),
+  layer('runtime', [{ regex: '^\\.\\./(?!core/)', message: 'runtime/ holds process defaults (the wall clock) over core/ types only.' }]),
+  layer('stores', [{ regex: '^\\.\\./(?!core/|flagd/|runtime/)', message: 'stores/ imports only core/, flagd/ and runtime/.' }]),
+  layer('provider', [
+    STORE_IMPLEMENTATION,
+    COMPOSITION_ROOTS,
+    { regex: '^(\\.\\./)+(guardian|deploy|ingest)/', message: 'The provider knows only the store and telemetry names; the guardian reads spans, not the provider.' },
+  ]),
+  layer('guardian', [
+    STORE_IMPLEMENTATION,
+    COMPOSITION_ROOTS,
+    { regex: '^(\\.\\./)+(provider|deploy|flagd|ingest)/', message: 'The guardian acts through a FlagSource and a RolloutWriter; it never imports the provider or the plans.' },
+    { regex: '^(\\.\\./)+telemetry/(?!names\\.js$)', message: 'The guardian takes only names from telemetry/; GuardianTelemetry observes the guardian, not the other way round.' },
+  ]),
+  layer('deploy', [
+    STORE_IMPLEMENTATION,
+    COMPOSITION_ROOTS,
+    { regex: '^(\\.\\./)+(provider|telemetry|flagd|ingest)/', message: 'Plans act through the store and ask the guardian for judgments.' },
+    { regex: '^(\\.\\./)+guardian/', allowTypeImports: true, message: 'Plans take the guardian through a JudgmentSource: import its types only.' },
+  ]),
+  layer('telemetry', [STORE_IMPLEMENTATION, COMPOSITION_ROOTS, { regex: '^(\\.\\./)+(provider|deploy|flagd|ingest)/', message: 'telemetry/ owns names and instruments over the guardian.' }]),
+  layer('ingest', [STORE_IMPLEMENTATION, COMPOSITION_ROOTS, { regex: '^(\\.\\./)+(provider|deploy)/', message: 'ingest/ turns inputs into outcomes for the guardian.' }]),
+  layer('server', [{ regex: '^(\\.\\./)+cli/', message: 'server/ is a composition root beside cli/, not under it.' }]),
+];
+
 export default tseslint.config(
-  { ignores: ['dist/', 'coverage/', 'node_modules/'] },
+  { ignores: ['dist/', 'coverage/', 'node_modules/', 'test/docs/.run/'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
@@ -19,6 +66,7 @@ export default tseslint.config(
       'no-restricted-syntax': ['error', { selector: 'ExportAllDeclaration', message: 'Name each export instead of `export *`.' }],
     },
   },
+  ...LAYERS,
   {
     files: ['**/*.js'],
     ...tseslint.configs.disableTypeChecked,

@@ -1,25 +1,27 @@
-// The public surface of rollout-guardian, each export named.
+// The public surface of rollout-guardian, each export named: what an application, an SRE's
+// script or a service embedding the guardian needs. Internals (compiled flags, the hash, the
+// windows, the judge) stay behind their module paths. api/rollout-guardian.api.txt records
+// this list; after changing it on purpose, run `npm run api`.
+
+// The OpenFeature provider.
 export { RolloutProvider } from './provider/rollout-provider.js';
 export type { RolloutProviderOptions } from './provider/rollout-provider.js';
 
-export { FileFlagStore, resolveFlagsPath, FLAGS_ENV_VAR, DEFAULT_FLAGS_FILE } from './stores/file-store.js';
+// Stores: the interface, its backends, and opening one from a location.
+export { FileFlagStore, FLAGS_ENV_VAR, DEFAULT_FLAGS_FILE } from './stores/file-store.js';
 export type { FileFlagStoreOptions } from './stores/file-store.js';
 export { MemoryFlagStore } from './stores/memory-store.js';
 export type { MemoryFlagStoreOptions } from './stores/memory-store.js';
-export { RedisFlagStore, DEFAULT_KEY_PREFIX, redisKeys } from './stores/redis-store.js';
-export type { RedisFlagStoreOptions, RedisKeys } from './stores/redis-store.js';
-export { openStore, storedDefinitions, REDIS_PASSWORD_ENV_VAR } from './stores/open-store.js';
-export type { OpenStoreOptions, OpenedStore } from './stores/open-store.js';
-export { StoreLocationError } from './stores/store-location-error.js';
+export { RedisFlagStore, DEFAULT_KEY_PREFIX } from './stores/redis-store.js';
+export type { RedisFlagStoreOptions } from './stores/redis-store.js';
 export { FlagdFileStore, FLAGD_LOCATION_PREFIX } from './stores/flagd-store.js';
 export type { FlagdFileStoreOptions } from './stores/flagd-store.js';
-export { FlagdEvaluator, validateFlagdText } from './stores/flagd-evaluator.js';
-export type { FlagdSchemaIssue } from './stores/flagd-evaluator.js';
-export { toFlagdDocument, fromFlagdDocument, FLAGD_SCHEMA_URL, FLAGD_METADATA, describeConversionIssue } from './core/flagd-convert.js';
-export type { FlagdDocument, FlagdFlag, FlagdExport, FlagdExportOptions, FlagdImport, ConversionIssue } from './core/flagd-convert.js';
-export type { ExternalEvaluator, ExternalFlag } from './core/compile-flag.js';
+export { openStore, REDIS_PASSWORD_ENV_VAR } from './stores/open-store.js';
+export type { OpenStoreOptions, OpenedStore } from './stores/open-store.js';
 export { StoreWriter, UnknownFlagError } from './stores/store-writer.js';
 export { RevisionConflictError, InvalidWriteError, FlagSourceError } from './stores/flag-store.js';
+export { LockTimeoutError } from './stores/file-lock.js';
+export { StoreLocationError } from './stores/store-location-error.js';
 export type {
   Attribution,
   FlagStore,
@@ -34,25 +36,63 @@ export type {
   AuditQuery,
   FlagAuditView,
 } from './stores/flag-store.js';
-export { systemClock } from './stores/system-clock.js';
 
-export { evaluate } from './core/evaluate.js';
-export { compileFlag } from './core/compile-flag.js';
-export type { CompiledFlag, EvaluationContext, EvaluationResult, FlagEntry, FlagValue, FlagMetadata } from './core/compile-flag.js';
-export { buildFlagSet, changedFlags } from './core/flag-set.js';
-export type { FlagSet } from './core/flag-set.js';
-export { parseFlagDocument, describeIssue } from './core/parse-flags.js';
-export type { ParsedFlags, SchemaIssue } from './core/parse-flags.js';
-export { flagFileSchema, flagDefinitionSchema } from './core/flag-schema.js';
-export type { FlagDefinition, FlagDefinitionInput, FlagRuntimeState, FlagFile, GuardPolicyInput, FlagValueType } from './core/flag-schema.js';
+// flagd's flag-definition JSON, both ways.
+export { toFlagdDocument, fromFlagdDocument, FLAGD_SCHEMA_URL } from './flagd/flagd-convert.js';
+export type { FlagdDocument, FlagdFlag, FlagdExport, FlagdExportOptions, FlagdImport, ConversionIssue } from './flagd/flagd-convert.js';
+
+// The flag model: the file's schema and types, bucketing, reasons, emergency flags, time.
+export { flagFileSchema } from './core/flag-schema.js';
+export type {
+  FlagDefinition,
+  FlagDefinitionInput,
+  FlagRuntimeState,
+  FlagFile,
+  GuardPolicyInput,
+  FlagValueType,
+  PlanState,
+} from './core/flag-schema.js';
 export { flagFileJsonSchema } from './core/json-schema.js';
-export { BUCKET_TOTAL, bucketFor, percentageToWeight } from './core/bucketing.js';
-export { murmur3Utf8 } from './core/murmur3.js';
+export type { EvaluationContext, FlagValue, FlagMetadata } from './core/compile-flag.js';
+export { BUCKET_TOTAL, bucketFor } from './core/bucketing.js';
 export { EMERGENCY_SHUTDOWN, READ_ONLY_MODE, MAINTENANCE_MODE } from './core/emergency.js';
 export { Reason, ErrorCode } from './core/reasons.js';
-export { parseDurationMs, formatDurationMs } from './core/duration.js';
 export type { Clock } from './core/clock.js';
+export { systemClock } from './runtime/system-clock.js';
 
+// The guardian.
+export { RolloutGuardian } from './guardian/rollout-guardian.js';
+export type {
+  RolloutGuardianOptions,
+  RolloutWriter,
+  FlagSource,
+  HealthCheck,
+  GuardedFlagStatus,
+  RollbackRecord,
+  GuardianListener,
+} from './guardian/rollout-guardian.js';
+export { GuardianSpanProcessor } from './guardian/guardian-span-processor.js';
+export type { GuardianSpanProcessorOptions, GuardianSpanProcessorStats } from './guardian/guardian-span-processor.js';
+export { CohortRegistry } from './guardian/cohort-registry.js';
+export type { CohortRegistryOptions, Cohort } from './guardian/cohort-registry.js';
+export type { Judgment, CheckResult, CheckName, CheckState, Verdict, CohortSummary } from './guardian/judge.js';
+export { DEFAULT_GUARD_POLICY } from './guardian/guard-policy.js';
+export type { GuardPolicy, RelativePolicy } from './guardian/guard-policy.js';
+
+// Deployment plans.
+export { PlanRunner } from './deploy/plan-runner.js';
+export type { PlanRunnerOptions, PlanEvent, JudgmentSource } from './deploy/plan-runner.js';
+export { PlanWriter } from './deploy/plan-writer.js';
+export { PlanError, STRATEGIES, planSteps } from './deploy/plan.js';
+export type { Strategy, PlanStep, CustomPlan, PlanAction } from './deploy/plan.js';
+export { rolloutStatus } from './deploy/rollout-status.js';
+export type { FlagStatusView, PlanView, GuardianView, CohortView, StatusSources } from './deploy/rollout-status.js';
+
+// serve, embedded.
+export { RolloutServer } from './server/rollout-server.js';
+export type { RolloutServerOptions } from './server/rollout-server.js';
+
+// Telemetry: instruments, the Prometheus endpoint, and every name they use.
 export { GuardianTelemetry } from './telemetry/guardian-telemetry.js';
 export type { GuardianTelemetryOptions } from './telemetry/guardian-telemetry.js';
 export { startPrometheusEndpoint, metricsHandler } from './telemetry/prometheus-endpoint.js';
@@ -72,19 +112,3 @@ export {
   PROVIDER_NAME,
 } from './telemetry/names.js';
 export type { MetricSpec, MetricId, AttributeName } from './telemetry/names.js';
-
-export { RolloutGuardian } from './guardian/rollout-guardian.js';
-export type { RolloutGuardianOptions, RolloutWriter, FlagSource, HealthCheck, GuardedFlagStatus, RollbackRecord, GuardianListener } from './guardian/rollout-guardian.js';
-export { GuardianSpanProcessor } from './guardian/guardian-span-processor.js';
-export type { GuardianSpanProcessorOptions, GuardianSpanProcessorStats } from './guardian/guardian-span-processor.js';
-export { CohortRegistry } from './guardian/cohort-registry.js';
-export type { CohortRegistryOptions, Cohort } from './guardian/cohort-registry.js';
-export { CohortWindow } from './guardian/cohort-window.js';
-export type { CohortWindowOptions, SlotStats, WindowStats } from './guardian/cohort-window.js';
-export { QuantileSketch } from './guardian/quantile-sketch.js';
-export type { QuantileSketchOptions } from './guardian/quantile-sketch.js';
-export { judge } from './guardian/judge.js';
-export type { Judgment, JudgeInput, CheckResult, CheckName, CheckState, Verdict, CohortSummary } from './guardian/judge.js';
-export { DEFAULT_GUARD_POLICY, resolveGuardPolicy } from './guardian/guard-policy.js';
-export type { GuardPolicy, RelativePolicy } from './guardian/guard-policy.js';
-export { markActiveSpan } from './provider/span-attribution.js';

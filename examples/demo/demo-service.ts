@@ -22,7 +22,7 @@ import { StoreWriter } from '../../src/stores/store-writer.js';
 import { PlanRunner } from '../../src/deploy/plan-runner.js';
 import { PlanWriter } from '../../src/deploy/plan-writer.js';
 import { planSteps } from '../../src/deploy/plan.js';
-import { systemClock } from '../../src/stores/system-clock.js';
+import { systemClock } from '../../src/runtime/system-clock.js';
 import { GuardianTelemetry } from '../../src/telemetry/guardian-telemetry.js';
 import { METER_NAME } from '../../src/telemetry/names.js';
 import { type PrometheusEndpoint, startPrometheusEndpoint } from '../../src/telemetry/prometheus-endpoint.js';

@@ -1,8 +1,9 @@
-// Why an evaluation came out as it did, for `eval`: which targeting rule matched (rules are
-// re-checked here with core's semantics, since evaluate() returns only the result), the
-// bucket a targeting key falls in, and the runtime state that decided it.
+// Why an evaluation came out as it did, for `eval`: which targeting rule matched (each rule is
+// re-checked with core's own compileCondition and conditionMatches, since evaluate() returns
+// only the result), the bucket a targeting key falls in, and the runtime state that decided it.
 import { BUCKET_TOTAL, bucketFor, percentageToWeight } from '../core/bucketing.js';
-import type { EvaluationContext, EvaluationResult, FlagEntry } from '../core/compile-flag.js';
+import { type EvaluationContext, type EvaluationResult, type FlagEntry, compileCondition } from '../core/compile-flag.js';
+import { attributeText, conditionMatches } from '../core/evaluate.js';
 import type { Condition, TargetingRule } from '../core/flag-schema.js';
 import { Reason } from '../core/reasons.js';
 import { type ConditionOperator, conditionOperator, percentText, valueText } from './format.js';
@@ -35,28 +36,10 @@ export interface BucketView {
   readonly inTreatment: boolean;
 }
 
-/** As core compares: strings as they are, numbers and booleans as text, anything else absent. */
-function attributeText(context: EvaluationContext, attribute: string): string | null {
-  const v = context[attribute];
-  if (typeof v === 'string') return v;
-  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
-  return null;
-}
-
 function checkCondition(condition: Condition, context: EvaluationContext): ConditionCheck {
   const { operator, expected } = conditionOperator(condition);
-  const actual = attributeText(context, condition.attribute);
-  let matched = false;
-  if (actual !== null) {
-    const set = Array.isArray(expected) ? expected.map(String) : [];
-    const text = String(expected);
-    if (operator === 'in') matched = set.includes(actual);
-    else if (operator === 'notIn') matched = !set.includes(actual);
-    else if (operator === 'equals') matched = actual === text;
-    else if (operator === 'startsWith') matched = actual.startsWith(text);
-    else matched = actual.endsWith(text);
-  }
-  return { attribute: condition.attribute, operator, expected, actual, matched };
+  const actual = attributeText(context, condition.attribute) ?? null;
+  return { attribute: condition.attribute, operator, expected, actual, matched: conditionMatches(compileCondition(condition), context) };
 }
 
 export function checkRules(rules: readonly TargetingRule[], context: EvaluationContext): RuleCheck[] {

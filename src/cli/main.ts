@@ -3,7 +3,7 @@
 // the OS user, the wall clock) and sets its exit status.
 import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
-import { systemClock } from '../stores/system-clock.js';
+import { systemClock } from '../runtime/system-clock.js';
 import { runCli } from './program.js';
 
 function osUser(): string | undefined {

@@ -148,7 +148,7 @@ export function fingerprint(value: unknown): string {
   return hex8(murmur3Utf8(text)) + hex8(murmur3Utf8(`#${text}`));
 }
 
-function compileCondition(c: Condition): CompiledCondition {
+export function compileCondition(c: Condition): CompiledCondition {
   if (c.in !== undefined) return { attribute: c.attribute, op: ConditionOp.In, set: new Set(c.in.map(String)), text: '' };
   if (c.notIn !== undefined) return { attribute: c.attribute, op: ConditionOp.NotIn, set: new Set(c.notIn.map(String)), text: '' };
   if (c.equals !== undefined) return { attribute: c.attribute, op: ConditionOp.Equals, set: undefined, text: String(c.equals) };

@@ -17,15 +17,19 @@ import { ErrorCode, Reason } from './reasons.js';
 
 const EMPTY_CONTEXT: EvaluationContext = Object.freeze({});
 
-function attributeText(context: EvaluationContext, attribute: string): string | undefined {
+/** An attribute as conditions compare it: strings as they are, numbers and booleans as text, anything else absent. */
+export function attributeText(context: EvaluationContext, attribute: string): string | undefined {
   const v = context[attribute];
   if (typeof v === 'string') return v;
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
   return undefined;
 }
 
-/** A missing attribute matches no operator, `notIn` included (a canary never widens by accident). */
-function conditionMatches(c: CompiledCondition, context: EvaluationContext): boolean {
+/**
+ * A missing attribute matches no operator, `notIn` included (a canary never widens by accident).
+ * Exported so `eval`'s explanation checks rules with this very function.
+ */
+export function conditionMatches(c: CompiledCondition, context: EvaluationContext): boolean {
   const text = attributeText(context, c.attribute);
   if (text === undefined) return false;
   switch (c.op) {

@@ -9,7 +9,7 @@ import { buildFlagSet } from '../core/flag-set.js';
 import type { FlagRuntimeState, PlanState } from '../core/flag-schema.js';
 import type { Judgment } from '../guardian/judge.js';
 import type { FlagStore } from '../stores/flag-store.js';
-import { systemClock } from '../stores/system-clock.js';
+import { systemClock } from '../runtime/system-clock.js';
 import { type PlanAction, applyPlanAction, nextPlanAction } from './plan.js';
 
 /** Where the runner learns how a flag's treatment is doing: RolloutGuardian.status() fits. */

@@ -5,7 +5,7 @@ import type { Clock } from '../core/clock.js';
 import type { FlagDefinition, FlagRuntimeState, PlanState } from '../core/flag-schema.js';
 import type { Attribution, FlagStore, StoreSnapshot, WriteResult } from '../stores/flag-store.js';
 import { StoreWriter } from '../stores/store-writer.js';
-import { systemClock } from '../stores/system-clock.js';
+import { systemClock } from '../runtime/system-clock.js';
 import { type PlanStep, type Strategy, PlanError, newPlan } from './plan.js';
 
 function describePlan(plan: PlanState): string {

@@ -5,7 +5,7 @@ import { type Context, diag, SpanKind, SpanStatusCode } from '@opentelemetry/api
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { ATTR_FEATURE_FLAG_KEY, ATTR_FEATURE_FLAG_RESULT_VARIANT, ATTR_HTTP_RESPONSE_STATUS_CODE, EVENT_FEATURE_FLAG_EVALUATION } from '../telemetry/names.js';
 import type { Clock } from '../core/clock.js';
-import { systemClock } from '../stores/system-clock.js';
+import { systemClock } from '../runtime/system-clock.js';
 import type { CohortRegistry } from './cohort-registry.js';
 import { quoteValue, requirePositiveInteger } from './option-checks.js';
 

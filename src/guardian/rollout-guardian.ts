@@ -13,7 +13,7 @@ import { isEmergencyFlag } from '../core/emergency.js';
 import { progressiveWeight } from '../core/evaluate.js';
 import { weightToPercentage } from '../core/bucketing.js';
 import type { Attribution, StoreEvent, StoreSnapshot } from '../stores/flag-store.js';
-import { systemClock } from '../stores/system-clock.js';
+import { systemClock } from '../runtime/system-clock.js';
 import type { CohortRegistry } from './cohort-registry.js';
 import type { CohortWindow, SlotStats } from './cohort-window.js';
 import { FlagEvidence } from './flag-evidence.js';

@@ -18,7 +18,7 @@ import { type FlagSet, buildFlagSet, changedFlags } from '../core/flag-set.js';
 import { evaluate } from '../core/evaluate.js';
 import { type SchemaIssue, describeIssue } from '../core/parse-flags.js';
 import type { FlagStore, StoreEvent, StoreSnapshot } from '../stores/flag-store.js';
-import { systemClock } from '../stores/system-clock.js';
+import { systemClock } from '../runtime/system-clock.js';
 import { markActiveSpan } from './span-attribution.js';
 import { PROVIDER_NAME } from '../telemetry/names.js';
 

@@ -13,7 +13,7 @@ import { RolloutGuardian } from '../guardian/rollout-guardian.js';
 import { PlanRunner } from '../deploy/plan-runner.js';
 import type { FlagStore, StoreEvent } from '../stores/flag-store.js';
 import { StoreWriter } from '../stores/store-writer.js';
-import { systemClock } from '../stores/system-clock.js';
+import { systemClock } from '../runtime/system-clock.js';
 import { GuardianTelemetry } from '../telemetry/guardian-telemetry.js';
 import { METER_NAME } from '../telemetry/names.js';
 import { metricsHandler } from '../telemetry/prometheus-endpoint.js';

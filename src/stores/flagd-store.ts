@@ -14,13 +14,13 @@ import {
   fromFlagdFlag,
   staticFlagdFlag,
   toFlagdFlag,
-} from '../core/flagd-convert.js';
+} from '../flagd/flagd-convert.js';
 import type { FlagDefinition, FlagDefinitionInput, FlagRuntimeState } from '../core/flag-schema.js';
 import { buildFlagSet } from '../core/flag-set.js';
 import { type ParsedFlags, type SchemaIssue, parseFlagDocument } from '../core/parse-flags.js';
 import { type StateDocument, applyWrite } from './apply-write.js';
 import { documentOf, locateIssues } from './flag-file-format.js';
-import { flagdEvaluators, validateFlagdText } from './flagd-evaluator.js';
+import { flagdEvaluators, validateFlagdText } from '../flagd/flagd-evaluator.js';
 import { type AuditEntry, type StoreSnapshot, type WriteRequest, FlagSourceError, InvalidWriteError } from './flag-store.js';
 import { type ParsedTexts, type PreparedWrite, type StoreTexts, type WatchedFileStoreOptions, WatchedFileStore, revisionOf } from './watched-file-store.js';
 

@@ -18,7 +18,7 @@ import { StoreListeners } from './store-listeners.js';
 import { type StateDocument, applyWrite } from './apply-write.js';
 import { documentOf } from './flag-file-format.js';
 import { selectAudit } from './audit-log.js';
-import { systemClock } from './system-clock.js';
+import { systemClock } from '../runtime/system-clock.js';
 
 export interface MemoryFlagStoreOptions {
   readonly flags?: Readonly<Record<string, FlagDefinitionInput>>;

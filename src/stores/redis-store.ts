@@ -23,7 +23,7 @@ import { type StateDocument, applyWrite } from './apply-write.js';
 import { selectAudit } from './audit-log.js';
 import { documentOf, readFlagText } from './flag-file-format.js';
 import { StoreLocationError } from './store-location-error.js';
-import { systemClock } from './system-clock.js';
+import { systemClock } from '../runtime/system-clock.js';
 
 export const DEFAULT_KEY_PREFIX = 'rollout-guardian';
 /** Query parameters a store URL may carry besides what ioredis reads from the URL itself. */

@@ -4,7 +4,7 @@
 import type { Clock } from '../core/clock.js';
 import type { FlagRuntimeState } from '../core/flag-schema.js';
 import { type Attribution, type FlagStore, type StoreSnapshot, type WriteResult, type DefinitionEdit, RevisionConflictError, InvalidWriteError } from './flag-store.js';
-import { systemClock } from './system-clock.js';
+import { systemClock } from '../runtime/system-clock.js';
 
 export class UnknownFlagError extends Error {
   override readonly name = 'UnknownFlagError';

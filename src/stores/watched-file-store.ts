@@ -23,7 +23,7 @@ import {
   FlagSourceError,
   RevisionConflictError,
 } from './flag-store.js';
-import { systemClock } from './system-clock.js';
+import { systemClock } from '../runtime/system-clock.js';
 import { CoalescedRun, StoreListeners } from './store-listeners.js';
 
 export interface StoreTexts {

@@ -22,7 +22,7 @@ import type { GuardianSpanProcessorStats } from '../guardian/guardian-span-proce
 import { requirePositiveInteger } from '../guardian/option-checks.js';
 import type { Verdict } from '../guardian/judge.js';
 import type { GuardedFlagStatus, RollbackRecord, RolloutGuardian } from '../guardian/rollout-guardian.js';
-import { systemClock } from '../stores/system-clock.js';
+import { systemClock } from '../runtime/system-clock.js';
 import type { FlagStore, StoreSnapshot } from '../stores/flag-store.js';
 import type { PlanStatus } from '../core/flag-schema.js';
 import { ATTR_PLAN_STATE, PLAN_STATES, ATTR_CHECK, ATTR_FEATURE_FLAG_KEY, ATTR_METRIC_OVERFLOW, ATTR_REASON, ATTR_VARIANT, ATTR_VERDICT, METRICS, type MetricSpec, VERDICTS } from './names.js';

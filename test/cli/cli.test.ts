@@ -1,12 +1,12 @@
-// The rollout-guardian CLI as users run it: the built binary (dist/cli/main.js, which the
-// test command builds first) against real flag files in a temporary folder.
+// The rollout-guardian CLI as users run it, in process through runCli with a captured io,
+// against real flag files in a temporary folder (cli-binary.test.ts runs the built binary).
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bucketFor } from '../../src/core/bucketing.js';
-import { requireBuiltCli, runCli } from '../helpers/cli-binary.js';
+import { type CliRun, runCliIn } from '../helpers/cli-in-process.js';
 
 
 // Aligned comments, flow maps and a header comment: what `flags set` must leave alone.
@@ -60,7 +60,9 @@ async function workspace(yaml: string | null = FLAGS_YAML): Promise<string> {
   return dir;
 }
 
-const run = runCli;
+function run(cwd: string, args: readonly string[], env?: Readonly<Record<string, string>>): Promise<CliRun> {
+  return runCliIn(cwd, args, { env });
+}
 
 async function runJson<T>(cwd: string, args: readonly string[]): Promise<T> {
   const result = await run(cwd, [...args, '--json']);
@@ -81,7 +83,6 @@ function changedLines(before: string, after: string): { before: string; after: s
 }
 
 beforeAll(async () => {
-  requireBuiltCli();
   root = await mkdtemp(join(tmpdir(), 'rollout-guardian-cli-'));
 });
 
@@ -456,6 +457,27 @@ describe('eval', () => {
     });
   });
 
+  it('explains with the rule matching that evaluation used, for every operator and attribute type', async () => {
+    const dir = await workspace(`flags:
+  f:
+    variants: { a: 1, b: 2, c: 3, d: 4, e: 5, g: 6 }
+    defaultVariant: a
+    targeting:
+      - { when: { attribute: tier, in: [42, gold] }, variant: b }
+      - { when: { attribute: beta, equals: true }, variant: c }
+      - { when: { attribute: region, notIn: [us-east-1] }, variant: d }
+      - { when: [{ attribute: email, startsWith: ops- }, { attribute: email, endsWith: "@example.com" }], variant: e }
+      - { when: { attribute: targetingKey, equals: 7 }, variant: g }
+`);
+    const contexts = [{}, { tier: 42 }, { tier: '42' }, { tier: 'silver', beta: true }, { beta: 'true' }, { region: 'us-east-1' }, { region: 'eu-west-1' }, { region: { nested: 1 } }, { email: 'ops-1@example.com', region: 'us-east-1' }, { email: 'ops-1@example.org', region: 'us-east-1' }, { targetingKey: '7', region: 'us-east-1' }];
+    for (const context of contexts) {
+      const report = await runJson<{ reason: string; variant: string; rule: { index: number } | null; rules: { index: number; matched: boolean; variant: string }[] }>(dir, ['eval', 'f', '--context', JSON.stringify(context)]);
+      const first = report.rules.find((r) => r.matched);
+      expect({ context, reason: report.reason, rule: report.rule?.index ?? null }).toEqual({ context, reason: first ? 'TARGETING_MATCH' : 'STATIC', rule: first?.index ?? null });
+      expect(report.variant).toBe(first?.variant ?? 'a');
+    }
+  });
+
   it('evaluates a progressive rollout at the instant given with --at', async () => {
     const dir = await workspace();
     const report = await runJson<Report>(dir, ['eval', 'search-ranking', '--context', '{"targetingKey":"u1"}', '--at', '2000-01-01T12:00:00Z']);
@@ -604,6 +626,12 @@ describe('help and schema', () => {
     expect(result.code).toBe(0);
     for (const command of ['validate', 'flags', 'audit', 'eval', 'schema']) expect(result.stdout).toMatch(new RegExp(`^ {2}${command}\\b`, 'm'));
     expect(result.stdout).toContain('Exit codes: 0 ok;');
+  });
+
+  it('names every kind of store in the --store help', async () => {
+    const dir = await workspace();
+    const result = await run(dir, ['flags', 'list', '--help']);
+    expect(result.stdout.replace(/\s+/g, ' ')).toMatch(/--store <location> the flags: a YAML or JSON file, redis\[s\]:\/\/.*, or flagd:<file> for a flagd flag-definition file/);
   });
 
   it('asks for a reason in the help of every change', async () => {

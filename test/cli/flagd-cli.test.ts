@@ -1,4 +1,4 @@
-// The flagd commands as users run them: the built binary (dist/cli/main.js) exporting flag
+// The flagd commands as users run them (in process, with a captured io): exporting flag
 // files to flagd JSON, importing flagd files with every unmapped part named, and `--store
 // flagd:<file>` serving the flags commands from the file a flagd daemon watches.
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { FlagdCore, MemoryStorage } from '@openfeature/flagd-core';
 import type { Logger } from '@openfeature/server-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CliRun, requireBuiltCli, runCli } from '../helpers/cli-binary.js';
+import { type CliRun, runCliIn } from '../helpers/cli-in-process.js';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/flagd/flags.yaml', import.meta.url));
 const FIXTURE_STATE = fileURLToPath(new URL('../fixtures/flagd/flags.state.json', import.meta.url));
@@ -47,7 +47,7 @@ async function workspace(): Promise<string> {
 }
 
 function run(cwd: string, args: readonly string[]): Promise<CliRun> {
-  return runCli(cwd, args);
+  return runCliIn(cwd, args);
 }
 
 function strictlyValid(text: string): void {
@@ -55,7 +55,6 @@ function strictlyValid(text: string): void {
 }
 
 beforeAll(async () => {
-  requireBuiltCli();
   root = await mkdtemp(join(tmpdir(), 'rollout-guardian-flagd-cli-'));
 });
 

@@ -1,10 +1,10 @@
-// The plan commands as an SRE runs them: the built binary against a real flag file in a
+// The plan commands as an SRE runs them, in process, against a real flag file in a
 // temporary folder — deploy, status, pause, resume, rollback — and the audit that records it.
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { withTempDir } from '../helpers/temp-dir.js';
-import { type CliRun, runCli } from '../helpers/cli-binary.js';
+import { type CliRun, runCliIn } from '../helpers/cli-in-process.js';
 
 const FLAGS = `flags:
   new-checkout:
@@ -18,7 +18,7 @@ const FLAGS = `flags:
 
 function cli(dir: string, ...args: string[]): Promise<CliRun> {
   const mutating = ['deploy', 'pause', 'resume', 'rollback', 'promote', 'abort'].includes(args[0] ?? '');
-  return runCli(dir, [...args, '--store', join(dir, 'flags.yaml'), ...(mutating ? ['--actor', 'alice'] : [])]);
+  return runCliIn(dir, [...args, '--store', join(dir, 'flags.yaml'), ...(mutating ? ['--actor', 'alice'] : [])]);
 }
 
 async function inFolder(fn: (dir: string) => Promise<void>): Promise<void> {
@@ -89,9 +89,9 @@ describe('rollout-guardian plan commands', () => {
     });
   });
 
-  it('shows a dry-run schedule and writes nothing', async () => {
+  it('shows a dry-run schedule and writes nothing, without asking for a reason', async () => {
     await inFolder(async (dir) => {
-      const run = await cli(dir, 'deploy', 'new-checkout', '--strategy', 'safe', '--reason', 'x', '--dry-run');
+      const run = await cli(dir, 'deploy', 'new-checkout', '--strategy', 'safe', '--dry-run');
       expect(run.code).toBe(0);
       expect(run.stdout).toContain('dry run of a safe plan; nothing was written');
       expect(run.stdout).toMatch(/7\s+100%\s+\S+\s+\(in 7d\)/);

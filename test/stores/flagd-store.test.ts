@@ -10,7 +10,7 @@ import type { EvaluationContext as OpenFeatureContext, Logger } from '@openfeatu
 import { describe, expect, it } from 'vitest';
 import type { EvaluationContext, FlagValue } from '../../src/core/compile-flag.js';
 import { flagValueType } from '../../src/core/flag-schema.js';
-import { toFlagdDocument } from '../../src/core/flagd-convert.js';
+import { toFlagdDocument } from '../../src/flagd/flagd-convert.js';
 import { RolloutProvider } from '../../src/provider/rollout-provider.js';
 import { FileFlagStore } from '../../src/stores/file-store.js';
 import { FlagdFileStore } from '../../src/stores/flagd-store.js';

@@ -23,7 +23,7 @@ export const DEFAULT_REASON = 'manual change via CLI';
 export function withStoreOption(command: Command): Command {
   return command.option(
     '--store <location>',
-    'the flags: a YAML or JSON file, or redis[s]://[:password@]host[:port][/db][?prefix=NAME] (default: $ROLLOUT_GUARDIAN_FLAGS, then ./flags.yaml)',
+    'the flags: a YAML or JSON file, redis[s]://[:password@]host[:port][/db][?prefix=NAME], or flagd:<file> for a flagd flag-definition file (default: $ROLLOUT_GUARDIAN_FLAGS, then ./flags.yaml)',
   );
 }
 

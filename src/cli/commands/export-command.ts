@@ -3,9 +3,9 @@
 // could not be exported, or what a flagd daemon may read otherwise, goes to stderr.
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import { describeConversionIssue, toFlagdDocument } from '../../core/flagd-convert.js';
+import { describeConversionIssue, toFlagdDocument } from '../../flagd/flagd-convert.js';
 import { writeFileAtomic } from '../../stores/atomic-write.js';
-import { validateFlagdText } from '../../stores/flagd-evaluator.js';
+import { validateFlagdText } from '../../flagd/flagd-evaluator.js';
 import { CliError, ExitCode } from '../cli-error.js';
 import { withStore } from '../store-location.js';
 import { type CommandContext, type StoreOptions, withStoreOption } from './command-context.js';

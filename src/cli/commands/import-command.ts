@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import { parse as parseYaml, stringify } from 'yaml';
 import { FLAG_FILE_SCHEMA_URL } from '../../core/flag-schema.js';
-import { describeConversionIssue, fromFlagdDocument } from '../../core/flagd-convert.js';
+import { describeConversionIssue, fromFlagdDocument } from '../../flagd/flagd-convert.js';
 import { formatIssuePath } from '../../core/parse-flags.js';
 import { writeFileAtomic } from '../../stores/atomic-write.js';
 import { isJsonPath } from '../../stores/flag-file-format.js';

@@ -1,6 +1,6 @@
 // `deploy`, `rollback`, `pause`, `resume`, `promote`, `abort`: the operator's plan commands.
-// Each is one audited write through PlanWriter, needs a --reason, and on a refusal says what
-// to type instead.
+// Each is one audited write through PlanWriter, needs a --reason (but a deploy --dry-run,
+// which writes nothing), and on a refusal says what to type instead.
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { formatDurationMs, parseDurationMs } from '../../core/duration.js';
 import type { PlanState } from '../../core/flag-schema.js';
@@ -33,10 +33,12 @@ function parseDuration(text: string): number {
   return ms;
 }
 
-function withPlanAttribution(command: Command): Command {
-  return command
-    .option('--actor <name>', 'who does it, for the audit log (default: your OS user name)')
-    .requiredOption('--reason <text>', 'why, for the audit log (required)');
+// deploy checks --reason itself: a --dry-run writes nothing, so it needs none.
+function withPlanAttribution(command: Command, reason: 'required' | 'unless-dry-run' = 'required'): Command {
+  const withActor = command.option('--actor <name>', 'who does it, for the audit log (default: your OS user name)');
+  return reason === 'required'
+    ? withActor.requiredOption('--reason <text>', 'why, for the audit log (required)')
+    : withActor.option('--reason <text>', 'why, for the audit log (required unless --dry-run)');
 }
 
 function scheduleText(plan: PlanState, nowMs: number): string {
@@ -87,9 +89,13 @@ export function registerPlanCommands(program: Command, ctx: CommandContext): voi
           .option('--steps <list>', 'custom: the percentages, such as 0,20,50,100', parseSteps)
           .option('--step-duration <duration>', 'custom: how long each step is monitored, such as 6h', parseDuration)
           .option('--dry-run', 'show the schedule and write nothing'),
+        'unless-dry-run',
       ),
     ),
   ).action(async (flagKey: string, options: DeployOptions) => {
+    if (options.reason === undefined && options.dryRun !== true) {
+      throw usageError(`required option '--reason <text>' not specified: say why, for the audit log, such as --reason "release 42" (only --dry-run goes without)`);
+    }
     if (options.strategy !== 'custom' && (options.steps !== undefined || options.stepDuration !== undefined)) {
       throw usageError(`--steps and --step-duration go with --strategy custom; for ${options.strategy} drop them, or use --strategy custom --steps ${options.steps?.join(',') ?? '0,20,50,100'} --step-duration ${options.stepDuration !== undefined ? formatDurationMs(options.stepDuration) : '6h'}`);
     }

@@ -1,10 +1,10 @@
 // Our flags <-> flagd's flag-definition JSON (https://flagd.dev/schema/v0/flags.json). Export
 // materializes runtime state into what a flagd daemon serves; import maps exactly what our model
 // expresses and names everything else by flag, JSON path and reason. Pure: no I/O, no clock.
-import { BUCKET_TOTAL, percentageToWeight, weightToPercentage } from './bucketing.js';
-import { type JsonValue, canonicalJson, compileFlag } from './compile-flag.js';
-import { EMERGENCY_FLAGS, isEmergencyFlag } from './emergency.js';
-import { progressiveWeight } from './evaluate.js';
+import { BUCKET_TOTAL, percentageToWeight, weightToPercentage } from '../core/bucketing.js';
+import { type JsonValue, canonicalJson, compileFlag } from '../core/compile-flag.js';
+import { EMERGENCY_FLAGS, isEmergencyFlag } from '../core/emergency.js';
+import { progressiveWeight } from '../core/evaluate.js';
 import {
   type Condition,
   type FlagDefinition,
@@ -13,9 +13,9 @@ import {
   type TargetingRule,
   flagDefinitionSchema,
   guardSchema,
-} from './flag-schema.js';
-import { buildFlagSet } from './flag-set.js';
-import { type IssuePath, type ParsedFlags, describeIssue, formatIssuePath, toSchemaIssues } from './parse-flags.js';
+} from '../core/flag-schema.js';
+import { buildFlagSet } from '../core/flag-set.js';
+import { type IssuePath, type ParsedFlags, describeIssue, formatIssuePath, toSchemaIssues } from '../core/parse-flags.js';
 
 export const FLAGD_SCHEMA_URL = 'https://flagd.dev/schema/v0/flags.json';
 

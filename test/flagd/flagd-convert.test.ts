@@ -10,7 +10,7 @@ import { BUCKET_TOTAL, bucketFor, bucketOf, weightToPercentage } from '../../src
 import type { EvaluationContext, FlagValue } from '../../src/core/compile-flag.js';
 import type { FlagDefinition, FlagRuntimeState, FlagValueType } from '../../src/core/flag-schema.js';
 import { flagValueType } from '../../src/core/flag-schema.js';
-import { type FlagdDocument, describeConversionIssue, fromFlagdDocument, fromFlagdFlag, toFlagdDocument } from '../../src/core/flagd-convert.js';
+import { type FlagdDocument, describeConversionIssue, fromFlagdDocument, fromFlagdFlag, toFlagdDocument } from '../../src/flagd/flagd-convert.js';
 import { type ParsedFlags, parseFlagDocument } from '../../src/core/parse-flags.js';
 import { murmur3Utf8 } from '../../src/core/murmur3.js';
 import { RolloutProvider } from '../../src/provider/rollout-provider.js';
