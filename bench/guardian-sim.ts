@@ -11,6 +11,9 @@ import type { GuardPolicyInput } from '../src/core/flag-schema.js';
 import { MemoryFlagStore } from '../src/stores/memory-store.js';
 import { StoreWriter } from '../src/stores/store-writer.js';
 import type { Clock } from '../src/core/clock.js';
+import { PlanRunner, type PlanEvent } from '../src/deploy/plan-runner.js';
+import { PlanWriter } from '../src/deploy/plan-writer.js';
+import { planSteps } from '../src/deploy/plan.js';
 import { lognormal, mulberry32, poisson } from '../test/helpers/seeded-random.js';
 
 const SLOT_MS = 5_000;
@@ -429,6 +432,52 @@ function seconds(ms: number | undefined): string {
   return ms === undefined ? '-' : `${(ms / 1000).toFixed(0)}s`;
 }
 
+/**
+ * A custom plan on a quiet service: steps 10, 25, 50, 100% each held an hour, 0.5 req/s per
+ * cohort at 0.5% errors. Every step must advance within a minute of its hour.
+ */
+async function planOnTime(runs: number): Promise<{ runs: number; steps: number; onTime: number; lateMaxS: number; notes: string[] }> {
+  let steps = 0;
+  let onTime = 0;
+  let lateMaxS = 0;
+  const notes: string[] = [];
+  for (let run = 0; run < runs; run++) {
+    const random = mulberry32(seedOf('plan', run));
+    const startMs = Date.parse('2026-11-27T00:00:00Z');
+    const clock = new SimClock(startMs);
+    const registry = new CohortRegistry({ slotMs: SLOT_MS, slotCount: SLOT_COUNT });
+    const store = new MemoryFlagStore({ clock, flags: { checkout: { variants: { on: true, off: false }, defaultVariant: 'off', rollout: { variant: 'on' } } } });
+    const guardian = new RolloutGuardian({ source: store, writer: new StoreWriter(store, clock), registry, clock });
+    const runner = new PlanRunner({ store, judgments: guardian, clock });
+    const events: PlanEvent[] = [];
+    runner.onEvent((e) => events.push(e));
+    await new PlanWriter(store, clock).deploy('checkout', 'custom', planSteps('custom', { steps: [10, 25, 50, 100], stepDurationMs: HOUR }), { actor: 'sim', reason: 'plan on time' });
+    for (let t = 0; t < 3 * HOUR + 10 * MINUTE; t += 1000) {
+      for (const variant of ['on', 'off']) {
+        for (let i = poisson(random, 0.5); i > 0; i--) registry.record('checkout', variant, lognormal(random, 80, 0.6), random() < 0.005, startMs + t + Math.floor(random() * 1000));
+      }
+      if ((t + 1000) % SLOT_MS === 0) {
+        clock.ms = startMs + t + 1000;
+        await guardian.tick();
+        await runner.tick();
+      }
+    }
+    await guardian.shutdown();
+    await runner.shutdown();
+    let stepStart = startMs;
+    for (const e of events) {
+      steps++;
+      const lateS = (e.atMs - stepStart - HOUR) / 1000;
+      lateMaxS = Math.max(lateMaxS, lateS);
+      if (lateS <= 60) onTime++;
+      stepStart = e.atMs;
+    }
+    if (events.length < 3) notes.push(`run ${run}: ${runner.notes().get('checkout') ?? 'no note'}`);
+    steps += 3 - Math.min(3, events.length);
+  }
+  return { runs, steps, onTime, lateMaxS, notes };
+}
+
 async function main(): Promise<void> {
   const json = process.argv.includes('--json');
   const scaleArg = process.argv.find((a) => a.startsWith('--scale='));
@@ -467,6 +516,25 @@ async function main(): Promise<void> {
           `samples p50 ${String(quantile(r.samplesUsed, 0.5) ?? '-').padStart(5)} vs SPRT ${String(sprt ?? '-').padStart(4)}  (${(row.wallMs / 1000).toFixed(1)}s)\n` +
           `      expected: ${scenario.expectation}; first confident p50 ${seconds(quantile(r.confidentMs, 0.5))} p95 ${seconds(quantile(r.confidentMs, 0.95))}; oracle SPRT on the same requests p50 ${seconds(quantile(r.oracleMs, 0.5))} p95 ${seconds(quantile(r.oracleMs, 0.95))}; deciding checks ${JSON.stringify(r.decidingChecks)}\n`,
       );
+    }
+  }
+  if (onlyArg === undefined || 'plan'.includes(onlyArg) || onlyArg.includes('plan')) {
+    const started = performance.now();
+    const plan = await planOnTime(Math.max(1, Math.round(100 * scale)));
+    const row = {
+      scenario: 'custom plan, 1 h steps (10, 25, 50, 100%), 0.5 req/s per cohort, 0.5% errors',
+      runs: plan.runs,
+      stepsOnTime: plan.onTime,
+      steps: plan.steps,
+      latestAdvanceS: plan.lateMaxS,
+      expectation: 'every step advances within a minute of its hour',
+      pass: plan.onTime === plan.steps,
+      wallMs: Math.round(performance.now() - started),
+    };
+    rows.push(row as unknown as (typeof rows)[number]);
+    if (!json) {
+      process.stdout.write(`${row.pass ? 'PASS' : 'FAIL'}  ${row.scenario}  runs ${row.runs}  steps on time ${row.stepsOnTime}/${row.steps}, latest ${row.latestAdvanceS.toFixed(0)} s after its hour  (${(row.wallMs / 1000).toFixed(1)}s)\n      expected: ${row.expectation}\n`);
+      for (const note of plan.notes.slice(0, 5)) process.stdout.write(`      ${note}\n`);
     }
   }
   const summary = { slotMs: SLOT_MS, slotCount: SLOT_COUNT, policy: { ...policy }, sprtErrorRates: { alpha, beta: 0.01 }, scale, scenarios: rows, allPass: rows.every((r) => r.pass) };
