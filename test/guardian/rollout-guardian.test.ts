@@ -202,6 +202,33 @@ describe('RolloutGuardian judging in event time, per rollout', () => {
     expect([...r.registry.cohorts()].length).toBeLessThanOrEqual(2 + 64);
   });
 
+  it('judges every other flag, runs health checks and retries when one flag’s judgment fails', async () => {
+    const clock = new FakeClock(START);
+    const store = new MemoryFlagStore({ flags: { bad: checkout(), good: checkout() }, clock });
+    // A registry whose window for one flag is broken stands in for any fault in one flag's judgment.
+    class BrokenForOneFlag extends CohortRegistry {
+      override window(flagKey: string, variant: string) {
+        if (flagKey === 'bad') throw new TypeError('broken window');
+        return super.window(flagKey, variant);
+      }
+    }
+    const registry = new BrokenForOneFlag({ slotMs: SLOT_MS, slotCount: 72 });
+    const guardian = new RolloutGuardian({ source: store, writer: new StoreWriter(store, clock), registry, clock });
+    const errors: string[] = [];
+    guardian.addListener({ error: (e) => errors.push(e.message) });
+    let checks = 0;
+    guardian.addHealthCheck('ping', () => Promise.resolve(++checks > 0));
+    for (let s = 0; s < 330; s++) {
+      for (let i = 0; i < 10; i++) registry.record('good', 'on', 50, i === 0, clock.now() + i * 100);
+      clock.advance(1000);
+      if (clock.now() % SLOT_MS === 0) await guardian.tick();
+    }
+    expect(guardian.status().map((x) => x.flagKey)).toEqual([]);
+    expect((await store.load()).state.get('good')?.rollback).toBeDefined();
+    expect(checks).toBeGreaterThan(60);
+    expect(errors[0]).toBe('judging "bad" failed: broken window');
+  });
+
   it('counts late and future-dated outcomes instead of mixing them in', async () => {
     const r = rig({ checkout: checkout() });
     await r.run(60, 1, 0);
