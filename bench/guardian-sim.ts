@@ -199,6 +199,30 @@ function scenarios(scale: number): Scenario[] {
       pass: within(10 * MINUTE, 1),
     },
   );
+  out.push(
+    {
+      name: 'treatment P95 above 500 ms at 10 req/s',
+      runs: runs(300),
+      durationMs: onset + 20 * MINUTE,
+      healthy: healthy(steady(10)),
+      // Median 300 ms, sigma 0.6: P95 ~ 800 ms, 20% of requests slower than 500 ms.
+      fault: { onsetMs: onset, phase: failing(steady(10), { medianMs: 300 }) },
+      guard: {},
+      expectation: '>= 99% rolled back within 5m30s of onset',
+      pass: within(330_000, 0.99),
+    },
+    {
+      name: 'quiet 1 req/s, treatment 20% errors',
+      runs: runs(300),
+      durationMs: onset + 20 * MINUTE,
+      healthy: healthy(steady(1)),
+      fault: { onsetMs: onset, phase: failing(steady(1), { errorRate: 0.2 }) },
+      guard: {},
+      expectation: '>= 99% rolled back within 6m of onset',
+      sprt: { p0: 0.01, p1: 0.2 },
+      pass: within(360_000, 0.99),
+    },
+  );
   for (const traffic of ['constant', 'poisson'] as const) {
     out.push({
       name: `P99 only: slowest 2% at 3 s, 10 req/s, ${traffic}`,
