@@ -1,5 +1,5 @@
 // `serve`: one long-running process that keeps the flags, runs the guardian and the plans on
-// a store, receives OTLP/HTTP traces from a fleet, and serves /metrics, /healthz, /readyz and
+// a store, receives OTLP traces and logs from a fleet (see docs/pipelines.md), and serves /metrics, /healthz, /readyz and
 // /api/status (what `status` and `health` read). It stops cleanly: in-flight ticks finish
 // and every plan's state is already in the store.
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
@@ -17,7 +17,8 @@ import { systemClock } from '../stores/system-clock.js';
 import { GuardianTelemetry } from '../telemetry/guardian-telemetry.js';
 import { METER_NAME } from '../telemetry/names.js';
 import { metricsHandler } from '../telemetry/prometheus-endpoint.js';
-import { OtlpPayloadError, readOtlpTraces } from './otlp-receiver.js';
+import { OtlpIngest, type OtlpIngestOptions } from '../ingest/otlp-ingest.js';
+import { type OtlpHttpLimits, OtlpHttpReceiver } from './otlp-http-receiver.js';
 import { type ServerStatus, serverStatus } from './server-status.js';
 
 export interface RolloutServerOptions {
@@ -33,24 +34,8 @@ export interface RolloutServerOptions {
   readonly log?: (line: string) => void;
   /** Start the guardian's and the plans' timers (default true; tests tick by hand). */
   readonly autoTick?: boolean;
-}
-
-const MAX_BODY_BYTES = 8 * 1024 * 1024;
-
-function readBody(request: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    request.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY_BYTES) {
-        reject(new OtlpPayloadError(`body over ${MAX_BODY_BYTES} bytes`));
-        request.destroy();
-      } else chunks.push(chunk);
-    });
-    request.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    request.on('error', reject);
-  });
+  /** OTLP ingest: event-time limits, request kinds, join bounds, body limits. */
+  readonly ingest?: Omit<OtlpIngestOptions, 'sink' | 'clock'> & OtlpHttpLimits;
 }
 
 function send(response: ServerResponse, status: number, body: unknown): void {
@@ -63,6 +48,9 @@ export class RolloutServer {
   readonly processor: GuardianSpanProcessor;
   readonly guardian: RolloutGuardian;
   readonly plans: PlanRunner;
+  /** Where OTLP spans and log records become outcomes, over HTTP and gRPC alike. */
+  readonly ingest: OtlpIngest;
+  private readonly otlpHttp: OtlpHttpReceiver;
   private readonly store: FlagStore;
   private readonly clock: Clock;
   private readonly log: (line: string) => void;
@@ -82,11 +70,13 @@ export class RolloutServer {
     const slotMs = options.slotMs ?? 5_000;
     this.registry = new CohortRegistry({ slotMs, slotCount: options.slotCount ?? 72 });
     this.processor = new GuardianSpanProcessor({ registry: this.registry, clock: this.clock });
+    this.ingest = new OtlpIngest({ ...options.ingest, sink: this.registry, clock: this.clock });
+    this.otlpHttp = new OtlpHttpReceiver(this.ingest, options.ingest);
     this.guardian = new RolloutGuardian({ source: this.store, writer: new StoreWriter(this.store, this.clock), registry: this.registry, clock: this.clock, dryRun: options.dryRun });
     this.plans = new PlanRunner({ store: this.store, judgments: this.guardian, clock: this.clock, dryRun: options.dryRun });
     const exporter = new PrometheusExporter({ preventServerStart: true });
     this.meterProvider = new MeterProvider({ readers: [exporter] });
-    this.telemetry = new GuardianTelemetry({ meter: this.meterProvider.getMeter(METER_NAME), registry: this.registry, guardian: this.guardian, processorStats: () => this.processor.stats, clock: this.clock, plans: this.store });
+    this.telemetry = new GuardianTelemetry({ meter: this.meterProvider.getMeter(METER_NAME), registry: this.registry, guardian: this.guardian, processorStats: () => this.processor.stats, ingestStats: () => this.ingest.stats, clock: this.clock, plans: this.store });
     const metrics = metricsHandler(exporter);
     this.unwatch = this.store.watch((event) => this.onStoreEvent(event));
     this.guardian.addListener({
@@ -135,6 +125,7 @@ export class RolloutServer {
       guardian: this.guardian,
       plans: this.plans,
       processor: this.processor.stats,
+      ingest: this.ingest.stats,
       storeTrouble: this.storeTrouble,
       slotMs: this.registry.slotMs,
       ...this.recentOutcomes(),
@@ -179,7 +170,8 @@ export class RolloutServer {
 
   private async route(request: IncomingMessage, response: ServerResponse, metrics: (req: IncomingMessage, res: ServerResponse) => void): Promise<void> {
     const path = new URL(request.url ?? '/', 'http://localhost').pathname;
-    if (request.method === 'POST' && path === '/v1/traces') return this.receiveTraces(request, response);
+    if (request.method === 'POST' && path === '/v1/traces') return this.otlpHttp.handle('traces', request, response);
+    if (request.method === 'POST' && path === '/v1/logs') return this.otlpHttp.handle('logs', request, response);
     if (request.method !== 'GET' && request.method !== 'HEAD') return send(response, 405, { error: `${request.method ?? ''} is not served here` });
     switch (path) {
       case '/metrics':
@@ -197,23 +189,7 @@ export class RolloutServer {
       case '/api/status':
         return send(response, 200, await this.status());
       default:
-        return send(response, 404, { error: `no route ${path}; try /metrics, /healthz, /readyz, /api/status or POST /v1/traces` });
+        return send(response, 404, { error: `no route ${path}; try /metrics, /healthz, /readyz, /api/status, or POST /v1/traces and /v1/logs` });
     }
-  }
-
-  private async receiveTraces(request: IncomingMessage, response: ServerResponse): Promise<void> {
-    const type = (request.headers['content-type'] ?? '').split(';')[0]?.trim();
-    if (type !== 'application/json') {
-      return send(response, 415, { error: `content-type ${type || '(none)'} is not accepted; send OTLP/HTTP JSON (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/json)` });
-    }
-    let spans;
-    try {
-      spans = readOtlpTraces(await readBody(request));
-    } catch (err) {
-      if (err instanceof OtlpPayloadError) return send(response, 400, { error: err.message });
-      throw err;
-    }
-    for (const span of spans) this.processor.onEnd(span);
-    send(response, 200, {});
   }
 }

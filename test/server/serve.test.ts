@@ -36,11 +36,12 @@ describe('rollout-guardian serve', () => {
       try {
         expect(await (await fetch(`${server.url}/readyz`)).text()).toBe('ready\n');
         const request = (variant: 'on' | 'off', failed: boolean) => {
-          const root = tracer.startSpan('GET /checkout', { kind: SpanKind.SERVER });
+          // Stamped on the guardian's clock: outcomes count at their span's end time.
+          const root = tracer.startSpan('GET /checkout', { kind: SpanKind.SERVER, startTime: clock.now() - 20 });
           root.addEvent('feature_flag.evaluation', { 'feature_flag.key': 'checkout', 'feature_flag.result.variant': variant });
           root.setAttribute('http.response.status_code', failed ? 503 : 200);
           if (failed) root.setStatus({ code: SpanStatusCode.ERROR });
-          root.end();
+          root.end(clock.now());
         };
         for (let second = 0; second < 60; second++) {
           const failing = second >= 20;
@@ -56,9 +57,9 @@ describe('rollout-guardian serve', () => {
         expect(state.flags.checkout?.rollback?.actor).toBe('rollout-guardian');
         const metrics = await (await fetch(`${server.url}/metrics`)).text();
         expect(metrics).toMatch(new RegExp(`^${PROMETHEUS_NAMES.rollbacks}\\{feature_flag_key="checkout"[^}]*\\} 1$`, 'm'));
-        const status = (await (await fetch(`${server.url}/api/status`)).json()) as { flags: { flag: string; rolledBack: boolean; percentage: number }[]; spans: { recordedOutcomes: number } };
+        const status = (await (await fetch(`${server.url}/api/status`)).json()) as { flags: { flag: string; rolledBack: boolean; percentage: number }[]; ingest: { recordedOutcomes: number } };
         expect(status.flags.find((f) => f.flag === 'checkout')).toMatchObject({ rolledBack: true, percentage: 0 });
-        expect(status.spans.recordedOutcomes).toBe(1200);
+        expect(status.ingest.recordedOutcomes).toBe(1200);
       } finally {
         await provider.shutdown();
         await server.close();
@@ -76,13 +77,13 @@ describe('rollout-guardian serve', () => {
         const post = (body: string, type = 'application/json') => fetch(`${server.url}/v1/traces`, { method: 'POST', body, headers: { 'content-type': type } });
         const notJson = await post('{"resourceSpans": [');
         expect(notJson.status).toBe(400);
-        expect(((await notJson.json()) as { error: string }).error).toMatch(/^not JSON/);
-        const wrongShape = await post(JSON.stringify({ resourceSpans: [{ scopeSpans: [{ spans: [{ traceId: 'a', spanId: 'b', startTimeUnixNano: 'soon', endTimeUnixNano: '2' }] }] }] }));
+        expect(((await notJson.json()) as { message: string }).message).toMatch(/^not JSON/);
+        const wrongShape = await post(JSON.stringify({ resourceSpans: [{ scopeSpans: [{ spans: [{ traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331', startTimeUnixNano: 'soon', endTimeUnixNano: '2' }] }] }] }));
         expect(wrongShape.status).toBe(400);
-        expect(((await wrongShape.json()) as { error: string }).error).toContain('startTimeUnixNano');
-        const protobuf = await post('x', 'application/x-protobuf');
-        expect(protobuf.status).toBe(415);
-        expect(((await protobuf.json()) as { error: string }).error).toContain('OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/json');
+        expect(((await wrongShape.json()) as { message: string }).message).toContain('startTimeUnixNano');
+        const text = await post('x', 'text/plain');
+        expect(text.status).toBe(415);
+        expect(((await text.json()) as { message: string }).message).toContain('send application/x-protobuf or application/json');
         expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
         expect((await fetch(`${server.url}/nowhere`)).status).toBe(404);
       } finally {

@@ -1,0 +1,391 @@
+// OTLP protobuf export requests (traces and logs) decoded by hand: only the fields the
+// guardian needs are read, everything else is skipped by length without being parsed, and
+// spans and log records land in reused structs, so a span costs no allocation beyond its ids.
+import { ProtoError, ProtoReader, WIRE_FIXED32, WIRE_FIXED64, WIRE_LENGTH, WIRE_VARINT } from './proto-reader.js';
+import {
+  addExposure,
+  type DecodedLogRecord,
+  type DecodedSpan,
+  EVALUATION_EVENT_NAMES,
+  KEY_EVENT_NAME,
+  KEY_FLAG,
+  KEY_HTTP_STATUS,
+  KEY_NONE,
+  KEY_VARIANT,
+  MAX_EXPOSURES_PER_SPAN,
+  newDecodedLogRecord,
+  newDecodedSpan,
+  OtlpPayloadError,
+  WANTED_KEYS,
+} from './otlp-records.js';
+import { EVENT_FEATURE_FLAG_EVALUATION } from '../telemetry/names.js';
+
+const WANTED = WANTED_KEYS.map(([key, id]) => [Buffer.from(key, 'utf8'), id] as const);
+const EVENT_NAMES = EVALUATION_EVENT_NAMES.map((name) => Buffer.from(name, 'utf8'));
+const EVALUATION_EVENT = Buffer.from(EVENT_FEATURE_FLAG_EVALUATION, 'utf8');
+// Wanted keys differ in length or first differing byte; a length table rejects most keys in one compare.
+const WANTED_LENGTHS = new Set(WANTED.map(([key]) => key.length));
+
+const tag = (field: number, wire: number) => field * 8 + wire;
+
+/** Reused growable arrays of decoded structs: a batch keeps its objects between requests. */
+export class DecodedBatch {
+  readonly spans: DecodedSpan[] = [];
+  spanCount = 0;
+  readonly logs: DecodedLogRecord[] = [];
+  logCount = 0;
+
+  reset(): void {
+    this.spanCount = 0;
+    this.logCount = 0;
+  }
+
+  nextSpan(): DecodedSpan {
+    let span = this.spans[this.spanCount];
+    if (span === undefined) {
+      span = newDecodedSpan();
+      this.spans.push(span);
+    }
+    this.spanCount++;
+    span.traceId = '';
+    span.spanId = '';
+    span.parentSpanId = '';
+    span.kind = 0;
+    span.flags = 0;
+    span.statusCode = 0;
+    span.httpStatus = 0;
+    span.endTimeMs = 0;
+    span.durationMs = 0;
+    span.exposures.size = 0;
+    span.unattributable = 0;
+    return span;
+  }
+
+  nextLog(): DecodedLogRecord {
+    let record = this.logs[this.logCount];
+    if (record === undefined) {
+      record = newDecodedLogRecord();
+      this.logs.push(record);
+    }
+    this.logCount++;
+    record.timeMs = 0;
+    record.traceId = '';
+    record.spanId = '';
+    record.isEvaluation = false;
+    record.flagKey = undefined;
+    record.variant = undefined;
+    return record;
+  }
+}
+
+/** The scalar an AnyValue holds, in the reader's scratch: a string, or a number (NaN if none). */
+interface Scalar {
+  text: string | undefined;
+  number: number;
+}
+
+function keyId(r: ProtoReader, start: number, end: number): number {
+  if (!WANTED_LENGTHS.has(end - start)) return KEY_NONE;
+  for (const [key, id] of WANTED) if (r.equals(start, end, key)) return id;
+  return KEY_NONE;
+}
+
+function readAnyValue(r: ProtoReader, end: number, out: Scalar): void {
+  out.text = undefined;
+  out.number = Number.NaN;
+  while (r.pos < end) {
+    const t = r.tag();
+    switch (t) {
+      case tag(1, WIRE_LENGTH): {
+        const e = r.lengthEnd();
+        out.text = r.utf8(r.pos, e);
+        r.pos = e;
+        break;
+      }
+      case tag(3, WIRE_VARINT):
+        out.number = r.varint();
+        break;
+      case tag(4, WIRE_FIXED64):
+        out.number = r.double();
+        break;
+      default:
+        // bool, arrays, kvlists and bytes are skipped whole: no recursion into nested values.
+        r.skip(t & 7);
+    }
+  }
+}
+
+/**
+ * Reads one KeyValue; returns the key's id (KEY_NONE for keys not wanted, whose value is
+ * skipped unread) with its scalar in `out`.
+ */
+function readKeyValue(r: ProtoReader, end: number, out: Scalar): number {
+  let id = KEY_NONE;
+  out.text = undefined;
+  out.number = Number.NaN;
+  while (r.pos < end) {
+    const t = r.tag();
+    if (t === tag(1, WIRE_LENGTH)) {
+      const e = r.lengthEnd();
+      id = keyId(r, r.pos, e);
+      r.pos = e;
+    } else if (t === tag(2, WIRE_LENGTH) && id !== KEY_NONE) {
+      const e = r.lengthEnd();
+      const saved = r.end;
+      r.end = e;
+      readAnyValue(r, e, out);
+      r.end = saved;
+      r.pos = e;
+    } else {
+      r.skip(t & 7);
+    }
+  }
+  return id;
+}
+
+/** Per-decoder scratch, so decoding allocates nothing per attribute. */
+class SpanScratch implements Scalar {
+  text: string | undefined = undefined;
+  number = Number.NaN;
+  readonly times = new Float64Array(4);
+}
+
+function httpStatusOf(value: Scalar): number {
+  if (!Number.isNaN(value.number)) return value.number;
+  if (value.text !== undefined) {
+    const n = Number(value.text);
+    return Number.isInteger(n) ? n : 0;
+  }
+  return 0;
+}
+
+function readEvent(r: ProtoReader, end: number, span: DecodedSpan, s: SpanScratch): boolean {
+  let isEvaluation = false;
+  let flagKey: string | undefined;
+  let variant: string | undefined;
+  while (r.pos < end) {
+    const t = r.tag();
+    if (t === tag(2, WIRE_LENGTH)) {
+      const e = r.lengthEnd();
+      for (const name of EVENT_NAMES) if (r.equals(r.pos, e, name)) isEvaluation = true;
+      r.pos = e;
+    } else if (t === tag(3, WIRE_LENGTH)) {
+      const e = r.lengthEnd();
+      const saved = r.end;
+      r.end = e;
+      const id = readKeyValue(r, e, s);
+      r.end = saved;
+      r.pos = e;
+      if (id === KEY_FLAG) flagKey = s.text;
+      else if (id === KEY_VARIANT) variant = s.text;
+    } else {
+      r.skip(t & 7);
+    }
+  }
+  if (!isEvaluation || flagKey === undefined) return false;
+  if (variant === undefined) span.unattributable++;
+  else if (!addExposure(span.exposures, flagKey, variant, MAX_EXPOSURES_PER_SPAN)) span.unattributable++;
+  return true;
+}
+
+function readSpan(r: ProtoReader, end: number, span: DecodedSpan, s: SpanScratch): void {
+  const times = s.times;
+  times.fill(0);
+  let attrFlag: string | undefined;
+  let attrVariant: string | undefined;
+  let fromEvents = false;
+  while (r.pos < end) {
+    const t = r.tag();
+    switch (t) {
+      case tag(1, WIRE_LENGTH): {
+        const e = r.lengthEnd();
+        span.traceId = r.hex(r.pos, e);
+        r.pos = e;
+        break;
+      }
+      case tag(2, WIRE_LENGTH): {
+        const e = r.lengthEnd();
+        span.spanId = r.hex(r.pos, e);
+        r.pos = e;
+        break;
+      }
+      case tag(4, WIRE_LENGTH): {
+        const e = r.lengthEnd();
+        span.parentSpanId = e > r.pos ? r.hex(r.pos, e) : '';
+        r.pos = e;
+        break;
+      }
+      case tag(6, WIRE_VARINT):
+        span.kind = r.varint();
+        break;
+      case tag(7, WIRE_FIXED64):
+        r.fixed64Halves(times, 0);
+        break;
+      case tag(8, WIRE_FIXED64):
+        r.fixed64Halves(times, 2);
+        break;
+      case tag(9, WIRE_LENGTH): {
+        const e = r.lengthEnd();
+        const saved = r.end;
+        r.end = e;
+        const id = readKeyValue(r, e, s);
+        r.end = saved;
+        r.pos = e;
+        if (id === KEY_FLAG) attrFlag = s.text;
+        else if (id === KEY_VARIANT) attrVariant = s.text;
+        else if (id === KEY_HTTP_STATUS) span.httpStatus = httpStatusOf(s);
+        break;
+      }
+      case tag(11, WIRE_LENGTH): {
+        const e = r.lengthEnd();
+        const saved = r.end;
+        r.end = e;
+        if (readEvent(r, e, span, s)) fromEvents = true;
+        r.end = saved;
+        r.pos = e;
+        break;
+      }
+      case tag(15, WIRE_LENGTH): {
+        const e = r.lengthEnd();
+        while (r.pos < e) {
+          const st = r.tag();
+          if (st === tag(3, WIRE_VARINT)) span.statusCode = r.varint();
+          else {
+            const saved = r.end;
+            r.end = e;
+            r.skip(st & 7);
+            r.end = saved;
+          }
+        }
+        r.pos = e;
+        break;
+      }
+      case tag(16, WIRE_FIXED32):
+        span.flags = r.fixed32();
+        break;
+      default:
+        r.skip(t & 7);
+    }
+  }
+  if (span.traceId.length !== 32 || span.spanId.length !== 16) {
+    throw new OtlpPayloadError(`span ${span.spanId || '(no span_id)'}: trace_id must be 16 bytes and span_id 8 bytes`);
+  }
+  if (/^0+$/.test(span.parentSpanId)) span.parentSpanId = '';
+  // Exact nanosecond difference from the halves; the end time itself needs only ms precision.
+  const durationNs = (times[2]! - times[0]!) * 4294967296 + (times[3]! - times[1]!);
+  span.durationMs = durationNs > 0 ? durationNs / 1e6 : 0;
+  span.endTimeMs = (times[2]! * 4294967296 + times[3]!) / 1e6;
+  if (!fromEvents && attrFlag !== undefined) {
+    if (attrVariant === undefined) span.unattributable++;
+    else addExposure(span.exposures, attrFlag, attrVariant, MAX_EXPOSURES_PER_SPAN);
+  }
+}
+
+function wrap(err: unknown): never {
+  if (err instanceof ProtoError) throw new OtlpPayloadError(`not an OTLP protobuf export request: ${err.message}`);
+  if (err instanceof OtlpPayloadError) throw err;
+  throw new OtlpPayloadError(`not an OTLP protobuf export request: ${String(err)}`);
+}
+
+/** Descends into each length-delimited `field` of the message [r.pos, end) and calls `each`. */
+function forEachMessage(r: ProtoReader, end: number, field: number, each: (r: ProtoReader, end: number) => void): void {
+  const wanted = tag(field, WIRE_LENGTH);
+  while (r.pos < end) {
+    const t = r.tag();
+    if (t !== wanted) {
+      r.skip(t & 7);
+      continue;
+    }
+    const e = r.lengthEnd();
+    const saved = r.end;
+    r.end = e;
+    each(r, e);
+    r.end = saved;
+    r.pos = e;
+  }
+}
+
+/** Decodes a protobuf OTLP trace export decoder with a reused reader and scratch. */
+export class OtlpProtoDecoder {
+  private readonly scratch = new SpanScratch();
+  private batch: DecodedBatch = new DecodedBatch();
+  private readonly onSpan = (r: ProtoReader, end: number) => readSpan(r, end, this.batch.nextSpan(), this.scratch);
+  private readonly onScopeSpans = (r: ProtoReader, end: number) => forEachMessage(r, end, 2, this.onSpan);
+  private readonly onResourceSpans = (r: ProtoReader, end: number) => forEachMessage(r, end, 2, this.onScopeSpans);
+  private readonly onLog = (r: ProtoReader, end: number) => this.readLog(r, end, this.batch.nextLog());
+  private readonly onScopeLogs = (r: ProtoReader, end: number) => forEachMessage(r, end, 2, this.onLog);
+  private readonly onResourceLogs = (r: ProtoReader, end: number) => forEachMessage(r, end, 2, this.onScopeLogs);
+
+  /** The spans of an ExportTraceServiceRequest, appended to `batch`; throws OtlpPayloadError. */
+  decodeTraces(body: Buffer, batch: DecodedBatch): void {
+    this.batch = batch;
+    try {
+      const r = new ProtoReader(body);
+      forEachMessage(r, body.length, 1, this.onResourceSpans);
+    } catch (err) {
+      wrap(err);
+    }
+  }
+
+  /** The log records of an ExportLogsServiceRequest, appended to `batch`; throws OtlpPayloadError. */
+  decodeLogs(body: Buffer, batch: DecodedBatch): void {
+    this.batch = batch;
+    try {
+      const r = new ProtoReader(body);
+      forEachMessage(r, body.length, 1, this.onResourceLogs);
+    } catch (err) {
+      wrap(err);
+    }
+  }
+
+  private readLog(r: ProtoReader, end: number, record: DecodedLogRecord): void {
+    const s = this.scratch;
+    let time = 0;
+    let observed = 0;
+    while (r.pos < end) {
+      const t = r.tag();
+      switch (t) {
+        case tag(1, WIRE_FIXED64):
+          time = r.fixed64();
+          break;
+        case tag(11, WIRE_FIXED64):
+          observed = r.fixed64();
+          break;
+        case tag(6, WIRE_LENGTH): {
+          const e = r.lengthEnd();
+          const saved = r.end;
+          r.end = e;
+          const id = readKeyValue(r, e, s);
+          r.end = saved;
+          r.pos = e;
+          if (id === KEY_FLAG) record.flagKey = s.text;
+          else if (id === KEY_VARIANT) record.variant = s.text;
+          else if (id === KEY_EVENT_NAME && s.text === EVENT_FEATURE_FLAG_EVALUATION) record.isEvaluation = true;
+          break;
+        }
+        case tag(9, WIRE_LENGTH): {
+          const e = r.lengthEnd();
+          record.traceId = e > r.pos ? r.hex(r.pos, e) : '';
+          r.pos = e;
+          break;
+        }
+        case tag(10, WIRE_LENGTH): {
+          const e = r.lengthEnd();
+          record.spanId = e > r.pos ? r.hex(r.pos, e) : '';
+          r.pos = e;
+          break;
+        }
+        case tag(12, WIRE_LENGTH): {
+          const e = r.lengthEnd();
+          if (r.equals(r.pos, e, EVALUATION_EVENT)) record.isEvaluation = true;
+          r.pos = e;
+          break;
+        }
+        default:
+          r.skip(t & 7);
+      }
+    }
+    if (/^0*$/.test(record.traceId)) record.traceId = '';
+    record.timeMs = (time !== 0 ? time : observed) / 1e6;
+  }
+}
