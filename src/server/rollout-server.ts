@@ -50,7 +50,8 @@ export class RolloutServer {
   readonly plans: PlanRunner;
   /** Where OTLP spans and log records become outcomes, over HTTP and gRPC alike. */
   readonly ingest: OtlpIngest;
-  private readonly otlpHttp: OtlpHttpReceiver;
+  /** OTLP/HTTP routes; its bodyBytesInFlight shows the body budget in use. */
+  readonly otlpHttp: OtlpHttpReceiver;
   private readonly store: FlagStore;
   private readonly clock: Clock;
   private readonly log: (line: string) => void;
