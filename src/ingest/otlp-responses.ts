@@ -57,4 +57,4 @@ export function statusJson(code: number, message: string): string {
 }
 
 /** gRPC status codes for the HTTP refusals (google.rpc.Code). */
-export const GRPC_CODE = { invalidArgument: 3, resourceExhausted: 8, unauthenticated: 16, unavailable: 14, unimplemented: 12 } as const;
+export const GRPC_CODE = { invalidArgument: 3, resourceExhausted: 8, unauthenticated: 16, permissionDenied: 7, unavailable: 14, unimplemented: 12 } as const;

@@ -21,7 +21,7 @@ export interface OtlpHttpLimits {
 const PROTOBUF = 'application/x-protobuf';
 const JSON_TYPE = 'application/json';
 
-const HTTP_TO_GRPC: Record<number, number> = { 400: GRPC_CODE.invalidArgument, 401: GRPC_CODE.unauthenticated, 413: GRPC_CODE.resourceExhausted, 415: GRPC_CODE.unimplemented, 503: GRPC_CODE.unavailable };
+const HTTP_TO_GRPC: Record<number, number> = { 400: GRPC_CODE.invalidArgument, 401: GRPC_CODE.unauthenticated, 403: GRPC_CODE.permissionDenied, 413: GRPC_CODE.resourceExhausted, 415: GRPC_CODE.unimplemented, 503: GRPC_CODE.unavailable };
 
 export class OtlpHttpReceiver {
   readonly maxBodyBytes: number;

@@ -12,6 +12,8 @@ import { OTLPLogExporter as OTLPLogExporterHttp } from '@opentelemetry/exporter-
 import { OTLPLogExporter as OTLPLogExporterProto } from '@opentelemetry/exporter-logs-otlp-proto';
 import { OTLPTraceExporter as OTLPTraceExporterHttp } from '@opentelemetry/exporter-trace-otlp-http';
 import { OTLPTraceExporter as OTLPTraceExporterProto } from '@opentelemetry/exporter-trace-otlp-proto';
+import { OTLPTraceExporter as OTLPTraceExporterGrpc } from '@opentelemetry/exporter-trace-otlp-grpc';
+import { OTLPLogExporter as OTLPLogExporterGrpc } from '@opentelemetry/exporter-logs-otlp-grpc';
 import { CompressionAlgorithm } from '@opentelemetry/otlp-exporter-base';
 import { LoggerProvider, SimpleLogRecordProcessor } from '@opentelemetry/sdk-logs';
 import { NodeSDK } from '@opentelemetry/sdk-node';
@@ -28,7 +30,7 @@ import { FakeClock } from '../helpers/fake-clock.js';
 const FLAGS = { checkout: { variants: { on: true, off: false }, defaultVariant: 'off', rollout: { variant: 'on', percentage: 50 } } } as const;
 
 async function startServer(options: Partial<RolloutServerOptions> = {}): Promise<RolloutServer> {
-  return RolloutServer.start({ store: new MemoryFlagStore({ flags: FLAGS }), port: 0, autoTick: false, ...options });
+  return RolloutServer.start({ store: new MemoryFlagStore({ flags: FLAGS }), port: 0, grpcPort: 0, autoTick: false, ...options });
 }
 
 async function ingestStats(server: RolloutServer): Promise<OtlpIngestStats> {
@@ -103,6 +105,8 @@ describe('OTLP ingest from the official exporters at their defaults', () => {
     ['http/protobuf with gzip', () => new OTLPTraceExporterProto({ url: `${server.url}/v1/traces`, compression: CompressionAlgorithm.GZIP })],
     ['http/json', () => new OTLPTraceExporterHttp({ url: `${server.url}/v1/traces` })],
     ['http/json with gzip', () => new OTLPTraceExporterHttp({ url: `${server.url}/v1/traces`, compression: CompressionAlgorithm.GZIP })],
+    ['grpc', () => new OTLPTraceExporterGrpc({ url: `http://127.0.0.1:${String(server.grpcPort)}` })],
+    ['grpc with gzip', () => new OTLPTraceExporterGrpc({ url: `http://127.0.0.1:${String(server.grpcPort)}`, compression: CompressionAlgorithm.GZIP })],
   ];
   for (const [name, exporter] of clients) {
     it(`counts every request sent over ${name}`, async () => {
@@ -124,16 +128,21 @@ describe('attribution from what real producers send', () => {
     await server.close();
   });
 
-  it("joins OpenFeature EventHook log records (Logs API) to their request span, over protobuf and JSON logs exporters, whichever arrives first", async () => {
+  it('joins OpenFeature EventHook log records (Logs API) to their request span, over the protobuf, JSON and gRPC logs exporters, whichever arrives first', async () => {
     const contextManager = new AsyncLocalStorageContextManager().enable();
     context.setGlobalContextManager(contextManager);
     const spanExporter = new OTLPTraceExporterProto({ url: `${server.url}/v1/traces` });
     const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spanExporter)] });
     const tracer = tracerProvider.getTracer('shop');
-    for (const [index, logExporter] of [new OTLPLogExporterProto({ url: `${server.url}/v1/logs` }), new OTLPLogExporterHttp({ url: `${server.url}/v1/logs`, compression: CompressionAlgorithm.GZIP })].entries()) {
+    const logExporters = [
+      new OTLPLogExporterProto({ url: `${server.url}/v1/logs` }),
+      new OTLPLogExporterHttp({ url: `${server.url}/v1/logs`, compression: CompressionAlgorithm.GZIP }),
+      new OTLPLogExporterGrpc({ url: `http://127.0.0.1:${String(server.grpcPort)}`, compression: CompressionAlgorithm.GZIP }),
+    ];
+    for (const [index, logExporter] of logExporters.entries()) {
       const loggerProvider = new LoggerProvider({ processors: [new SimpleLogRecordProcessor({ exporter: logExporter })] });
       logs.setGlobalLoggerProvider(loggerProvider);
-      await OpenFeature.setProviderAndWait(new InMemoryProvider({ checkout: { variants: { on: true, off: false }, defaultVariant: index === 0 ? 'on' : 'off', disabled: false } }));
+      await OpenFeature.setProviderAndWait(new InMemoryProvider({ checkout: { variants: { on: true, off: false }, defaultVariant: index === 1 ? 'off' : 'on', disabled: false } }));
       OpenFeature.clearHooks();
       OpenFeature.addHooks(new EventHook());
       const client = OpenFeature.getClient();
@@ -155,8 +164,8 @@ describe('attribution from what real producers send', () => {
     await OpenFeature.close();
     context.disable();
     const stats = await ingestStats(server);
-    expect(stats).toMatchObject({ spans: 20, logRecords: 20, requests: 20, recordedOutcomes: 20, unattributable: 0 });
-    expect(cohortCount(server, 'on').count).toBe(10);
+    expect(stats).toMatchObject({ spans: 30, logRecords: 30, requests: 30, recordedOutcomes: 30, unattributable: 0 });
+    expect(cohortCount(server, 'on').count).toBe(20);
     expect(cohortCount(server, 'off').count).toBe(10);
   });
 

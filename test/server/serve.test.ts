@@ -95,7 +95,7 @@ describe('rollout-guardian serve', () => {
   it('runs as the real binary and stops cleanly on SIGTERM', async () => {
     await withTempDir(async (dir) => {
       await writeFile(join(dir, 'flags.yaml'), FLAGS);
-      const child = spawn(process.execPath, [new URL('../../dist/cli/main.js', import.meta.url).pathname, 'serve', '--port', '0', '--store', join(dir, 'flags.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [new URL('../../dist/cli/main.js', import.meta.url).pathname, 'serve', '--port', '0', '--grpc-port', '0', '--store', join(dir, 'flags.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       child.stdout.setEncoding('utf8');
       const url = await new Promise<string>((resolve, reject) => {
