@@ -3,7 +3,12 @@
 // NodeSDK configured only by OTEL_* variables, and OpenFeature's own OpenTelemetry hooks on
 // the SDK's InMemoryProvider. Beside them, hand-made payloads for what no exporter sends:
 // malformed, oversized, compressed bombs, deeply nested values, late and future-dated data.
+import { execFileSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
+import { get as httpsGet } from 'node:https';
+import { join } from 'node:path';
+import { credentials as grpcCredentials, Metadata } from '@grpc/grpc-js';
 import { gzipSync } from 'node:zlib';
 import { context, propagation, ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
 import { logs } from '@opentelemetry/api-logs';
@@ -25,7 +30,9 @@ import type { OtlpIngestStats } from '../../src/ingest/otlp-ingest.js';
 import { RolloutServer, type RolloutServerOptions } from '../../src/server/rollout-server.js';
 import { MemoryFlagStore } from '../../src/stores/memory-store.js';
 import { PROMETHEUS_NAMES } from '../../src/telemetry/names.js';
+import { BearerAuth } from '../../src/server/bearer-auth.js';
 import { FakeClock } from '../helpers/fake-clock.js';
+import { withTempDir } from '../helpers/temp-dir.js';
 
 const FLAGS = { checkout: { variants: { on: true, off: false }, defaultVariant: 'off', rollout: { variant: 'on', percentage: 50 } } } as const;
 
@@ -65,8 +72,11 @@ async function sendRequests(exporter: SpanExporter, count: number, variant = 'on
     root.setAttribute('http.response.status_code', 200);
     root.end();
   }
-  await provider.forceFlush();
-  await provider.shutdown();
+  try {
+    await provider.forceFlush();
+  } finally {
+    await provider.shutdown();
+  }
 }
 
 const hex = (n: number, width: number) => n.toString(16).padStart(width, '0');
@@ -328,20 +338,96 @@ describe('refusals: counted by reason, answered in the request content type, not
   });
 });
 
+const TOKEN = 'ingest-and-read-token-0123456789';
+const READ_ONLY = 'read-only-token-0123456789abcdef';
+
+describe('authentication and TLS', () => {
+  it('refuses unauthenticated OTLP (HTTP and gRPC) and private routes with 401, counted, changing nothing; tokens from the file grant their roles', async () => {
+    const server = await startServer({ auth: BearerAuth.parse(`# tokens\n${TOKEN}\n${READ_ONLY} read\n`, 'tokens.txt') });
+    try {
+      const span = traces([jsonSpan(1, Date.now())]);
+      const anonymous = await post(server, '/v1/traces', span);
+      expect(anonymous.status).toBe(401);
+      expect(anonymous.headers.get('www-authenticate')).toBe('Bearer');
+      expect(((await anonymous.json()) as { message: string }).message).toContain('OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20TOKEN');
+      expect((await post(server, '/v1/traces', span, { 'content-type': 'application/json', authorization: 'Bearer not-the-token-at-all-0000' })).status).toBe(401);
+      expect((await post(server, '/v1/logs', span, { 'content-type': 'application/json', authorization: `Bearer ${READ_ONLY}` })).status).toBe(403);
+      await expect(sendRequests(new OTLPTraceExporterGrpc({ url: `http://127.0.0.1:${String(server.grpcPort)}` }), 3)).rejects.toThrow();
+      expect((await fetch(`${server.url}/api/status`)).status).toBe(401);
+      expect((await fetch(`${server.url}/metrics`)).status).toBe(401);
+      expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+      expect((await fetch(`${server.url}/readyz`)).status).toBe(200);
+      const read = { authorization: `Bearer ${READ_ONLY}` };
+      const before = ((await (await fetch(`${server.url}/api/status`, { headers: read })).json()) as { ingest: OtlpIngestStats }).ingest;
+      expect(before).toMatchObject({ spans: 0, recordedOutcomes: 0, refusedRequests: { unauthenticated: 4 } });
+
+      const metadata = new Metadata();
+      metadata.set('authorization', `Bearer ${TOKEN}`);
+      await sendRequests(new OTLPTraceExporterGrpc({ url: `http://127.0.0.1:${String(server.grpcPort)}`, metadata }), 3);
+      await sendRequests(new OTLPTraceExporterProto({ url: `${server.url}/v1/traces`, headers: { authorization: `Bearer ${TOKEN}` } }), 2);
+      const after = ((await (await fetch(`${server.url}/api/status`, { headers: read })).json()) as { ingest: OtlpIngestStats }).ingest;
+      expect(after).toMatchObject({ spans: 10, recordedOutcomes: 5 });
+      const text = await (await fetch(`${server.url}/metrics`, { headers: read })).text();
+      expect(metric(text, PROMETHEUS_NAMES.ingestRefusedRequests, 'reason="unauthenticated"')).toBe(4);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('without a token listens on 127.0.0.1 only, whatever host it is given, and says so', async () => {
+    const lines: string[] = [];
+    const server = await startServer({ host: '0.0.0.0', log: (line) => lines.push(line) });
+    try {
+      expect(server.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      expect(lines.join('\n')).toContain('no token configured: listening on 127.0.0.1 only, not 0.0.0.0');
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('serves HTTP and gRPC over TLS with a certificate and key from files', async () => {
+    await withTempDir(async (dir) => {
+      const key = join(dir, 'key.pem');
+      const cert = join(dir, 'cert.pem');
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
+      const tls = { key: await readFile(key), cert: await readFile(cert) };
+      const server = await startServer({ tls, auth: new BearerAuth([{ token: TOKEN }]) });
+      try {
+        expect(server.url).toMatch(/^https:/);
+        await sendRequests(new OTLPTraceExporterProto({ url: `${server.url}/v1/traces`, headers: { authorization: `Bearer ${TOKEN}` }, httpAgentOptions: { ca: tls.cert } }), 2);
+        const metadata = new Metadata();
+        metadata.set('authorization', `Bearer ${TOKEN}`);
+        await sendRequests(new OTLPTraceExporterGrpc({ url: `https://127.0.0.1:${String(server.grpcPort)}`, credentials: grpcCredentials.createSsl(tls.cert), metadata }), 3);
+        const status = await new Promise<string>((resolve, reject) => {
+          httpsGet(`${server.url}/api/status`, { ca: tls.cert, headers: { authorization: `Bearer ${TOKEN}` } }, (res) => {
+            let body = '';
+            res.setEncoding('utf8');
+            res.on('data', (chunk: string) => (body += chunk));
+            res.on('end', () => resolve(body));
+          }).on('error', reject);
+        });
+        expect((JSON.parse(status) as { ingest: OtlpIngestStats }).ingest).toMatchObject({ spans: 10, recordedOutcomes: 5 });
+      } finally {
+        await server.close();
+      }
+    });
+  });
+});
+
 // Last: the NodeSDK registers global providers, and OpenFeature's SpanHook binds its tracer to
 // the global one when first used, so the SpanHook test above must run before this.
 describe('the NodeSDK as an application configures it', () => {
   let server: RolloutServer;
   beforeEach(async () => {
-    server = await startServer();
+    server = await startServer({ auth: new BearerAuth([{ token: TOKEN }]) });
   });
   afterEach(async () => {
     await server.close();
   });
 
-  it('hears the NodeSDK configured only by OTEL_* variables (http/protobuf by default)', async () => {
+  it('hears the NodeSDK configured only by OTEL_* variables (http/protobuf by default), its token in OTEL_EXPORTER_OTLP_HEADERS', async () => {
     const saved = { ...process.env };
-    Object.assign(process.env, { OTEL_EXPORTER_OTLP_ENDPOINT: server.url, OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none', OTEL_SERVICE_NAME: 'shop', OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip' });
+    Object.assign(process.env, { OTEL_EXPORTER_OTLP_ENDPOINT: server.url, OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none', OTEL_SERVICE_NAME: 'shop', OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip', OTEL_EXPORTER_OTLP_HEADERS: `authorization=Bearer%20${TOKEN}` });
     delete process.env.OTEL_EXPORTER_OTLP_PROTOCOL;
     delete process.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL;
     const sdk = new NodeSDK({ instrumentations: [] });
@@ -361,7 +447,8 @@ describe('the NodeSDK as an application configures it', () => {
       propagation.disable();
       process.env = saved;
     }
-    expect(await ingestStats(server)).toMatchObject({ spans: 12, recordedOutcomes: 12 });
+    const status = (await (await fetch(`${server.url}/api/status`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as { ingest: OtlpIngestStats };
+    expect(status.ingest).toMatchObject({ spans: 12, recordedOutcomes: 12 });
   });
 });
 
