@@ -195,7 +195,7 @@ export class OtlpIngest {
 
   private isRequest(span: DecodedSpan): boolean {
     if (!this.requestKinds.has(span.kind)) return false;
-    if (span.parentSpanId === '') return true;
+    if (!span.hasParent) return true;
     // A parent known to be remote makes this span its service's root; without the flag bits
     // (older senders) a server or consumer span with a parent is taken as an entry point too.
     if ((span.flags & SPAN_FLAGS_HAS_IS_REMOTE) !== 0) return (span.flags & SPAN_FLAGS_IS_REMOTE) !== 0;

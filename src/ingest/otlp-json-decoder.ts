@@ -156,8 +156,8 @@ export class OtlpJsonDecoder {
 
   private readSpan(json: Json, where: string, span: DecodedSpan): void {
     span.traceId = id(json.traceId, HEX_TRACE_ID, `${where}.traceId`, 'a trace id of 32 hex digits');
-    span.spanId = id(json.spanId, HEX_SPAN_ID, `${where}.spanId`, 'a span id of 16 hex digits');
-    span.parentSpanId = optionalId(json.parentSpanId, `${where}.parentSpanId`);
+    id(json.spanId, HEX_SPAN_ID, `${where}.spanId`, 'a span id of 16 hex digits');
+    span.hasParent = optionalId(json.parentSpanId, `${where}.parentSpanId`) !== '';
     span.kind = enumValue(json.kind, `${where}.kind`, 5);
     if (json.flags !== undefined) {
       if (typeof json.flags !== 'number' || !Number.isInteger(json.flags) || json.flags < 0) fail(`${where}.flags`, 'a non-negative integer', json.flags);
@@ -202,7 +202,7 @@ export class OtlpJsonDecoder {
     record.timeMs = times[0]! !== 0 || times[1]! !== 0 ? times[0]! + times[1]! / 1e6 : times[2]! + times[3]! / 1e6;
     const traceId = json.traceId === undefined || json.traceId === '' ? '' : id(json.traceId, HEX_TRACE_ID, `${where}.traceId`, 'a trace id of 32 hex digits');
     record.traceId = /^0*$/.test(traceId) ? '' : traceId;
-    record.spanId = optionalId(json.spanId, `${where}.spanId`);
+    optionalId(json.spanId, `${where}.spanId`);
     this.flag = undefined;
     this.variant = undefined;
     this.eventName = false;

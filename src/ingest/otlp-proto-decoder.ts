@@ -1,7 +1,7 @@
 // OTLP protobuf export requests (traces and logs) decoded by hand: only the fields the
 // guardian needs are read, everything else is skipped by length without being parsed, and
 // spans and log records land in reused structs, so a span costs no allocation beyond its ids.
-import { ProtoError, ProtoReader, WIRE_FIXED32, WIRE_FIXED64, WIRE_LENGTH, WIRE_VARINT } from './proto-reader.js';
+import { ProtoError, ProtoReader, WIRE_LENGTH } from './proto-reader.js';
 import {
   addExposure,
   type DecodedLogRecord,
@@ -20,12 +20,19 @@ import {
 } from './otlp-records.js';
 import { EVENT_FEATURE_FLAG_EVALUATION } from '../telemetry/names.js';
 
-const WANTED = WANTED_KEYS.map(([key, id]) => [Buffer.from(key, 'utf8'), id] as const);
 const EVENT_NAMES = EVALUATION_EVENT_NAMES.map((name) => Buffer.from(name, 'utf8'));
 const EVALUATION_EVENT = Buffer.from(EVENT_FEATURE_FLAG_EVALUATION, 'utf8');
-// Wanted keys differ in length or first differing byte; a length table rejects most keys in one compare.
-const WANTED_LENGTHS = new Set(WANTED.map(([key]) => key.length));
+// Wanted keys by byte length: most attribute keys are rejected by one array read.
+const KEYS_BY_LENGTH: (Buffer[] | undefined)[] = [];
+const IDS_BY_LENGTH: (number[] | undefined)[] = [];
+for (const [key, id] of WANTED_KEYS) {
+  const bytes = Buffer.from(key, 'utf8');
+  (KEYS_BY_LENGTH[bytes.length] ??= []).push(bytes);
+  (IDS_BY_LENGTH[bytes.length] ??= []).push(id);
+}
 
+// Tags are written out as numbers (field * 8 + wire type): a switch evaluates its case
+// expressions in order at run time, so computed cases would cost a call each per field.
 const tag = (field: number, wire: number) => field * 8 + wire;
 
 /** Reused growable arrays of decoded structs: a batch keeps its objects between requests. */
@@ -48,8 +55,7 @@ export class DecodedBatch {
     }
     this.spanCount++;
     span.traceId = '';
-    span.spanId = '';
-    span.parentSpanId = '';
+    span.hasParent = false;
     span.kind = 0;
     span.flags = 0;
     span.statusCode = 0;
@@ -70,7 +76,6 @@ export class DecodedBatch {
     this.logCount++;
     record.timeMs = 0;
     record.traceId = '';
-    record.spanId = '';
     record.isEvaluation = false;
     record.flagKey = undefined;
     record.variant = undefined;
@@ -85,8 +90,9 @@ interface Scalar {
 }
 
 function keyId(r: ProtoReader, start: number, end: number): number {
-  if (!WANTED_LENGTHS.has(end - start)) return KEY_NONE;
-  for (const [key, id] of WANTED) if (r.equals(start, end, key)) return id;
+  const keys = KEYS_BY_LENGTH[end - start];
+  if (keys === undefined) return KEY_NONE;
+  for (let i = 0; i < keys.length; i++) if (r.equals(start, end, keys[i] as Buffer)) return (IDS_BY_LENGTH[end - start] as number[])[i] as number;
   return KEY_NONE;
 }
 
@@ -96,16 +102,16 @@ function readAnyValue(r: ProtoReader, end: number, out: Scalar): void {
   while (r.pos < end) {
     const t = r.tag();
     switch (t) {
-      case tag(1, WIRE_LENGTH): {
+      case 10 /* field 1, WIRE_LENGTH */: {
         const e = r.lengthEnd();
         out.text = r.utf8(r.pos, e);
         r.pos = e;
         break;
       }
-      case tag(3, WIRE_VARINT):
+      case 24 /* field 3, WIRE_VARINT */:
         out.number = r.varint();
         break;
-      case tag(4, WIRE_FIXED64):
+      case 33 /* field 4, WIRE_FIXED64 */:
         out.number = r.double();
         break;
       default:
@@ -125,11 +131,11 @@ function readKeyValue(r: ProtoReader, end: number, out: Scalar): number {
   out.number = Number.NaN;
   while (r.pos < end) {
     const t = r.tag();
-    if (t === tag(1, WIRE_LENGTH)) {
+    if (t === 10 /* field 1, WIRE_LENGTH */) {
       const e = r.lengthEnd();
       id = keyId(r, r.pos, e);
       r.pos = e;
-    } else if (t === tag(2, WIRE_LENGTH) && id !== KEY_NONE) {
+    } else if (t === 18 /* field 2, WIRE_LENGTH */ && id !== KEY_NONE) {
       const e = r.lengthEnd();
       const saved = r.end;
       r.end = e;
@@ -165,11 +171,16 @@ function readEvent(r: ProtoReader, end: number, span: DecodedSpan, s: SpanScratc
   let variant: string | undefined;
   while (r.pos < end) {
     const t = r.tag();
-    if (t === tag(2, WIRE_LENGTH)) {
+    if (t === 18 /* field 2, WIRE_LENGTH */) {
       const e = r.lengthEnd();
-      for (const name of EVENT_NAMES) if (r.equals(r.pos, e, name)) isEvaluation = true;
+      for (let i = 0; i < EVENT_NAMES.length; i++) if (r.equals(r.pos, e, EVENT_NAMES[i] as Buffer)) isEvaluation = true;
       r.pos = e;
-    } else if (t === tag(3, WIRE_LENGTH)) {
+      // Serializers write the name before the attributes: other events are skipped unread.
+      if (!isEvaluation) {
+        r.pos = end;
+        return false;
+      }
+    } else if (t === 26 /* field 3, WIRE_LENGTH */) {
       const e = r.lengthEnd();
       const saved = r.end;
       r.end = e;
@@ -194,37 +205,44 @@ function readSpan(r: ProtoReader, end: number, span: DecodedSpan, s: SpanScratch
   let attrFlag: string | undefined;
   let attrVariant: string | undefined;
   let fromEvents = false;
+  let spanIdLength = 0;
   while (r.pos < end) {
     const t = r.tag();
     switch (t) {
-      case tag(1, WIRE_LENGTH): {
+      case 10 /* field 1, WIRE_LENGTH */: {
         const e = r.lengthEnd();
         span.traceId = r.hex(r.pos, e);
         r.pos = e;
         break;
       }
-      case tag(2, WIRE_LENGTH): {
+      case 18 /* field 2, WIRE_LENGTH */: {
+        // Only its presence matters: attribution is by trace.
         const e = r.lengthEnd();
-        span.spanId = r.hex(r.pos, e);
+        spanIdLength = e - r.pos;
         r.pos = e;
         break;
       }
-      case tag(4, WIRE_LENGTH): {
+      case 34 /* field 4, WIRE_LENGTH */: {
         const e = r.lengthEnd();
-        span.parentSpanId = e > r.pos ? r.hex(r.pos, e) : '';
+        for (let i = r.pos; i < e; i++) {
+          if (r.buf[i] !== 0) {
+            span.hasParent = true;
+            break;
+          }
+        }
         r.pos = e;
         break;
       }
-      case tag(6, WIRE_VARINT):
+      case 48 /* field 6, WIRE_VARINT */:
         span.kind = r.varint();
         break;
-      case tag(7, WIRE_FIXED64):
+      case 57 /* field 7, WIRE_FIXED64 */:
         r.fixed64Halves(times, 0);
         break;
-      case tag(8, WIRE_FIXED64):
+      case 65 /* field 8, WIRE_FIXED64 */:
         r.fixed64Halves(times, 2);
         break;
-      case tag(9, WIRE_LENGTH): {
+      case 74 /* field 9, WIRE_LENGTH */: {
         const e = r.lengthEnd();
         const saved = r.end;
         r.end = e;
@@ -236,7 +254,7 @@ function readSpan(r: ProtoReader, end: number, span: DecodedSpan, s: SpanScratch
         else if (id === KEY_HTTP_STATUS) span.httpStatus = httpStatusOf(s);
         break;
       }
-      case tag(11, WIRE_LENGTH): {
+      case 90 /* field 11, WIRE_LENGTH */: {
         const e = r.lengthEnd();
         const saved = r.end;
         r.end = e;
@@ -245,11 +263,11 @@ function readSpan(r: ProtoReader, end: number, span: DecodedSpan, s: SpanScratch
         r.pos = e;
         break;
       }
-      case tag(15, WIRE_LENGTH): {
+      case 122 /* field 15, WIRE_LENGTH */: {
         const e = r.lengthEnd();
         while (r.pos < e) {
           const st = r.tag();
-          if (st === tag(3, WIRE_VARINT)) span.statusCode = r.varint();
+          if (st === 24 /* field 3, WIRE_VARINT */) span.statusCode = r.varint();
           else {
             const saved = r.end;
             r.end = e;
@@ -260,17 +278,16 @@ function readSpan(r: ProtoReader, end: number, span: DecodedSpan, s: SpanScratch
         r.pos = e;
         break;
       }
-      case tag(16, WIRE_FIXED32):
+      case 133 /* field 16, WIRE_FIXED32 */:
         span.flags = r.fixed32();
         break;
       default:
         r.skip(t & 7);
     }
   }
-  if (span.traceId.length !== 32 || span.spanId.length !== 16) {
-    throw new OtlpPayloadError(`span ${span.spanId || '(no span_id)'}: trace_id must be 16 bytes and span_id 8 bytes`);
+  if (span.traceId.length !== 32 || spanIdLength !== 8) {
+    throw new OtlpPayloadError(`a span's trace_id must be 16 bytes and its span_id 8 bytes (got ${span.traceId.length / 2} and ${spanIdLength})`);
   }
-  if (/^0+$/.test(span.parentSpanId)) span.parentSpanId = '';
   // Exact nanosecond difference from the halves; the end time itself needs only ms precision.
   const durationNs = (times[2]! - times[0]!) * 4294967296 + (times[3]! - times[1]!);
   span.durationMs = durationNs > 0 ? durationNs / 1e6 : 0;
@@ -345,13 +362,13 @@ export class OtlpProtoDecoder {
     while (r.pos < end) {
       const t = r.tag();
       switch (t) {
-        case tag(1, WIRE_FIXED64):
+        case 9 /* field 1, WIRE_FIXED64 */:
           time = r.fixed64();
           break;
-        case tag(11, WIRE_FIXED64):
+        case 89 /* field 11, WIRE_FIXED64 */:
           observed = r.fixed64();
           break;
-        case tag(6, WIRE_LENGTH): {
+        case 50 /* field 6, WIRE_LENGTH */: {
           const e = r.lengthEnd();
           const saved = r.end;
           r.end = e;
@@ -363,19 +380,13 @@ export class OtlpProtoDecoder {
           else if (id === KEY_EVENT_NAME && s.text === EVENT_FEATURE_FLAG_EVALUATION) record.isEvaluation = true;
           break;
         }
-        case tag(9, WIRE_LENGTH): {
+        case 74 /* field 9, WIRE_LENGTH */: {
           const e = r.lengthEnd();
           record.traceId = e > r.pos ? r.hex(r.pos, e) : '';
           r.pos = e;
           break;
         }
-        case tag(10, WIRE_LENGTH): {
-          const e = r.lengthEnd();
-          record.spanId = e > r.pos ? r.hex(r.pos, e) : '';
-          r.pos = e;
-          break;
-        }
-        case tag(12, WIRE_LENGTH): {
+        case 98 /* field 12, WIRE_LENGTH */: {
           const e = r.lengthEnd();
           if (r.equals(r.pos, e, EVALUATION_EVENT)) record.isEvaluation = true;
           r.pos = e;

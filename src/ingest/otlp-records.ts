@@ -31,10 +31,10 @@ export interface Exposures {
 }
 
 export interface DecodedSpan {
+  /** Lowercase hex. */
   traceId: string;
-  spanId: string;
-  /** '' when the span has no parent. */
-  parentSpanId: string;
+  /** Whether the span names a parent (a parent span id not empty and not all zeros). */
+  hasParent: boolean;
   kind: number;
   flags: number;
   statusCode: number;
@@ -51,9 +51,8 @@ export interface DecodedSpan {
 export interface DecodedLogRecord {
   /** time_unix_nano, or observed_time_unix_nano when the producer left it 0. */
   timeMs: number;
-  /** '' when the record was emitted outside any span. */
+  /** '' when the record was emitted outside any span (lowercase hex otherwise). */
   traceId: string;
-  spanId: string;
   /** Whether this is a feature_flag.evaluation event (event_name, or an event.name attribute). */
   isEvaluation: boolean;
   flagKey: string | undefined;
@@ -61,11 +60,11 @@ export interface DecodedLogRecord {
 }
 
 export function newDecodedSpan(): DecodedSpan {
-  return { traceId: '', spanId: '', parentSpanId: '', kind: 0, flags: 0, statusCode: 0, httpStatus: 0, endTimeMs: 0, durationMs: 0, exposures: { size: 0, flagKeys: [], variants: [] }, unattributable: 0 };
+  return { traceId: '', hasParent: false, kind: 0, flags: 0, statusCode: 0, httpStatus: 0, endTimeMs: 0, durationMs: 0, exposures: { size: 0, flagKeys: [], variants: [] }, unattributable: 0 };
 }
 
 export function newDecodedLogRecord(): DecodedLogRecord {
-  return { timeMs: 0, traceId: '', spanId: '', isEvaluation: false, flagKey: undefined, variant: undefined };
+  return { timeMs: 0, traceId: '', isEvaluation: false, flagKey: undefined, variant: undefined };
 }
 
 /** Adds one evaluation unless the same (flag, variant) is already there; false when full. */
