@@ -126,7 +126,12 @@ export class OtlpJsonDecoder {
 
   /** The spans of a JSON ExportTraceServiceRequest, appended to `batch`; throws OtlpPayloadError. */
   decodeTraces(body: string, batch: DecodedBatch): void {
-    const root = object(parse(body), 'request');
+    this.decodeTracesValue(parse(body), batch);
+  }
+
+  /** The same, from an already parsed request (a replay line). */
+  decodeTracesValue(value: unknown, batch: DecodedBatch): void {
+    const root = object(value, 'request');
     const resources = list(root, 'resourceSpans', 'request');
     for (let i = 0; i < resources.length; i++) {
       const rs = object(resources[i], `resourceSpans[${i}]`);
@@ -141,7 +146,12 @@ export class OtlpJsonDecoder {
 
   /** The log records of a JSON ExportLogsServiceRequest, appended to `batch`; throws OtlpPayloadError. */
   decodeLogs(body: string, batch: DecodedBatch): void {
-    const root = object(parse(body), 'request');
+    this.decodeLogsValue(parse(body), batch);
+  }
+
+  /** The same, from an already parsed request (a replay line). */
+  decodeLogsValue(value: unknown, batch: DecodedBatch): void {
+    const root = object(value, 'request');
     const resources = list(root, 'resourceLogs', 'request');
     for (let i = 0; i < resources.length; i++) {
       const rl = object(resources[i], `resourceLogs[${i}]`);

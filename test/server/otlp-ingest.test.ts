@@ -27,6 +27,7 @@ import { EventHook, SpanHook } from '@openfeature/open-telemetry-hooks';
 import { InMemoryProvider, OpenFeature } from '@openfeature/server-sdk';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { OtlpIngestStats } from '../../src/ingest/otlp-ingest.js';
+import { replayOtlp } from '../../src/ingest/otlp-replay.js';
 import { RolloutServer, type RolloutServerOptions } from '../../src/server/rollout-server.js';
 import { MemoryFlagStore } from '../../src/stores/memory-store.js';
 import { PROMETHEUS_NAMES } from '../../src/telemetry/names.js';
@@ -249,6 +250,66 @@ describe('event time', () => {
       const text = await scrape(server);
       expect(metric(text, PROMETHEUS_NAMES.ingestRefusedEvents, 'reason="late"')).toBe(1);
       expect(metric(text, PROMETHEUS_NAMES.ingestRefusedEvents, 'reason="future"')).toBe(1);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('replay of a recorded OTLP stream', () => {
+  it('judges ten minutes of recorded traffic in event time, faster than real time, and finds the breach where it began', async () => {
+    const start = Date.parse('2026-11-27T12:00:00Z');
+    const breachFrom = start + 180_000;
+    // One request line a second, received 5 s after its spans ended (a Collector's batching).
+    const lines: string[] = [];
+    let id = 0;
+    for (let second = 5; second < 600; second++) {
+      const receivedMs = start + second * 1000;
+      const spans = [];
+      for (let i = 0; i < 10; i++) {
+        const endMs = receivedMs - 5000 + i * 50;
+        const variant = i % 2 === 0 ? 'on' : 'off';
+        const failed = variant === 'on' && endMs >= breachFrom && i % 4 === 0;
+        spans.push(
+          jsonSpan(id++, endMs, {
+            status: failed ? { code: 2 } : {},
+            events: [{ name: 'feature_flag.evaluation', attributes: [{ key: 'feature_flag.key', value: { stringValue: 'checkout' } }, { key: 'feature_flag.result.variant', value: { stringValue: variant } }] }],
+          }),
+        );
+      }
+      lines.push(JSON.stringify({ timeUnixMs: receivedMs, traces: JSON.parse(traces(spans)) as unknown }));
+    }
+    const clock = new FakeClock(start);
+    const guarded = { checkout: { ...FLAGS.checkout, guard: { sustainFor: '30s', minSamples: 30, fastPath: false } } };
+    const server = await RolloutServer.start({ store: new MemoryFlagStore({ flags: guarded, clock }), port: 0, clock, slotMs: 1000, slotCount: 600, autoTick: false, dryRun: true });
+    const rollbacks: { atMs: number; dryRun: boolean }[] = [];
+    server.guardian.addListener({ rollback: (r) => rollbacks.push({ atMs: clock.now(), dryRun: r.dryRun }) });
+    try {
+      const result = await replayOtlp(lines, { ingest: server.ingest, clock, tick: () => server.guardian.tick(), tickEveryMs: 1000, source: 'recording.jsonl' });
+      expect(result).toMatchObject({ requests: 595, spans: 5950, fromMs: start + 5000, toMs: start + 599_000 });
+      expect(server.ingest.stats).toMatchObject({ recordedOutcomes: 5950, late: 0, future: 0 });
+      expect(rollbacks.length).toBeGreaterThan(0);
+      expect(rollbacks[0]?.dryRun).toBe(true);
+      // Judged when the breach had lasted sustainFor in event time, seen as soon as the
+      // delayed spans of that moment arrived: not later than sustainFor + the 5 s delay + a few slots.
+      const detectedAfterMs = (rollbacks[0]?.atMs ?? 0) - breachFrom;
+      expect(detectedAfterMs).toBeGreaterThanOrEqual(30_000);
+      expect(detectedAfterMs).toBeLessThanOrEqual(30_000 + 5_000 + 10_000);
+      expect((await server.status()).flags.find((f) => f.flag === 'checkout')).toMatchObject({ rolledBack: false });
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('stops at a bad line, naming it', async () => {
+    const clock = new FakeClock(Date.parse('2026-11-27T12:00:00Z'));
+    const server = await startServer({ clock });
+    try {
+      const good = JSON.stringify({ timeUnixMs: clock.now(), traces: { resourceSpans: [] } });
+      await expect(replayOtlp([good, '{"timeUnixMs": 1}'], { ingest: server.ingest, clock, source: 'rec.jsonl' })).rejects.toThrow('rec.jsonl:2: timeUnixMs 1 goes back in time');
+      await expect(replayOtlp([good, JSON.stringify({ timeUnixMs: clock.now() + 1, traces: { resourceSpans: [{ scopeSpans: [{ spans: [{ traceId: 'x' }] }] }] } })], { ingest: server.ingest, clock, source: 'rec.jsonl' })).rejects.toThrow(
+        'rec.jsonl:2: resourceSpans[0].scopeSpans[0].spans[0].traceId: expected a trace id of 32 hex digits',
+      );
     } finally {
       await server.close();
     }
