@@ -1,7 +1,7 @@
 // `serve` with real parts: a file store, OTLP/HTTP traces sent by the official OpenTelemetry
 // exporter, the guardian ticked by the test on an injected clock, and the real binary
 // stopped with SIGTERM.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -92,27 +92,46 @@ describe('rollout-guardian serve', () => {
     });
   });
 
-  it('runs as the real binary and stops cleanly on SIGTERM', async () => {
+  it('runs as the real binary: loopback only without a token, refusals logged once per kind, stops cleanly on SIGTERM', async () => {
     await withTempDir(async (dir) => {
       await writeFile(join(dir, 'flags.yaml'), FLAGS);
-      const child = spawn(process.execPath, [new URL('../../dist/cli/main.js', import.meta.url).pathname, 'serve', '--port', '0', '--grpc-port', '0', '--store', join(dir, 'flags.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const env = { ...process.env };
+      delete env.ROLLOUT_GUARDIAN_TOKEN;
+      const child = spawn(process.execPath, [new URL('../../dist/cli/main.js', import.meta.url).pathname, 'serve', '--port', '0', '--grpc-port', '0', '--host', '0.0.0.0', '--store', join(dir, 'flags.yaml')], { stdio: ['ignore', 'pipe', 'pipe'], env });
       let out = '';
+      let err = '';
       child.stdout.setEncoding('utf8');
+      child.stderr.setEncoding('utf8');
+      child.stderr.on('data', (chunk: string) => (err += chunk));
       const url = await new Promise<string>((resolve, reject) => {
         child.stdout.on('data', (chunk: string) => {
           out += chunk;
           const m = /serve on (http:\/\/[\d.]+:\d+)/.exec(out);
-          if (m) resolve(m[1] as string);
+          if (m && out.includes('OTLP:')) resolve(m[1] as string);
         });
-        child.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${out}`)));
+        child.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${out}${err}`)));
       });
+      expect(url).toMatch(/^http:\/\/127\.0\.0\.1:/);
+      expect(out).toContain('no token: only 127.0.0.1 is served');
+      expect(err).toContain('no token configured: listening on 127.0.0.1 only, not 0.0.0.0');
       expect((await fetch(`${url}/readyz`)).status).toBe(200);
       expect((await fetch(`${url}/metrics`)).status).toBe(200);
+      for (let i = 0; i < 3; i++) expect((await fetch(`${url}/v1/traces`, { method: 'POST', body: 'x', headers: { 'content-type': 'text/plain' } })).status).toBe(415);
       const exited = once(child, 'exit');
       child.kill('SIGTERM');
       const [code] = (await exited) as [number];
       expect(code).toBe(0);
       expect(out).toContain('stopped');
+      expect(err.match(/refused an OTLP export \(unsupported_media_type\)/g)).toHaveLength(1);
     });
+  });
+
+  it('refuses a bad ingest option with what to type instead', () => {
+    const run = spawnSync(process.execPath, [new URL('../../dist/cli/main.js', import.meta.url).pathname, 'serve', '--max-body-bytes', 'lots'], { encoding: 'utf8' });
+    expect(run.status).toBe(2);
+    expect(run.stderr).toContain('"lots" is not a size; write bytes, or like 16MiB or 512KiB');
+    const halfTls = spawnSync(process.execPath, [new URL('../../dist/cli/main.js', import.meta.url).pathname, 'serve', '--tls-cert', 'cert.pem'], { encoding: 'utf8' });
+    expect(halfTls.status).toBe(1);
+    expect(halfTls.stderr).toContain('TLS needs both --tls-cert FILE and --tls-key FILE');
   });
 });

@@ -2,6 +2,7 @@
 // /healthz, /readyz, /api/status and an OTLP/HTTP traces endpoint. SIGTERM or SIGINT stops it
 // cleanly; every plan's state is in the store, so a restart resumes where it left off.
 import { readFileSync } from 'node:fs';
+import { diag, DiagLogLevel } from '@opentelemetry/api';
 import { type Command, InvalidArgumentError } from 'commander';
 import { BearerAuth } from '../../server/bearer-auth.js';
 import { CliError } from '../cli-error.js';
@@ -99,6 +100,11 @@ export function registerServe(program: Command, ctx: CommandContext): void {
     if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new CliError('TLS needs both --tls-cert FILE and --tls-key FILE');
     const tls = options.tlsCert !== undefined && options.tlsKey !== undefined ? { cert: readFileFor('--tls-cert', options.tlsCert), key: readFileFor('--tls-key', options.tlsKey) } : undefined;
     const auth = authFrom(options, ctx.io.env);
+    const logLine = (line: string) => ctx.io.stderr.write(`${new Date(ctx.io.clock.now()).toISOString()} ${line}\n`);
+    // Refusals, drops and exporter trouble are reported through OpenTelemetry's diag, once per
+    // kind: without a logger they would vanish, and "the app sends, serve hears nothing" with them.
+    const quiet = () => undefined;
+    diag.setLogger({ error: (m) => logLine(`error: ${m}`), warn: (m) => logLine(`warning: ${m}`), info: quiet, debug: quiet, verbose: quiet }, DiagLogLevel.WARN);
     const server = await RolloutServer.start({
       store,
       port: options.port,
@@ -110,7 +116,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       clock: ctx.io.clock,
       slotMs: options.slot,
       dryRun: options.dryRun,
-      log: (line) => ctx.io.stderr.write(`${new Date(ctx.io.clock.now()).toISOString()} ${line}\n`),
+      log: logLine,
     });
     ctx.io.stdout.write(`rollout-guardian serve on ${server.url} (store ${store.source}${options.dryRun ? ', dry run' : ''})\n`);
     ctx.io.stdout.write(`OTLP: ${server.url}/v1/traces and /v1/logs${server.grpcPort === undefined ? '' : `, gRPC on port ${server.grpcPort}`}; ${auth === undefined ? 'no token: only 127.0.0.1 is served' : 'bearer tokens required'}${tls === undefined ? '' : ', TLS'}\n`);
@@ -123,6 +129,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       process.once('SIGINT', () => stop('SIGINT'));
     });
     await server.close();
+    diag.disable();
     ctx.io.stdout.write('stopped\n');
   });
 }
