@@ -38,6 +38,23 @@ export interface ReplayResult {
   readonly toMs: number | undefined;
 }
 
+/** The clock a replay moves: it reads what the recording's last line said. */
+export class ReplayClock {
+  private ms: number;
+
+  constructor(startMs = 0) {
+    this.ms = startMs;
+  }
+
+  now(): number {
+    return this.ms;
+  }
+
+  set(ms: number): void {
+    this.ms = ms;
+  }
+}
+
 export class ReplayError extends Error {
   override readonly name = 'ReplayError';
 }

@@ -126,6 +126,42 @@ describe('rollout-guardian serve', () => {
     });
   });
 
+  it('replays a recorded OTLP stream with serve --replay: prints the dry-run rollback at its event time and exits, writing nothing', async () => {
+    await withTempDir(async (dir) => {
+      await writeFile(join(dir, 'flags.yaml'), FLAGS);
+      const start = Date.parse('2026-11-27T12:00:00Z');
+      const lines: string[] = [];
+      let id = 1;
+      const hex = (n: number, width: number) => n.toString(16).padStart(width, '0');
+      for (let second = 1; second <= 180; second++) {
+        const endNs = BigInt(start + second * 1000) * 1_000_000n;
+        const spans = [];
+        for (let i = 0; i < 10; i++) {
+          const variant = i % 2 === 0 ? 'on' : 'off';
+          const failed = variant === 'on' && second > 60 && i % 4 === 0;
+          spans.push({
+            traceId: hex(id, 32),
+            spanId: hex(id++, 16),
+            kind: 2,
+            startTimeUnixNano: String(endNs - 20_000_000n),
+            endTimeUnixNano: String(endNs),
+            status: failed ? { code: 2 } : {},
+            events: [{ name: 'feature_flag.evaluation', attributes: [{ key: 'feature_flag.key', value: { stringValue: 'checkout' } }, { key: 'feature_flag.result.variant', value: { stringValue: variant } }] }],
+          });
+        }
+        lines.push(JSON.stringify({ timeUnixMs: start + second * 1000 + 2000, traces: { resourceSpans: [{ scopeSpans: [{ spans }] }] } }));
+      }
+      await writeFile(join(dir, 'recording.jsonl'), `${lines.join('\n')}\n`);
+      const run = spawnSync(process.execPath, [new URL('../../dist/cli/main.js', import.meta.url).pathname, 'serve', '--replay', join(dir, 'recording.jsonl'), '--slot', '1s', '--store', join(dir, 'flags.yaml')], { encoding: 'utf8' });
+      expect(run.stderr).toBe('');
+      expect(run.status).toBe(0);
+      expect(run.stdout).toMatch(/^2026-11-27T12:01:[34]\d\.\d{3}Z \[dry run\] would roll back checkout/m);
+      expect(run.stdout).toContain('replayed 180 export requests (1800 spans, 0 log records) from 2026-11-27T12:00:03.000Z to 2026-11-27T12:03:02.000Z');
+      expect(run.stdout).toContain('outcomes recorded 1800; late 0, future 0');
+      await expect(readFile(join(dir, 'flags.state.json'), 'utf8')).rejects.toThrow('ENOENT');
+    });
+  });
+
   it('refuses a bad ingest option with what to type instead', () => {
     const run = spawnSync(process.execPath, [new URL('../../dist/cli/main.js', import.meta.url).pathname, 'serve', '--max-body-bytes', 'lots'], { encoding: 'utf8' });
     expect(run.status).toBe(2);

@@ -1,10 +1,14 @@
 // `serve`: the guardian and the plans as a long-running process on a store, with /metrics,
 // /healthz, /readyz, /api/status and an OTLP/HTTP traces endpoint. SIGTERM or SIGINT stops it
 // cleanly; every plan's state is in the store, so a restart resumes where it left off.
-import { readFileSync } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { diag, DiagLogLevel } from '@opentelemetry/api';
 import { type Command, InvalidArgumentError } from 'commander';
 import { BearerAuth } from '../../server/bearer-auth.js';
+import { ReplayClock, ReplayError, replayOtlp } from '../../ingest/otlp-replay.js';
+import type { FlagStore } from '../../stores/flag-store.js';
+import type { CliIo } from '../cli-io.js';
 import { CliError } from '../cli-error.js';
 import { parseDurationMs } from '../../core/duration.js';
 import { RolloutServer } from '../../server/rollout-server.js';
@@ -24,6 +28,37 @@ interface ServeOptions extends StoreOptions {
   readonly tlsKey?: string;
   readonly maxBodyBytes?: number;
   readonly allowedLateness?: number;
+  readonly replay?: string;
+}
+
+/**
+ * `serve --replay FILE`: the recording (JSON lines of {timeUnixMs, traces|logs}) through the
+ * same ingest and guardian, in dry run, on a clock the recording moves; prints what the
+ * guardian would have done and when, then exits.
+ */
+async function replayRecording(file: string, store: FlagStore, options: ServeOptions, io: CliIo): Promise<void> {
+  const clock = new ReplayClock();
+  const log = (line: string) => io.stdout.write(`${new Date(clock.now()).toISOString()} ${line}\n`);
+  const server = await RolloutServer.start({ store, port: 0, clock, slotMs: options.slot, slotCount: 720, dryRun: true, autoTick: false, log, ingest: { maxBodyBytes: options.maxBodyBytes, allowedLatenessMs: options.allowedLateness } });
+  try {
+    const input = createReadStream(file, { encoding: 'utf8' });
+    const lines = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
+    let result;
+    try {
+      result = await replayOtlp(lines, { ingest: server.ingest, clock, tick: () => server.guardian.tick(), tickEveryMs: options.slot, source: file });
+    } catch (err) {
+      if (err instanceof ReplayError) throw new CliError(err.message);
+      if ((err as NodeJS.ErrnoException).code !== undefined) throw new CliError(`--replay ${file}: ${(err as Error).message}`);
+      throw err;
+    }
+    const stats = server.ingest.stats;
+    const span = result.fromMs === undefined ? 'nothing' : `${new Date(result.fromMs).toISOString()} to ${new Date(result.toMs ?? result.fromMs).toISOString()}`;
+    io.stdout.write(`replayed ${result.requests} export requests (${result.spans} spans, ${result.logRecords} log records) from ${span} in ${result.ticks} judgments\n`);
+    io.stdout.write(`outcomes recorded ${stats.recordedOutcomes}; late ${stats.late}, future ${stats.future}, unattributable evaluations ${stats.unattributable}\n`);
+    for (const status of server.guardian.status()) io.stdout.write(`${status.flagKey}: ${status.judgment.verdict} (${status.judgment.reason})\n`);
+  } finally {
+    await server.close();
+  }
 }
 
 /** The env variable holding one bearer token (all roles) when no --token-file is given. */
@@ -92,11 +127,13 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       .option('--tls-cert <file>', 'TLS certificate (PEM) for HTTP and gRPC; needs --tls-key')
       .option('--tls-key <file>', 'TLS private key (PEM); needs --tls-cert')
       .option('--max-body-bytes <size>', 'largest OTLP request body, compressed or not (default 16MiB)', parseBytes)
-      .option('--allowed-lateness <duration>', 'how far behind the clock an outcome may end and still count (default 60s)', parseLateness),
+      .option('--allowed-lateness <duration>', 'how far behind the clock an outcome may end and still count (default 60s)', parseLateness)
+      .option('--replay <file>', 'judge a recorded OTLP stream (JSON lines of {timeUnixMs, traces|logs}) in dry run, faster than real time, then exit'),
   ).action(async (options: ServeOptions) => {
     const location = options.store ?? (ctx.io.env[FLAGS_ENV_VAR] || DEFAULT_FLAGS_FILE);
     // Watching: serve follows edits to the file and changes other instances make in Redis.
     const store = openLocation(location, options.store !== undefined ? '--store' : FLAGS_ENV_VAR, ctx.io, true);
+    if (options.replay !== undefined) return replayRecording(options.replay, store, options, ctx.io);
     if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new CliError('TLS needs both --tls-cert FILE and --tls-key FILE');
     const tls = options.tlsCert !== undefined && options.tlsKey !== undefined ? { cert: readFileFor('--tls-cert', options.tlsCert), key: readFileFor('--tls-key', options.tlsKey) } : undefined;
     const auth = authFrom(options, ctx.io.env);
