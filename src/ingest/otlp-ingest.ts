@@ -96,8 +96,6 @@ export class OtlpIngest {
   private readonly maxRequestsPerTrace: number;
   /** traceId -> pending halves; insertion order is age order. */
   private readonly traces = new Map<string, PendingTrace>();
-  /** Once evaluation log records arrive, requests without exposures wait for theirs. */
-  private evaluationLogsSeen = false;
   private counts = { spans: 0, logRecords: 0, requests: 0, recordedOutcomes: 0, unattributable: 0, droppedExposures: 0, droppedTraces: 0 };
   private readonly refused: Record<RefusalReason, number> = { unsupported_media_type: 0, malformed: 0, unauthenticated: 0, too_large: 0, busy: 0 };
   private readonly warned = new Set<string>();
@@ -183,7 +181,6 @@ export class OtlpIngest {
         else future++;
         continue;
       }
-      this.evaluationLogsSeen = true;
       one.keys[0] = record.flagKey;
       one.variants[0] = record.variant;
       this.addExposures(record.traceId, one.keys, one.variants, 1, nowMs);
@@ -230,9 +227,8 @@ export class OtlpIngest {
 
   private addRequest(span: DecodedSpan, nowMs: number): void {
     const failed = this.classify(span);
-    let trace = this.traces.get(span.traceId);
-    if (trace === undefined && !this.evaluationLogsSeen) return; // nothing seen, nothing will come: no flag touched it
-    trace ??= this.pending(span.traceId, nowMs);
+    // Held even without exposures: its evaluation log records may still be on their way.
+    const trace = this.pending(span.traceId, nowMs);
     for (let i = 0; i < trace.exposureCount; i++) this.record(trace.flagKeys[i]!, trace.variants[i]!, span.durationMs, failed, span.endTimeMs);
     if (trace.requestCount >= this.maxRequestsPerTrace) return;
     const r = trace.requestCount++;
@@ -259,10 +255,11 @@ export class OtlpIngest {
   private evictOldest(): void {
     for (const [traceId, trace] of this.traces) {
       this.traces.delete(traceId);
-      // A trace with both halves is done, not lost; only a half still waiting is a drop.
-      if (trace.exposureCount === 0 || trace.requestCount === 0) {
+      // Exposures still waiting for their request are a loss; a request without exposures is
+      // most often one no flag touched, and one with both halves is done.
+      if (trace.exposureCount > 0 && trace.requestCount === 0) {
         this.counts.droppedTraces++;
-        this.warnOnce('traces', `rollout-guardian ingest: more than ${this.maxTraces} traces waiting at once; the oldest are dropped before their other half arrived, and counted`);
+        this.warnOnce('traces', `rollout-guardian ingest: more than ${this.maxTraces} traces waiting at once; the oldest are dropped, and exposures that had not met their request yet are counted`);
       }
       return;
     }

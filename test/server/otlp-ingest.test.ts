@@ -26,7 +26,9 @@ import { BasicTracerProvider, BatchSpanProcessor, type SpanExporter, SimpleSpanP
 import { EventHook, SpanHook } from '@openfeature/open-telemetry-hooks';
 import { InMemoryProvider, OpenFeature } from '@openfeature/server-sdk';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { OtlpIngestStats } from '../../src/ingest/otlp-ingest.js';
+import { OtlpIngest, type OtlpIngestStats } from '../../src/ingest/otlp-ingest.js';
+import { OtlpJsonDecoder } from '../../src/ingest/otlp-json-decoder.js';
+import { DecodedBatch } from '../../src/ingest/otlp-proto-decoder.js';
 import { replayOtlp } from '../../src/ingest/otlp-replay.js';
 import { RolloutServer, type RolloutServerOptions } from '../../src/server/rollout-server.js';
 import { MemoryFlagStore } from '../../src/stores/memory-store.js';
@@ -227,6 +229,59 @@ describe('attribution from what real producers send', () => {
     const consumerRoot = jsonSpan(10, now, { kind: 5 });
     await post(server, '/v1/traces', traces([child, remoteChild, internalRoot, consumerRoot]));
     expect(await ingestStats(server)).toMatchObject({ spans: 4, requests: 2, recordedOutcomes: 2 });
+  });
+});
+
+describe('the join of spans and evaluation records', () => {
+  const logRecord = (i: number, timeMs: number) => ({
+    timeUnixNano: String(BigInt(timeMs) * 1_000_000n),
+    traceId: hex(i + 1, 32),
+    spanId: hex(i + 1, 16),
+    eventName: 'feature_flag.evaluation',
+    attributes: [{ key: 'feature_flag.key', value: { stringValue: 'checkout' } }, { key: 'feature_flag.result.variant', value: { stringValue: 'off' } }],
+  });
+  const plain = (i: number, endMs: number) => jsonSpan(i, endMs, { events: [] });
+
+  function harness(options: { maxTraces?: number; joinWaitMs?: number } = {}) {
+    const clock = new FakeClock(Date.parse('2026-11-27T12:00:00Z'));
+    const recorded: string[] = [];
+    const ingest = new OtlpIngest({ sink: { record: (flag, variant, _d, _f, atMs) => recorded.push(`${flag}=${variant}@${atMs - clock.now()}`) }, clock, ...options });
+    const decoder = new OtlpJsonDecoder();
+    const batch = new DecodedBatch();
+    const spans = (list: unknown[]) => {
+      batch.reset();
+      decoder.decodeTraces(traces(list), batch);
+      ingest.ingestSpans(batch);
+    };
+    const records = (list: unknown[]) => {
+      batch.reset();
+      decoder.decodeLogs(JSON.stringify({ resourceLogs: [{ scopeLogs: [{ logRecords: list }] }] }), batch);
+      ingest.ingestLogs(batch);
+    };
+    return { clock, recorded, ingest, spans, records };
+  }
+
+  it('joins a record to a request that arrived before it, within the wait, and not after', () => {
+    const h = harness({ joinWaitMs: 10_000 });
+    const now = h.clock.now();
+    h.spans([plain(1, now - 100), plain(2, now - 100)]);
+    h.clock.advance(9_000);
+    h.records([logRecord(1, now - 150)]);
+    expect(h.recorded).toEqual(['checkout=off@-9100']);
+    h.clock.advance(2_000);
+    h.records([logRecord(2, now - 150)]);
+    expect(h.recorded).toHaveLength(1);
+    expect(h.ingest.pendingTraces).toBe(1);
+  });
+
+  it('holds at most maxTraces, dropping the oldest and counting exposures that never met their request', () => {
+    const h = harness({ maxTraces: 3 });
+    const now = h.clock.now();
+    h.records([logRecord(1, now), logRecord(2, now), logRecord(3, now), logRecord(4, now)]);
+    expect(h.ingest.pendingTraces).toBe(3);
+    expect(h.ingest.stats.droppedTraces).toBe(1);
+    h.spans([plain(1, now), plain(4, now)]);
+    expect(h.recorded).toEqual(['checkout=off@0']);
   });
 });
 
@@ -486,30 +541,44 @@ describe('the NodeSDK as an application configures it', () => {
     await server.close();
   });
 
-  it('hears the NodeSDK configured only by OTEL_* variables (http/protobuf by default), its token in OTEL_EXPORTER_OTLP_HEADERS', async () => {
+  it('hears the NodeSDK configured only by OTEL_* variables (http/protobuf by default), its token in OTEL_EXPORTER_OTLP_HEADERS, with evaluations from the EventHook as log records', async () => {
     const saved = { ...process.env };
-    Object.assign(process.env, { OTEL_EXPORTER_OTLP_ENDPOINT: server.url, OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none', OTEL_SERVICE_NAME: 'shop', OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip', OTEL_EXPORTER_OTLP_HEADERS: `authorization=Bearer%20${TOKEN}` });
-    delete process.env.OTEL_EXPORTER_OTLP_PROTOCOL;
-    delete process.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL;
+    Object.assign(process.env, {
+      OTEL_EXPORTER_OTLP_ENDPOINT: server.url,
+      OTEL_EXPORTER_OTLP_HEADERS: `authorization=Bearer%20${TOKEN}`,
+      OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip',
+      OTEL_SERVICE_NAME: 'shop',
+      OTEL_METRICS_EXPORTER: 'none',
+      OTEL_LOGS_EXPORTER: 'otlp',
+    });
+    for (const name of ['OTEL_EXPORTER_OTLP_PROTOCOL', 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL', 'OTEL_EXPORTER_OTLP_LOGS_PROTOCOL', 'OTEL_TRACES_EXPORTER']) delete process.env[name];
     const sdk = new NodeSDK({ instrumentations: [] });
     try {
       sdk.start();
+      await OpenFeature.setProviderAndWait(new InMemoryProvider({ checkout: { variants: { on: true, off: false }, defaultVariant: 'off', disabled: false } }));
+      OpenFeature.addHooks(new EventHook());
+      const client = OpenFeature.getClient();
       const tracer = trace.getTracer('shop');
       for (let i = 0; i < 12; i++) {
-        const root = tracer.startSpan('GET /checkout', { kind: SpanKind.SERVER }, ROOT_CONTEXT);
-        root.addEvent('feature_flag.evaluation', { 'feature_flag.key': 'checkout', 'feature_flag.result.variant': 'off' });
-        root.end();
+        await tracer.startActiveSpan('GET /checkout', { kind: SpanKind.SERVER }, ROOT_CONTEXT, async (root) => {
+          await client.getBooleanValue('checkout', false, { targetingKey: `user-${i}` });
+          root.end();
+        });
       }
     } finally {
+      OpenFeature.clearHooks();
+      await OpenFeature.close();
       await sdk.shutdown();
       // The SDK leaves its globals registered; the tests after this one register their own.
       trace.disable();
       context.disable();
       propagation.disable();
+      logs.disable();
       process.env = saved;
     }
     const status = (await (await fetch(`${server.url}/api/status`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as { ingest: OtlpIngestStats };
-    expect(status.ingest).toMatchObject({ spans: 12, recordedOutcomes: 12 });
+    expect(status.ingest).toMatchObject({ spans: 12, logRecords: 12, requests: 12, recordedOutcomes: 12, unattributable: 0 });
+    expect(cohortCount(server, 'off').count).toBe(12);
   });
 });
 
