@@ -35,6 +35,8 @@ for (const [key, id] of WANTED_KEYS) {
 // expressions in order at run time, so computed cases would cost a call each per field.
 const tag = (field: number, wire: number) => field * 8 + wire;
 
+const MAX_KEPT_STRUCTS = 8192;
+
 /** Reused growable arrays of decoded structs: a batch keeps its objects between requests. */
 export class DecodedBatch {
   readonly spans: DecodedSpan[] = [];
@@ -43,6 +45,9 @@ export class DecodedBatch {
   logCount = 0;
 
   reset(): void {
+    // After a burst of a huge request, keep only a usual batch's worth of structs.
+    if (this.spans.length > MAX_KEPT_STRUCTS) this.spans.length = MAX_KEPT_STRUCTS;
+    if (this.logs.length > MAX_KEPT_STRUCTS) this.logs.length = MAX_KEPT_STRUCTS;
     this.spanCount = 0;
     this.logCount = 0;
   }
