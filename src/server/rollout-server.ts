@@ -50,6 +50,11 @@ export interface RolloutServerOptions {
   readonly ingest?: Omit<OtlpIngestOptions, 'sink' | 'clock'> & OtlpHttpLimits;
 }
 
+/** A port that cannot be listened on (in use, not permitted): a configuration problem, not a bug. */
+export class ListenError extends Error {
+  override readonly name = 'ListenError';
+}
+
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
 
 function send(response: ServerResponse, status: number, body: unknown): void {
@@ -124,10 +129,15 @@ export class RolloutServer {
       host = '127.0.0.1';
     }
     server.host = host;
-    await new Promise<void>((resolve, reject) => {
-      server.http.once('error', reject);
-      server.http.listen(options.port, host, () => resolve());
-    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.http.once('error', reject);
+        server.http.listen(options.port, host, () => resolve());
+      });
+    } catch (err) {
+      await server.close();
+      throw new ListenError(`cannot listen on ${host}:${options.port} (${(err as Error).message}); give another --port`);
+    }
     server.boundPort = (server.http.address() as AddressInfo).port;
     if (options.grpcPort !== undefined) {
       try {
@@ -141,7 +151,7 @@ export class RolloutServer {
         });
       } catch (err) {
         await server.close();
-        throw err;
+        throw new ListenError(`cannot listen for OTLP/gRPC on ${host}:${options.grpcPort} (${(err as Error).message}); give another --grpc-port, or --no-grpc-port`);
       }
     }
     if (options.autoTick ?? true) {

@@ -4,6 +4,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { readFile, writeFile } from 'node:fs/promises';
+import { type AddressInfo, createServer } from 'node:net';
 import { join } from 'node:path';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
@@ -169,5 +170,22 @@ describe('rollout-guardian serve', () => {
     const halfTls = spawnSync(process.execPath, [new URL('../../dist/cli/main.js', import.meta.url).pathname, 'serve', '--tls-cert', 'cert.pem'], { encoding: 'utf8' });
     expect(halfTls.status).toBe(1);
     expect(halfTls.stderr).toContain('TLS needs both --tls-cert FILE and --tls-key FILE');
+  });
+
+  it('says which port is taken and what to give instead when gRPC cannot listen', async () => {
+    await withTempDir(async (dir) => {
+      await writeFile(join(dir, 'flags.yaml'), FLAGS);
+      const taken = createServer();
+      await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+      try {
+        const port = (taken.address() as AddressInfo).port;
+        const run = spawnSync(process.execPath, [new URL('../../dist/cli/main.js', import.meta.url).pathname, 'serve', '--port', '0', '--grpc-port', String(port), '--store', join(dir, 'flags.yaml')], { encoding: 'utf8' });
+        expect(run.status).toBe(1);
+        expect(run.stderr).toContain(`cannot listen for OTLP/gRPC on 127.0.0.1:${port}`);
+        expect(run.stderr).toContain('give another --grpc-port, or --no-grpc-port');
+      } finally {
+        await new Promise((resolve) => taken.close(resolve));
+      }
+    });
   });
 });

@@ -11,7 +11,7 @@ import type { FlagStore } from '../../stores/flag-store.js';
 import type { CliIo } from '../cli-io.js';
 import { CliError } from '../cli-error.js';
 import { parseDurationMs } from '../../core/duration.js';
-import { RolloutServer } from '../../server/rollout-server.js';
+import { ListenError, RolloutServer } from '../../server/rollout-server.js';
 import { FLAGS_ENV_VAR, DEFAULT_FLAGS_FILE } from '../../stores/file-store.js';
 import { openLocation } from '../store-location.js';
 import type { CommandContext, StoreOptions } from './command-context.js';
@@ -142,19 +142,25 @@ export function registerServe(program: Command, ctx: CommandContext): void {
     // kind: without a logger they would vanish, and "the app sends, serve hears nothing" with them.
     const quiet = () => undefined;
     diag.setLogger({ error: (m) => logLine(`error: ${m}`), warn: (m) => logLine(`warning: ${m}`), info: quiet, debug: quiet, verbose: quiet }, DiagLogLevel.WARN);
-    const server = await RolloutServer.start({
-      store,
-      port: options.port,
-      host: options.host,
-      grpcPort: options.grpcPort === false ? undefined : options.grpcPort,
-      auth,
-      tls,
-      ingest: { maxBodyBytes: options.maxBodyBytes, allowedLatenessMs: options.allowedLateness },
-      clock: ctx.io.clock,
-      slotMs: options.slot,
-      dryRun: options.dryRun,
-      log: logLine,
-    });
+    let server: RolloutServer;
+    try {
+      server = await RolloutServer.start({
+        store,
+        port: options.port,
+        host: options.host,
+        grpcPort: options.grpcPort === false ? undefined : options.grpcPort,
+        auth,
+        tls,
+        ingest: { maxBodyBytes: options.maxBodyBytes, allowedLatenessMs: options.allowedLateness },
+        clock: ctx.io.clock,
+        slotMs: options.slot,
+        dryRun: options.dryRun,
+        log: logLine,
+      });
+    } catch (err) {
+      if (err instanceof ListenError) throw new CliError(err.message);
+      throw err;
+    }
     ctx.io.stdout.write(`rollout-guardian serve on ${server.url} (store ${store.source}${options.dryRun ? ', dry run' : ''})\n`);
     ctx.io.stdout.write(`OTLP: ${server.url}/v1/traces and /v1/logs${server.grpcPort === undefined ? '' : `, gRPC on port ${server.grpcPort}`}; ${auth === undefined ? 'no token: only 127.0.0.1 is served' : 'bearer tokens required'}${tls === undefined ? '' : ', TLS'}\n`);
     await new Promise<void>((resolve) => {
