@@ -22,7 +22,8 @@ import { OTLPLogExporter as OTLPLogExporterGrpc } from '@opentelemetry/exporter-
 import { CompressionAlgorithm } from '@opentelemetry/otlp-exporter-base';
 import { LoggerProvider, SimpleLogRecordProcessor } from '@opentelemetry/sdk-logs';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { BasicTracerProvider, BatchSpanProcessor, type SpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { BasicTracerProvider, BatchSpanProcessor, InMemorySpanExporter, type SpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { EventHook, SpanHook } from '@openfeature/open-telemetry-hooks';
 import { InMemoryProvider, OpenFeature } from '@openfeature/server-sdk';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -302,8 +303,20 @@ describe('event time', () => {
       // The outcome ten seconds ago sits in the slot of its end time, not of its arrival.
       expect(window?.merged(now - 10_000, now - 9_000).count).toBe(1);
       expect(window?.merged(now, now + 1000).count).toBe(0);
+      // In protobuf, from spans the official serializer wrote: ExportTraceServiceResponse{partial_success{rejected_spans: 1, error_message}}.
+      const memory = new InMemorySpanExporter();
+      const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(memory)] });
+      const late = provider.getTracer('shop').startSpan('GET /late', { kind: SpanKind.SERVER, startTime: now - 90_000 }, ROOT_CONTEXT);
+      late.end(now - 89_000);
+      const answer = await post(server, '/v1/traces', Buffer.from(ProtobufTraceSerializer.serializeRequest(memory.getFinishedSpans()) as Uint8Array), { 'content-type': 'application/x-protobuf' });
+      expect(answer.status).toBe(200);
+      const bytes = Buffer.from(await answer.arrayBuffer());
+      expect([...bytes.subarray(0, 1)]).toEqual([0x0a]);
+      expect([...bytes.subarray(2, 4)]).toEqual([0x08, 0x01]);
+      expect(bytes.toString('latin1')).toContain('1 request span(s) late');
+      await provider.shutdown();
       const text = await scrape(server);
-      expect(metric(text, PROMETHEUS_NAMES.ingestRefusedEvents, 'reason="late"')).toBe(1);
+      expect(metric(text, PROMETHEUS_NAMES.ingestRefusedEvents, 'reason="late"')).toBe(2);
       expect(metric(text, PROMETHEUS_NAMES.ingestRefusedEvents, 'reason="future"')).toBe(1);
     } finally {
       await server.close();
