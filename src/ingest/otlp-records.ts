@@ -2,6 +2,7 @@
 // need, in flat reusable structs that the protobuf and JSON decoders fill in place (a batch
 // reuses the same objects request after request), and the OTLP error the routes answer 400.
 import {
+  ATTR_EVENT_NAME,
   ATTR_FEATURE_FLAG_KEY,
   ATTR_FEATURE_FLAG_RESULT_VARIANT,
   ATTR_FEATURE_FLAG_VARIANT_PREVIOUS,
@@ -84,8 +85,6 @@ export const KEY_FLAG = 1;
 export const KEY_VARIANT = 2;
 export const KEY_HTTP_STATUS = 3;
 export const KEY_EVENT_NAME = 4;
-
-export const ATTR_EVENT_NAME = 'event.name';
 
 export const WANTED_KEYS: readonly (readonly [string, number])[] = [
   [ATTR_FEATURE_FLAG_KEY, KEY_FLAG],

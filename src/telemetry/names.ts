@@ -31,6 +31,8 @@ export {
 export const EVENT_FEATURE_FLAG_PREVIOUS = 'feature_flag';
 export const ATTR_FEATURE_FLAG_VARIANT_PREVIOUS = 'feature_flag.variant';
 export const ATTR_HTTP_STATUS_CODE_PREVIOUS = 'http.status_code';
+/** The event name of a log record that predates LogRecord.event_name, as an attribute. */
+export const ATTR_EVENT_NAME = 'event.name';
 
 /** `feature_flag.provider.name` on spans and the OpenFeature provider's metadata name. */
 export const PROVIDER_NAME = 'rollout-guardian';
