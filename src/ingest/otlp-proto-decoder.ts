@@ -327,7 +327,7 @@ function forEachMessage(r: ProtoReader, end: number, field: number, each: (r: Pr
   }
 }
 
-/** Decodes a protobuf OTLP trace export decoder with a reused reader and scratch. */
+/** Decodes protobuf OTLP trace and logs export requests, with reused scratch and callbacks. */
 export class OtlpProtoDecoder {
   private readonly scratch = new SpanScratch();
   private batch: DecodedBatch = new DecodedBatch();
