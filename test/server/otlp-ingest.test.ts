@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { join } from 'node:path';
-import { credentials as grpcCredentials, Metadata } from '@grpc/grpc-js';
+import { Client as GrpcClient, credentials as grpcCredentials, Metadata, status as grpcStatus } from '@grpc/grpc-js';
 import { gzipSync } from 'node:zlib';
 import { context, propagation, ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
 import { logs } from '@opentelemetry/api-logs';
@@ -35,6 +35,7 @@ import { RolloutServer, type RolloutServerOptions } from '../../src/server/rollo
 import { MemoryFlagStore } from '../../src/stores/memory-store.js';
 import { PROMETHEUS_NAMES } from '../../src/telemetry/names.js';
 import { BearerAuth } from '../../src/server/bearer-auth.js';
+import { TRACE_SERVICE_PATH } from '../../src/server/otlp-grpc-receiver.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { withTempDir } from '../helpers/temp-dir.js';
 
@@ -464,6 +465,23 @@ describe('refusals: counted by reason, answered in the request content type, not
     expect((await post(server, '/v1/traces', padded(900 * 1024))).status).toBe(200);
     expect((await ingestStats(server)).refusedRequests.busy).toBe(1);
     expect((await ingestStats(server)).refusedRequests.too_large).toBe(2);
+  });
+
+  it('refuses a gRPC message over the limit after gzip decompression, and a malformed one, with their gRPC codes', async () => {
+    const client = new GrpcClient(`127.0.0.1:${String(server.grpcPort)}`, grpcCredentials.createInsecure(), { 'grpc.default_compression_algorithm': 2 });
+    const call = (body: Buffer) =>
+      new Promise<number>((resolve) => {
+        client.makeUnaryRequest(TRACE_SERVICE_PATH, (b: Buffer) => b, (b: Buffer) => b, body, new Metadata(), (err) => resolve(err?.code ?? 0));
+      });
+    try {
+      // 8 MiB of zeros gzip to a few KiB on the wire: the decompressed size is what is refused.
+      expect(await call(Buffer.alloc(8 * 1024 * 1024))).toBe(grpcStatus.RESOURCE_EXHAUSTED);
+      expect(await call(Buffer.from([0x0a, 0xff, 0xff, 0x03]))).toBe(grpcStatus.INVALID_ARGUMENT);
+      expect(await call(Buffer.alloc(0))).toBe(grpcStatus.OK);
+      expect((await ingestStats(server)).refusedRequests.malformed).toBe(1);
+    } finally {
+      client.close();
+    }
   });
 });
 
