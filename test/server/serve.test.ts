@@ -163,6 +163,35 @@ describe('rollout-guardian serve', () => {
     });
   });
 
+  it('with --token-file serves the given host and asks every private route for a token', async () => {
+    await withTempDir(async (dir) => {
+      await writeFile(join(dir, 'flags.yaml'), FLAGS);
+      const token = 'a-token-from-the-file-0123456789';
+      await writeFile(join(dir, 'tokens'), `# who may do what\n${token} read,ingest\n`);
+      const child = spawn(process.execPath, [new URL('../../dist/cli/main.js', import.meta.url).pathname, 'serve', '--port', '0', '--grpc-port', '0', '--host', '0.0.0.0', '--token-file', join(dir, 'tokens'), '--store', join(dir, 'flags.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.setEncoding('utf8');
+      const url = await new Promise<string>((resolve, reject) => {
+        child.stdout.on('data', (chunk: string) => {
+          out += chunk;
+          const m = /serve on (http:\/\/[\d.]+:\d+)/.exec(out);
+          if (m && out.includes('OTLP:')) resolve(m[1] as string);
+        });
+        child.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${out}`)));
+      });
+      try {
+        expect(out).toContain('bearer tokens required');
+        expect((await fetch(`${url}/api/status`)).status).toBe(401);
+        expect((await fetch(`${url}/api/status`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
+        expect((await fetch(`${url}/healthz`)).status).toBe(200);
+      } finally {
+        const exited = once(child, 'exit');
+        child.kill('SIGTERM');
+        await exited;
+      }
+    });
+  });
+
   it('refuses a bad ingest option with what to type instead', () => {
     const run = spawnSync(process.execPath, [new URL('../../dist/cli/main.js', import.meta.url).pathname, 'serve', '--max-body-bytes', 'lots'], { encoding: 'utf8' });
     expect(run.status).toBe(2);
