@@ -45,7 +45,12 @@ const LAYERS = [
     { regex: '^(\\.\\./)+(provider|telemetry|flagd|ingest)/', message: 'Plans act through the store and ask the guardian for judgments.' },
     { regex: '^(\\.\\./)+guardian/', allowTypeImports: true, message: 'Plans take the guardian through a JudgmentSource: import its types only.' },
   ]),
-  layer('telemetry', [STORE_IMPLEMENTATION, COMPOSITION_ROOTS, { regex: '^(\\.\\./)+(provider|deploy|flagd|ingest)/', message: 'telemetry/ owns names and instruments over the guardian.' }]),
+  layer('telemetry', [
+    STORE_IMPLEMENTATION,
+    COMPOSITION_ROOTS,
+    { regex: '^(\\.\\./)+(provider|deploy|flagd)/', message: 'telemetry/ owns names and instruments over the guardian.' },
+    { regex: '^(\\.\\./)+ingest/', allowTypeImports: true, message: 'telemetry/ observes ingest through its stats type; the names it labels them with live in telemetry/names.ts.' },
+  ]),
   layer('ingest', [STORE_IMPLEMENTATION, COMPOSITION_ROOTS, { regex: '^(\\.\\./)+(provider|deploy)/', message: 'ingest/ turns inputs into outcomes for the guardian.' }]),
   layer('server', [{ regex: '^(\\.\\./)+cli/', message: 'server/ is a composition root beside cli/, not under it.' }]),
 ];

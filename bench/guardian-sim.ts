@@ -555,7 +555,7 @@ async function main(): Promise<void> {
       pass: plan.onTime === plan.steps,
       wallMs: Math.round(performance.now() - started),
     };
-    rows.push(row as unknown as (typeof rows)[number]);
+    rows.push(row);
     if (!json) {
       process.stdout.write(`${row.pass ? 'PASS' : 'FAIL'}  ${row.scenario}  runs ${row.runs}  steps on time ${row.stepsOnTime}/${row.steps}, latest ${row.latestAdvanceS.toFixed(0)} s after its hour  (${(row.wallMs / 1000).toFixed(1)}s)\n      expected: ${row.expectation}\n`);
       for (const note of plan.notes.slice(0, 5)) process.stdout.write(`      ${note}\n`);

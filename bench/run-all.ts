@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 const BENCHES = {
   evaluation: 'bench/evaluation-bench.ts',
   guardianOverhead: 'bench/sketch-bench.ts',
+  otlpIngest: 'bench/otlp-ingest-bench.ts',
 } as const;
 
 const json = process.argv.includes('--json');

@@ -74,7 +74,7 @@ export type {
 export { GuardianSpanProcessor } from './guardian/guardian-span-processor.js';
 export type { GuardianSpanProcessorOptions, GuardianSpanProcessorStats } from './guardian/guardian-span-processor.js';
 export { CohortRegistry } from './guardian/cohort-registry.js';
-export type { CohortRegistryOptions, Cohort } from './guardian/cohort-registry.js';
+export type { CohortRegistryOptions, Cohort, KnownFlags } from './guardian/cohort-registry.js';
 export type { Judgment, CheckResult, CheckName, CheckState, Verdict, CohortSummary } from './guardian/judge.js';
 export { DEFAULT_GUARD_POLICY } from './guardian/guard-policy.js';
 export type { GuardPolicy, RelativePolicy } from './guardian/guard-policy.js';
@@ -89,8 +89,18 @@ export { rolloutStatus } from './deploy/rollout-status.js';
 export type { FlagStatusView, PlanView, GuardianView, CohortView, StatusSources } from './deploy/rollout-status.js';
 
 // serve, embedded.
-export { RolloutServer } from './server/rollout-server.js';
+export { RolloutServer, ListenError } from './server/rollout-server.js';
 export type { RolloutServerOptions } from './server/rollout-server.js';
+export { BearerAuth } from './server/bearer-auth.js';
+export type { Role } from './server/bearer-auth.js';
+
+// OTLP ingest: recorded or live OpenTelemetry data into the guardian's cohorts.
+export { OtlpIngest } from './ingest/otlp-ingest.js';
+export type { OtlpIngestOptions, OtlpIngestStats, OutcomeSink, RequestKind } from './ingest/otlp-ingest.js';
+export { EventTimeGate } from './ingest/event-time-gate.js';
+export type { EventTimeGateOptions } from './ingest/event-time-gate.js';
+export { replayOtlp, ReplayClock, ReplayError } from './ingest/otlp-replay.js';
+export type { ReplayLine, ReplayOptions, ReplayResult } from './ingest/otlp-replay.js';
 
 // Telemetry: instruments, the Prometheus endpoint, and every name they use.
 export { GuardianTelemetry } from './telemetry/guardian-telemetry.js';

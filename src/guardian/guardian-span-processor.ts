@@ -1,9 +1,19 @@
 // Attribution on the span stream: remembers which cohorts (flag x variant) each trace was
-// exposed to as its spans end, and records every local root's outcome (duration, failed) in
-// all of them. onEnd is O(1) per span, bounded in memory, and never throws into the app.
+// exposed to as its spans end, and records every request's outcome (duration, failed) in all
+// of them; a request is a local root span of server or consumer kind (configurable), so an
+// evaluation span made outside any request is not one. onEnd is O(1) per span, bounded in
+// memory, and never throws into the app. Spans ending here end now: outcomes are recorded at
+// the clock's time (OTLP ingest, which receives them later, uses their end time instead).
 import { type Context, diag, SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { ATTR_FEATURE_FLAG_KEY, ATTR_FEATURE_FLAG_RESULT_VARIANT, ATTR_HTTP_RESPONSE_STATUS_CODE, EVENT_FEATURE_FLAG_EVALUATION } from '../telemetry/names.js';
+import {
+  ATTR_FEATURE_FLAG_KEY,
+  ATTR_FEATURE_FLAG_RESULT_VARIANT,
+  ATTR_FEATURE_FLAG_VARIANT_PREVIOUS,
+  ATTR_HTTP_RESPONSE_STATUS_CODE,
+  EVENT_FEATURE_FLAG_EVALUATION,
+  EVENT_FEATURE_FLAG_PREVIOUS,
+} from '../telemetry/names.js';
 import type { Clock } from '../core/clock.js';
 import { systemClock } from '../runtime/system-clock.js';
 import type { CohortRegistry } from './cohort-registry.js';
@@ -20,6 +30,8 @@ export interface GuardianSpanProcessorOptions {
   readonly maxExposuresPerTrace?: number;
   /** How long a trace's exposures wait for its root to end (default 5 minutes). */
   readonly maxTraceAgeMs?: number;
+  /** Kinds of local root span that are requests (default SERVER and CONSUMER). */
+  readonly requestKinds?: readonly SpanKind[];
 }
 
 export interface GuardianSpanProcessorStats {
@@ -31,6 +43,8 @@ export interface GuardianSpanProcessorStats {
   readonly droppedTraces: number;
   /** Errors caught in onEnd, the classifier's included. */
   readonly internalErrors: number;
+  /** Evaluations naming a flag but no variant (value-only): seen, never attributed. */
+  readonly unattributableEvaluations?: number;
 }
 
 /**
@@ -73,6 +87,8 @@ export class GuardianSpanProcessor implements SpanProcessor {
   private droppedExposures = 0;
   private droppedTraces = 0;
   private internalErrors = 0;
+  private unattributable = 0;
+  private readonly requestKinds: readonly SpanKind[];
   /** Drop, count, warn once: a warning per kind of trouble, not one per span. */
   private readonly warned = new Set<Warning>();
   private isShutdown = false;
@@ -91,6 +107,11 @@ export class GuardianSpanProcessor implements SpanProcessor {
     this.maxTraces = requirePositiveInteger('GuardianSpanProcessor', 'maxTraces', options.maxTraces ?? DEFAULT_MAX_TRACES);
     this.maxExposuresPerTrace = requirePositiveInteger('GuardianSpanProcessor', 'maxExposuresPerTrace', options.maxExposuresPerTrace ?? DEFAULT_MAX_EXPOSURES_PER_TRACE);
     this.maxTraceAgeMs = maxTraceAgeMs;
+    const kinds: readonly unknown[] = options.requestKinds ?? [SpanKind.SERVER, SpanKind.CONSUMER];
+    if (!Array.isArray(kinds) || !kinds.every((k): k is SpanKind => typeof k === 'number' && SpanKind[k] !== undefined)) {
+      throw new TypeError(`GuardianSpanProcessor: requestKinds must be SpanKind values, got ${quoteValue(kinds)}`);
+    }
+    this.requestKinds = kinds;
   }
 
   get stats(): GuardianSpanProcessorStats {
@@ -99,6 +120,7 @@ export class GuardianSpanProcessor implements SpanProcessor {
       droppedExposures: this.droppedExposures,
       droppedTraces: this.droppedTraces,
       internalErrors: this.internalErrors,
+      unattributableEvaluations: this.unattributable,
     };
   }
 
@@ -140,6 +162,9 @@ export class GuardianSpanProcessor implements SpanProcessor {
       exposures = this.scratch;
       exposures.size = 0;
     }
+    // A local root that is no request (an evaluation span made outside any request, a batch
+    // job's internal root) ends its trace here with nothing to record.
+    if (!this.requestKinds.includes(span.kind)) return;
     this.collect(span, exposures);
     const { size, flagKeys, variants } = exposures;
     if (size === 0) return;
@@ -161,10 +186,14 @@ export class GuardianSpanProcessor implements SpanProcessor {
     const events = span.events;
     for (let i = 0; i < events.length; i++) {
       const event = events[i];
-      if (event?.name !== EVENT_FEATURE_FLAG_EVALUATION || event.attributes === undefined) continue;
+      if (event === undefined || (event.name !== EVENT_FEATURE_FLAG_EVALUATION && event.name !== EVENT_FEATURE_FLAG_PREVIOUS) || event.attributes === undefined) continue;
       const flagKey = event.attributes[ATTR_FEATURE_FLAG_KEY];
-      const variant = event.attributes[ATTR_FEATURE_FLAG_RESULT_VARIANT];
-      if (typeof flagKey !== 'string' || typeof variant !== 'string') continue;
+      if (typeof flagKey !== 'string') continue;
+      const variant = event.attributes[ATTR_FEATURE_FLAG_RESULT_VARIANT] ?? event.attributes[ATTR_FEATURE_FLAG_VARIANT_PREVIOUS];
+      if (typeof variant !== 'string') {
+        this.unattributable++;
+        continue;
+      }
       found = true;
       exposures ??= this.traceExposures(span.spanContext().traceId);
       this.expose(exposures, flagKey, variant);
@@ -172,8 +201,11 @@ export class GuardianSpanProcessor implements SpanProcessor {
     if (found) return;
     const flagKey = span.attributes[ATTR_FEATURE_FLAG_KEY];
     if (typeof flagKey !== 'string') return;
-    const variant = span.attributes[ATTR_FEATURE_FLAG_RESULT_VARIANT];
-    if (typeof variant !== 'string') return;
+    const variant = span.attributes[ATTR_FEATURE_FLAG_RESULT_VARIANT] ?? span.attributes[ATTR_FEATURE_FLAG_VARIANT_PREVIOUS];
+    if (typeof variant !== 'string') {
+      this.unattributable++;
+      return;
+    }
     this.expose(exposures ?? this.traceExposures(span.spanContext().traceId), flagKey, variant);
   }
 

@@ -1,8 +1,9 @@
 // `serve`: one long-running process that keeps the flags, runs the guardian and the plans on
-// a store, receives OTLP/HTTP traces from a fleet, and serves /metrics, /healthz, /readyz and
+// a store, receives OTLP traces and logs from a fleet (see docs/pipelines.md), and serves /metrics, /healthz, /readyz and
 // /api/status (what `status` and `health` read). It stops cleanly: in-flight ticks finish
 // and every plan's state is already in the store.
-import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import { type IncomingMessage, type Server as HttpServer, type ServerResponse, createServer } from 'node:http';
+import { type Server as HttpsServer, createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
@@ -17,7 +18,10 @@ import { systemClock } from '../runtime/system-clock.js';
 import { GuardianTelemetry } from '../telemetry/guardian-telemetry.js';
 import { METER_NAME } from '../telemetry/names.js';
 import { metricsHandler } from '../telemetry/prometheus-endpoint.js';
-import { OtlpPayloadError, readOtlpTraces } from './otlp-receiver.js';
+import { OtlpIngest, type OtlpIngestOptions } from '../ingest/otlp-ingest.js';
+import { type OtlpHttpLimits, OtlpHttpReceiver } from './otlp-http-receiver.js';
+import { OtlpGrpcReceiver } from './otlp-grpc-receiver.js';
+import type { BearerAuth, Role } from './bearer-auth.js';
 import { type ServerStatus, serverStatus } from './server-status.js';
 
 export interface RolloutServerOptions {
@@ -33,25 +37,25 @@ export interface RolloutServerOptions {
   readonly log?: (line: string) => void;
   /** Start the guardian's and the plans' timers (default true; tests tick by hand). */
   readonly autoTick?: boolean;
+  /** OTLP/gRPC on this port (0 picks a free one); no gRPC when absent. */
+  readonly grpcPort?: number;
+  /**
+   * Bearer tokens every route but /healthz and /readyz requires (ingest for OTLP, read for the
+   * rest). Without them the server listens on 127.0.0.1 only, whatever `host` says.
+   */
+  readonly auth?: BearerAuth;
+  /** TLS for HTTP and gRPC alike (PEM key and certificate). */
+  readonly tls?: { readonly key: Buffer; readonly cert: Buffer };
+  /** OTLP ingest: event-time limits, request kinds, join bounds, body limits. */
+  readonly ingest?: Omit<OtlpIngestOptions, 'sink' | 'clock'> & OtlpHttpLimits;
 }
 
-const MAX_BODY_BYTES = 8 * 1024 * 1024;
-
-function readBody(request: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    request.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY_BYTES) {
-        reject(new OtlpPayloadError(`body over ${MAX_BODY_BYTES} bytes`));
-        request.destroy();
-      } else chunks.push(chunk);
-    });
-    request.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    request.on('error', reject);
-  });
+/** A port that cannot be listened on (in use, not permitted): a configuration problem, not a bug. */
+export class ListenError extends Error {
+  override readonly name = 'ListenError';
 }
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
 
 function send(response: ServerResponse, status: number, body: unknown): void {
   const text = typeof body === 'string' ? body : `${JSON.stringify(body)}\n`;
@@ -63,17 +67,25 @@ export class RolloutServer {
   readonly processor: GuardianSpanProcessor;
   readonly guardian: RolloutGuardian;
   readonly plans: PlanRunner;
+  /** Where OTLP spans and log records become outcomes, over HTTP and gRPC alike. */
+  readonly ingest: OtlpIngest;
+  /** OTLP/HTTP routes; its bodyBytesInFlight shows the body budget in use. */
+  readonly otlpHttp: OtlpHttpReceiver;
   private readonly store: FlagStore;
   private readonly clock: Clock;
   private readonly log: (line: string) => void;
   private readonly meterProvider: MeterProvider;
   private readonly telemetry: GuardianTelemetry;
-  private readonly http: Server;
+  private readonly http: HttpServer | HttpsServer;
+  private readonly auth: BearerAuth | undefined;
+  private readonly scheme: 'http' | 'https';
+  private grpc: OtlpGrpcReceiver | undefined;
   private readonly unwatch: () => void;
   private storeTrouble: string | undefined;
   private loaded = false;
   private closing: Promise<void> | undefined;
   private boundPort = 0;
+  private host = '127.0.0.1';
 
   private constructor(options: RolloutServerOptions) {
     this.store = options.store;
@@ -82,11 +94,16 @@ export class RolloutServer {
     const slotMs = options.slotMs ?? 5_000;
     this.registry = new CohortRegistry({ slotMs, slotCount: options.slotCount ?? 72 });
     this.processor = new GuardianSpanProcessor({ registry: this.registry, clock: this.clock });
-    this.guardian = new RolloutGuardian({ source: this.store, writer: new StoreWriter(this.store, this.clock), registry: this.registry, clock: this.clock, dryRun: options.dryRun });
+    this.ingest = new OtlpIngest({ ...options.ingest, sink: this.registry, clock: this.clock });
+    this.otlpHttp = new OtlpHttpReceiver(this.ingest, options.ingest);
+    // A slot is judged once nothing more can arrive for it: the ingest's allowed lateness plus
+    // the time a request may wait for its evaluation records.
+    const allowedLatenessMs = this.ingest.gate.allowedLatenessMs + this.ingest.joinWaitMs;
+    this.guardian = new RolloutGuardian({ source: this.store, writer: new StoreWriter(this.store, this.clock), registry: this.registry, clock: this.clock, dryRun: options.dryRun, allowedLatenessMs });
     this.plans = new PlanRunner({ store: this.store, judgments: this.guardian, clock: this.clock, dryRun: options.dryRun });
     const exporter = new PrometheusExporter({ preventServerStart: true });
     this.meterProvider = new MeterProvider({ readers: [exporter] });
-    this.telemetry = new GuardianTelemetry({ meter: this.meterProvider.getMeter(METER_NAME), registry: this.registry, guardian: this.guardian, processorStats: () => this.processor.stats, clock: this.clock, plans: this.store });
+    this.telemetry = new GuardianTelemetry({ meter: this.meterProvider.getMeter(METER_NAME), registry: this.registry, guardian: this.guardian, processorStats: () => this.processor.stats, ingestStats: () => this.ingest.stats, clock: this.clock, plans: this.store });
     const metrics = metricsHandler(exporter);
     this.unwatch = this.store.watch((event) => this.onStoreEvent(event));
     this.guardian.addListener({
@@ -94,11 +111,14 @@ export class RolloutServer {
       error: (e) => this.log(`guardian: ${e.message}`),
     });
     this.plans.onEvent((e) => this.log(`${e.dryRun ? '[dry run] would ' : ''}${e.action.kind} ${e.flagKey}: ${e.action.reason}`));
-    this.http = createServer((request, response) => {
+    this.auth = options.auth;
+    this.scheme = options.tls === undefined ? 'http' : 'https';
+    const handle = (request: IncomingMessage, response: ServerResponse) => {
       this.route(request, response, metrics).catch((err: unknown) => {
         if (!response.headersSent) send(response, 500, { error: String(err) });
       });
-    });
+    };
+    this.http = options.tls === undefined ? createServer(handle) : createHttpsServer({ key: options.tls.key, cert: options.tls.cert }, handle);
   }
 
   /** Loads the flags, starts listening and, unless told not to, ticking. */
@@ -106,11 +126,37 @@ export class RolloutServer {
     const server = new RolloutServer(options);
     await server.store.load();
     server.loaded = true;
-    await new Promise<void>((resolve, reject) => {
-      server.http.once('error', reject);
-      server.http.listen(options.port, options.host ?? '127.0.0.1', () => resolve());
-    });
+    let host = options.host ?? '127.0.0.1';
+    if (options.auth === undefined && !LOOPBACK.has(host)) {
+      server.log(`no token configured: listening on 127.0.0.1 only, not ${host} (give --token-file or ROLLOUT_GUARDIAN_TOKEN to serve other hosts)`);
+      host = '127.0.0.1';
+    }
+    server.host = host;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.http.once('error', reject);
+        server.http.listen(options.port, host, () => resolve());
+      });
+    } catch (err) {
+      await server.close();
+      throw new ListenError(`cannot listen on ${host}:${options.port} (${(err as Error).message}); give another --port`);
+    }
     server.boundPort = (server.http.address() as AddressInfo).port;
+    if (options.grpcPort !== undefined) {
+      try {
+        const auth = options.auth;
+        server.grpc = await OtlpGrpcReceiver.start(server.ingest, {
+          host,
+          port: options.grpcPort,
+          maxBodyBytes: server.otlpHttp.maxBodyBytes,
+          tls: options.tls,
+          authenticate: auth === undefined ? undefined : (header) => auth.check(header, 'ingest'),
+        });
+      } catch (err) {
+        await server.close();
+        throw new ListenError(`cannot listen for OTLP/gRPC on ${host}:${options.grpcPort} (${(err as Error).message}); give another --grpc-port, or --no-grpc-port`);
+      }
+    }
     if (options.autoTick ?? true) {
       server.guardian.start();
       server.plans.start(server.registry.slotMs);
@@ -123,7 +169,12 @@ export class RolloutServer {
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.boundPort}`;
+    return `${this.scheme}://${this.host === '::1' ? '[::1]' : this.host === '0.0.0.0' || this.host === '::' ? '127.0.0.1' : this.host}:${this.boundPort}`;
+  }
+
+  /** The OTLP/gRPC port, or undefined without gRPC. */
+  get grpcPort(): number | undefined {
+    return this.grpc?.port;
   }
 
   /** What /api/status serves. */
@@ -135,6 +186,7 @@ export class RolloutServer {
       guardian: this.guardian,
       plans: this.plans,
       processor: this.processor.stats,
+      ingest: this.ingest.stats,
       storeTrouble: this.storeTrouble,
       slotMs: this.registry.slotMs,
       ...this.recentOutcomes(),
@@ -154,7 +206,7 @@ export class RolloutServer {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.http.closeAllConnections();
-      await new Promise<void>((resolve) => this.http.close(() => resolve()));
+      await Promise.all([new Promise<void>((resolve) => this.http.close(() => resolve())), this.grpc?.close()]);
       await this.guardian.shutdown();
       await this.plans.shutdown();
       this.telemetry.shutdown();
@@ -164,6 +216,26 @@ export class RolloutServer {
       await this.store.close();
     })();
     return this.closing;
+  }
+
+  /** Answers 401 or 403 (and counts it, for OTLP) unless the request carries a token with `role`. */
+  private authorized(request: IncomingMessage, response: ServerResponse, role: Role, isOtlp: boolean): boolean {
+    const result = (this.auth as BearerAuth).check(request.headers.authorization, role);
+    if (result === 'ok') return true;
+    request.resume();
+    const message =
+      result === 'forbidden'
+        ? `this token lacks the ${role} role`
+        : result === 'missing'
+          ? `send authorization: Bearer TOKEN${isOtlp ? ' (exporters: OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20TOKEN)' : ''}`
+          : 'the bearer token is not known';
+    if (result !== 'forbidden') response.setHeader('www-authenticate', 'Bearer');
+    if (isOtlp) {
+      this.otlpHttp.refuse(request, response, result === 'forbidden' ? 403 : 401, 'unauthenticated', message);
+    } else {
+      send(response, result === 'forbidden' ? 403 : 401, { error: message });
+    }
+    return false;
   }
 
   private onStoreEvent(event: StoreEvent): void {
@@ -179,7 +251,9 @@ export class RolloutServer {
 
   private async route(request: IncomingMessage, response: ServerResponse, metrics: (req: IncomingMessage, res: ServerResponse) => void): Promise<void> {
     const path = new URL(request.url ?? '/', 'http://localhost').pathname;
-    if (request.method === 'POST' && path === '/v1/traces') return this.receiveTraces(request, response);
+    const isOtlp = request.method === 'POST' && (path === '/v1/traces' || path === '/v1/logs');
+    if (this.auth !== undefined && path !== '/healthz' && path !== '/readyz' && !this.authorized(request, response, isOtlp ? 'ingest' : 'read', isOtlp)) return;
+    if (isOtlp) return this.otlpHttp.handle(path === '/v1/traces' ? 'traces' : 'logs', request, response);
     if (request.method !== 'GET' && request.method !== 'HEAD') return send(response, 405, { error: `${request.method ?? ''} is not served here` });
     switch (path) {
       case '/metrics':
@@ -197,23 +271,7 @@ export class RolloutServer {
       case '/api/status':
         return send(response, 200, await this.status());
       default:
-        return send(response, 404, { error: `no route ${path}; try /metrics, /healthz, /readyz, /api/status or POST /v1/traces` });
+        return send(response, 404, { error: `no route ${path}; try /metrics, /healthz, /readyz, /api/status, or POST /v1/traces and /v1/logs` });
     }
-  }
-
-  private async receiveTraces(request: IncomingMessage, response: ServerResponse): Promise<void> {
-    const type = (request.headers['content-type'] ?? '').split(';')[0]?.trim();
-    if (type !== 'application/json') {
-      return send(response, 415, { error: `content-type ${type || '(none)'} is not accepted; send OTLP/HTTP JSON (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/json)` });
-    }
-    let spans;
-    try {
-      spans = readOtlpTraces(await readBody(request));
-    } catch (err) {
-      if (err instanceof OtlpPayloadError) return send(response, 400, { error: err.message });
-      throw err;
-    }
-    for (const span of spans) this.processor.onEnd(span);
-    send(response, 200, {});
   }
 }

@@ -1,5 +1,6 @@
 // What `serve` reports at /api/status: every rollout's status with the guardian's numbers,
 // and the liveness facts `health` checks (last ticks, spans arriving, store trouble).
+import type { OtlpIngestStats } from '../ingest/otlp-ingest.js';
 import type { GuardianSpanProcessorStats } from '../guardian/guardian-span-processor.js';
 import type { RolloutGuardian } from '../guardian/rollout-guardian.js';
 import type { PlanRunner } from '../deploy/plan-runner.js';
@@ -14,6 +15,8 @@ export interface ServerStatus {
   readonly guardianLastTick: string | null;
   readonly plansLastTick: string | null;
   readonly spans: GuardianSpanProcessorStats;
+  /** What OTLP ingest received, recorded and refused (HTTP and gRPC). */
+  readonly ingest: OtlpIngestStats;
   /** Outcomes recorded into any cohort over the last `recentWindowMs`: is telemetry arriving? */
   readonly recentOutcomes: number;
   readonly recentWindowMs: number;
@@ -26,6 +29,7 @@ export interface ServerStatusInput {
   readonly guardian: RolloutGuardian;
   readonly plans: PlanRunner;
   readonly processor: GuardianSpanProcessorStats;
+  readonly ingest: OtlpIngestStats;
   readonly storeTrouble: string | undefined;
   readonly slotMs: number;
   readonly recentOutcomes: number;
@@ -44,6 +48,7 @@ export function serverStatus(input: ServerStatusInput): ServerStatus {
     guardianLastTick: iso(input.guardian.lastTick),
     plansLastTick: iso(input.plans.lastTick),
     spans: input.processor,
+    ingest: input.ingest,
     recentOutcomes: input.recentOutcomes,
     recentWindowMs: input.recentWindowMs,
     flags: rolloutStatus(input.snapshot, input.nowMs, { judgments, notes: input.plans.notes() }),

@@ -19,13 +19,14 @@ import type { Clock } from '../core/clock.js';
 import type { CohortRegistry } from '../guardian/cohort-registry.js';
 import { DEFAULT_GUARD_POLICY, type GuardPolicy } from '../guardian/guard-policy.js';
 import type { GuardianSpanProcessorStats } from '../guardian/guardian-span-processor.js';
+import type { OtlpIngestStats } from '../ingest/otlp-ingest.js';
 import { requirePositiveInteger } from '../guardian/option-checks.js';
 import type { Verdict } from '../guardian/judge.js';
 import type { GuardedFlagStatus, RollbackRecord, RolloutGuardian } from '../guardian/rollout-guardian.js';
 import { systemClock } from '../runtime/system-clock.js';
 import type { FlagStore, StoreSnapshot } from '../stores/flag-store.js';
 import type { PlanStatus } from '../core/flag-schema.js';
-import { ATTR_PLAN_STATE, PLAN_STATES, ATTR_CHECK, ATTR_FEATURE_FLAG_KEY, ATTR_METRIC_OVERFLOW, ATTR_REASON, ATTR_VARIANT, ATTR_VERDICT, METRICS, type MetricSpec, VERDICTS } from './names.js';
+import { LATENESS_REASONS, REFUSAL_REASONS, ATTR_PLAN_STATE, PLAN_STATES, ATTR_CHECK, ATTR_FEATURE_FLAG_KEY, ATTR_METRIC_OVERFLOW, ATTR_REASON, ATTR_VARIANT, ATTR_VERDICT, METRICS, type MetricSpec, VERDICTS } from './names.js';
 
 export interface GuardianTelemetryOptions {
   readonly meter: Meter;
@@ -42,6 +43,8 @@ export interface GuardianTelemetryOptions {
   readonly windowMs?: number;
   /** The guardian's clock, so ages and windows line up with its ticks. */
   readonly clock?: Clock;
+  /** OTLP ingest's running totals (`() => ingest.stats`); without it the ingest counters stay 0. */
+  readonly ingestStats?: () => OtlpIngestStats;
   /** Where plan state lives: the plan step and state gauges follow its changes. */
   readonly plans?: Pick<FlagStore, 'load' | 'watch'>;
 }
@@ -115,6 +118,7 @@ export class GuardianTelemetry {
   private readonly planStep: ObservableGauge;
   private readonly planState: ObservableGauge;
   private unwatchPlans: (() => void) | undefined;
+  private removeIngest: (() => void) | undefined;
   private unsubscribe: (() => void) | undefined;
   private warned = false;
   private closed = false;
@@ -173,6 +177,7 @@ export class GuardianTelemetry {
       this.internalErrors,
       this.droppedCohortOutcomes,
     ];
+    this.removeIngest = this.observeIngest(meter, options.ingestStats);
     // One batch callback, so a scrape reads the guardian's status once for every gauge.
     meter.addBatchObservableCallback(this.collect, this.observables);
     this.unsubscribe = this.guardian?.addListener({ rollback: (record) => this.onRollback(record) });
@@ -232,6 +237,8 @@ export class GuardianTelemetry {
     this.planOf.clear();
     try {
       this.meter.removeBatchObservableCallback(this.collect, this.observables);
+      this.removeIngest?.();
+      this.removeIngest = undefined;
     } catch (err) {
       this.warnOnce(err);
     }
@@ -314,6 +321,33 @@ export class GuardianTelemetry {
       this.warnOnce(err);
     }
   };
+
+  /** The ingest counters, every reason reported from the start so a refusal shows as a rise, not a new series. */
+  private observeIngest(meter: Meter, stats: (() => OtlpIngestStats) | undefined): () => void {
+    const counter = (spec: MetricSpec) => meter.createObservableCounter(spec.name, { unit: spec.unit, description: spec.description });
+    const refusedRequests = counter(METRICS.ingestRefusedRequests);
+    const refusedEvents = counter(METRICS.ingestRefusedEvents);
+    const spans = counter(METRICS.ingestSpans);
+    const logRecords = counter(METRICS.ingestLogRecords);
+    const unattributable = counter(METRICS.ingestUnattributable);
+    const requestReasons = REFUSAL_REASONS.map((reason) => [reason, Object.freeze({ [ATTR_REASON]: reason })] as const);
+    const eventReasons = LATENESS_REASONS.map((reason) => [reason, Object.freeze({ [ATTR_REASON]: reason })] as const);
+    const observables = [refusedRequests, refusedEvents, spans, logRecords, unattributable];
+    const callback = (result: BatchObservableResult) => {
+      try {
+        const s = stats?.();
+        for (const [reason, attributes] of requestReasons) result.observe(refusedRequests, s?.refusedRequests[reason] ?? 0, attributes);
+        for (const [reason, attributes] of eventReasons) result.observe(refusedEvents, s?.[reason] ?? 0, attributes);
+        result.observe(spans, s?.spans ?? 0);
+        result.observe(logRecords, s?.logRecords ?? 0);
+        result.observe(unattributable, s?.unattributable ?? 0);
+      } catch (err) {
+        this.warnOnce(err);
+      }
+    };
+    meter.addBatchObservableCallback(callback, observables);
+    return () => meter.removeBatchObservableCallback(callback, observables);
+  }
 
   private observeEvaluations(result: BatchObservableResult): void {
     for (const byVariant of this.evaluationCounts.values()) {

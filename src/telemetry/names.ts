@@ -24,6 +24,16 @@ export {
   ATTR_HTTP_RESPONSE_STATUS_CODE,
 };
 
+/**
+ * Names older producers still send, read beside the current ones: the `feature_flag` span
+ * event with `feature_flag.variant` (semantic conventions before 1.28), and `http.status_code`.
+ */
+export const EVENT_FEATURE_FLAG_PREVIOUS = 'feature_flag';
+export const ATTR_FEATURE_FLAG_VARIANT_PREVIOUS = 'feature_flag.variant';
+export const ATTR_HTTP_STATUS_CODE_PREVIOUS = 'http.status_code';
+/** The event name of a log record that predates LogRecord.event_name, as an attribute. */
+export const ATTR_EVENT_NAME = 'event.name';
+
 /** `feature_flag.provider.name` on spans and the OpenFeature provider's metadata name. */
 export const PROVIDER_NAME = 'rollout-guardian';
 export const ATTR_VARIANT = 'variant';
@@ -215,6 +225,41 @@ export const METRICS = {
     instrument: 'observable-counter',
     attributes: [],
   },
+  ingestRefusedRequests: {
+    name: 'rollout_guardian.ingest.refused_requests',
+    unit: '{request}',
+    description: 'OTLP export requests refused, by reason: unsupported_media_type (415), malformed (400), unauthenticated (401), too_large (413), busy (503).',
+    instrument: 'observable-counter',
+    attributes: [ATTR_REASON],
+  },
+  ingestRefusedEvents: {
+    name: 'rollout_guardian.ingest.refused_events',
+    unit: '{event}',
+    description: 'Request outcomes (local root spans) and flag evaluations (log records) received but not used because their event time was late (before now minus the allowed lateness) or future (beyond the allowed clock skew), by reason.',
+    instrument: 'observable-counter',
+    attributes: [ATTR_REASON],
+  },
+  ingestSpans: {
+    name: 'rollout_guardian.ingest.spans',
+    unit: '{span}',
+    description: 'Spans received over OTLP (HTTP and gRPC) in accepted export requests.',
+    instrument: 'observable-counter',
+    attributes: [],
+  },
+  ingestLogRecords: {
+    name: 'rollout_guardian.ingest.log_records',
+    unit: '{record}',
+    description: 'Log records received over OTLP (HTTP and gRPC) in accepted export requests.',
+    instrument: 'observable-counter',
+    attributes: [],
+  },
+  ingestUnattributable: {
+    name: 'rollout_guardian.ingest.unattributable_evaluations',
+    unit: '{evaluation}',
+    description: 'Flag evaluations received (span events, span attributes or log records) that name no variant or no trace, so no request can be attributed to a cohort by them.',
+    instrument: 'observable-counter',
+    attributes: [],
+  },
 } as const satisfies Record<string, MetricSpec>;
 
 export type MetricId = keyof typeof METRICS;
@@ -247,6 +292,11 @@ export const PROMETHEUS_NAMES = {
   droppedTraces: 'rollout_guardian_span_processor_dropped_traces_total',
   internalErrors: 'rollout_guardian_span_processor_internal_errors_total',
   droppedCohortOutcomes: 'rollout_guardian_cohort_registry_dropped_outcomes_total',
+  ingestRefusedRequests: 'rollout_guardian_ingest_refused_requests_total',
+  ingestRefusedEvents: 'rollout_guardian_ingest_refused_events_total',
+  ingestSpans: 'rollout_guardian_ingest_spans_total',
+  ingestLogRecords: 'rollout_guardian_ingest_log_records_total',
+  ingestUnattributable: 'rollout_guardian_ingest_unattributable_evaluations_total',
 } as const satisfies Record<MetricId, string>;
 
 // A record so the compiler insists on every verdict the judge can give.
@@ -260,3 +310,10 @@ export const VERDICTS: readonly Verdict[] = Object.keys(VERDICT_SET) as Verdict[
 
 /** The instrumentation scope the guardian's meter should be obtained under. */
 export const METER_NAME = 'rollout-guardian';
+
+/** Why an OTLP export request (or part of one) was refused: the `reason` label of the refusal metrics. */
+export type RefusalReason = 'unsupported_media_type' | 'malformed' | 'unauthenticated' | 'too_large' | 'busy';
+export const REFUSAL_REASONS: readonly RefusalReason[] = ['unsupported_media_type', 'malformed', 'unauthenticated', 'too_large', 'busy'];
+/** Why an outcome was refused for its event time. */
+export type LatenessReason = 'late' | 'future';
+export const LATENESS_REASONS: readonly LatenessReason[] = ['late', 'future'];

@@ -108,7 +108,7 @@ describe('GuardianSpanProcessor', () => {
     const seen = cohort(h, 'new-checkout', 'on');
     expect(seen).toMatchObject({ count: 1, errors: 0 });
     expect(Math.abs((seen.p50 as number) - 250)).toBeLessThanOrEqual(2.5);
-    expect(h.processor.stats).toEqual({ recordedOutcomes: 1, droppedExposures: 0, droppedTraces: 0, internalErrors: 0 });
+    expect(h.processor.stats).toEqual({ recordedOutcomes: 1, droppedExposures: 0, droppedTraces: 0, internalErrors: 0, unattributableEvaluations: 0 });
   });
 
   it('records nothing until the local root ends', async () => {
@@ -164,8 +164,30 @@ describe('GuardianSpanProcessor', () => {
     const evaluate = (): Promise<boolean> => h.client.getBooleanValue('new-checkout', false, { targetingKey: 'user-1' });
     await serve(h, evaluate, { status: 503 });
     await serve(h, evaluate, { status: 404 });
-    await serve(h, evaluate, { status: 503, kind: SpanKind.INTERNAL });
+    await serve(h, evaluate, { status: 503, kind: SpanKind.CONSUMER });
     expect(cohort(h, 'new-checkout', 'on')).toMatchObject({ count: 3, errors: 1 });
+  });
+
+  it('counts only server and consumer local roots as requests unless told otherwise: an internal root records nothing', async () => {
+    const h = await harness();
+    const evaluate = (): Promise<boolean> => h.client.getBooleanValue('new-checkout', false, { targetingKey: 'user-1' });
+    await serve(h, evaluate, { kind: SpanKind.INTERNAL });
+    await serve(h, evaluate, { kind: SpanKind.CLIENT });
+    expect(cohort(h, 'new-checkout', 'on').count).toBe(0);
+    const configured = await harness({ requestKinds: [SpanKind.SERVER, SpanKind.INTERNAL] });
+    await serve(configured, () => configured.client.getBooleanValue('new-checkout', false, { targetingKey: 'user-1' }), { kind: SpanKind.INTERNAL, status: 503 });
+    expect(cohort(configured, 'new-checkout', 'on')).toMatchObject({ count: 1, errors: 0 });
+  });
+
+  it("reads the previous semconv event (feature_flag with feature_flag.variant) and counts value-only evaluations as unattributable", async () => {
+    const h = await harness();
+    await serve(h, () => {
+      trace.getActiveSpan()?.addEvent('feature_flag', { 'feature_flag.key': 'legacy-flag', 'feature_flag.variant': 'blue', 'feature_flag.provider_name': 'old-sdk' });
+      trace.getActiveSpan()?.addEvent('feature_flag.evaluation', { 'feature_flag.key': 'value-only', 'feature_flag.result.value': true });
+      return Promise.resolve(true);
+    });
+    expect(cohort(h, 'legacy-flag', 'blue').count).toBe(1);
+    expect(h.processor.stats).toMatchObject({ recordedOutcomes: 1, unattributableEvaluations: 1 });
   });
 
   it('treats a span whose parent is remote as a local root', async () => {

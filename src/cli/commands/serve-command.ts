@@ -1,9 +1,17 @@
 // `serve`: the guardian and the plans as a long-running process on a store, with /metrics,
 // /healthz, /readyz, /api/status and an OTLP/HTTP traces endpoint. SIGTERM or SIGINT stops it
 // cleanly; every plan's state is in the store, so a restart resumes where it left off.
+import { createReadStream, readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { diag, DiagLogLevel } from '@opentelemetry/api';
 import { type Command, InvalidArgumentError } from 'commander';
+import { BearerAuth } from '../../server/bearer-auth.js';
+import { ReplayClock, ReplayError, replayOtlp } from '../../ingest/otlp-replay.js';
+import type { FlagStore } from '../../stores/flag-store.js';
+import type { CliIo } from '../cli-io.js';
+import { CliError } from '../cli-error.js';
 import { parseDurationMs } from '../../core/duration.js';
-import { RolloutServer } from '../../server/rollout-server.js';
+import { ListenError, RolloutServer } from '../../server/rollout-server.js';
 import { FLAGS_ENV_VAR, DEFAULT_FLAGS_FILE } from '../../stores/file-store.js';
 import { openLocation } from '../store-location.js';
 import type { CommandContext, StoreOptions } from './command-context.js';
@@ -14,6 +22,82 @@ interface ServeOptions extends StoreOptions {
   readonly host: string;
   readonly slot: number;
   readonly dryRun?: boolean;
+  readonly grpcPort: number | false;
+  readonly tokenFile?: string;
+  readonly tlsCert?: string;
+  readonly tlsKey?: string;
+  readonly maxBodyBytes?: number;
+  readonly allowedLateness?: number;
+  readonly replay?: string;
+}
+
+/**
+ * `serve --replay FILE`: the recording (JSON lines of {timeUnixMs, traces|logs}) through the
+ * same ingest and guardian, in dry run, on a clock the recording moves; prints what the
+ * guardian would have done and when, then exits.
+ */
+async function replayRecording(file: string, store: FlagStore, options: ServeOptions, io: CliIo): Promise<void> {
+  const clock = new ReplayClock();
+  const log = (line: string) => io.stdout.write(`${new Date(clock.now()).toISOString()} ${line}\n`);
+  const server = await RolloutServer.start({ store, port: 0, clock, slotMs: options.slot, slotCount: 720, dryRun: true, autoTick: false, log, ingest: { maxBodyBytes: options.maxBodyBytes, allowedLatenessMs: options.allowedLateness } });
+  try {
+    const input = createReadStream(file, { encoding: 'utf8' });
+    const lines = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
+    let result;
+    try {
+      result = await replayOtlp(lines, { ingest: server.ingest, clock, tick: () => server.guardian.tick(), tickEveryMs: options.slot, source: file });
+    } catch (err) {
+      if (err instanceof ReplayError) throw new CliError(err.message);
+      if ((err as NodeJS.ErrnoException).code !== undefined) throw new CliError(`--replay ${file}: ${(err as Error).message}`);
+      throw err;
+    }
+    const stats = server.ingest.stats;
+    const span = result.fromMs === undefined ? 'nothing' : `${new Date(result.fromMs).toISOString()} to ${new Date(result.toMs ?? result.fromMs).toISOString()}`;
+    io.stdout.write(`replayed ${result.requests} export requests (${result.spans} spans, ${result.logRecords} log records) from ${span} in ${result.ticks} judgments\n`);
+    io.stdout.write(`outcomes recorded ${stats.recordedOutcomes}; late ${stats.late}, future ${stats.future}, unattributable evaluations ${stats.unattributable}\n`);
+    for (const status of server.guardian.status()) io.stdout.write(`${status.flagKey}: ${status.judgment.verdict} (${status.judgment.reason})\n`);
+  } finally {
+    await server.close();
+  }
+}
+
+/** The env variable holding one bearer token (all roles) when no --token-file is given. */
+export const TOKEN_ENV_VAR = 'ROLLOUT_GUARDIAN_TOKEN';
+
+function parseBytes(text: string): number {
+  const m = /^(\d+)\s*(|k|ki|kib|m|mi|mib)$/i.exec(text.trim());
+  if (m === null) throw new InvalidArgumentError(`"${text}" is not a size; write bytes, or like 16MiB or 512KiB`);
+  const unit = (m[2] as string).toLowerCase();
+  const bytes = Number(m[1]) * (unit.startsWith('m') ? 1024 * 1024 : unit.startsWith('k') ? 1024 : 1);
+  if (bytes < 1024) throw new InvalidArgumentError(`"${text}" is too small for a body limit; give at least 1KiB`);
+  return bytes;
+}
+
+function parseLateness(text: string): number {
+  const ms = parseDurationMs(text);
+  if (ms === undefined || ms < 0) throw new InvalidArgumentError(`"${text}" is not a duration; write it like 60s or 2m`);
+  return ms;
+}
+
+function readFileFor(option: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new CliError(`${option} ${path}: ${(err as Error).message}`);
+  }
+}
+
+/** Tokens from --token-file, else from ROLLOUT_GUARDIAN_TOKEN; undefined when neither is set. */
+function authFrom(options: ServeOptions, env: Readonly<Record<string, string | undefined>>): BearerAuth | undefined {
+  try {
+    if (options.tokenFile !== undefined) return BearerAuth.parse(readFileFor('--token-file', options.tokenFile).toString('utf8'), options.tokenFile);
+    const token = env[TOKEN_ENV_VAR];
+    if (token !== undefined && token !== '') return new BearerAuth([{ token: token.trim() }]);
+  } catch (err) {
+    if (err instanceof RangeError) throw new CliError(err.message.replace(/^BearerAuth: /, options.tokenFile === undefined ? `${TOKEN_ENV_VAR}: ` : ''));
+    throw err;
+  }
+  return undefined;
 }
 
 function parsePort(text: string): number {
@@ -32,25 +116,53 @@ export function registerServe(program: Command, ctx: CommandContext): void {
   withStoreOption(
     program
       .command('serve')
-      .description('run the guardian and the plans on a store; serves /metrics, /healthz, /readyz, /api/status and POST /v1/traces (OTLP/HTTP JSON)')
+      .description('run the guardian and the plans on a store; serves OTLP traces and logs (HTTP protobuf/JSON on /v1/traces and /v1/logs, gRPC), /metrics, /healthz, /readyz and /api/status')
       .option('--port <port>', 'port to listen on (0 picks a free one)', parsePort, 8080)
       .option('--host <address>', 'address to listen on', '127.0.0.1')
       .option('--slot <duration>', "the guardian's slot: how often it judges", parseSlot, 5_000)
-      .option('--dry-run', 'judge and report rollbacks and plan steps without writing them'),
+      .option('--dry-run', 'judge and report rollbacks and plan steps without writing them')
+      .option('--grpc-port <port>', 'OTLP/gRPC port (0 picks a free one)', parsePort, 4317)
+      .option('--no-grpc-port', 'do not serve OTLP/gRPC')
+      .option('--token-file <file>', `bearer tokens, one per line with optional roles (read, ingest, operate); else ${TOKEN_ENV_VAR}; without either, only 127.0.0.1 is served`)
+      .option('--tls-cert <file>', 'TLS certificate (PEM) for HTTP and gRPC; needs --tls-key')
+      .option('--tls-key <file>', 'TLS private key (PEM); needs --tls-cert')
+      .option('--max-body-bytes <size>', 'largest OTLP request body, compressed or not (default 16MiB)', parseBytes)
+      .option('--allowed-lateness <duration>', 'how far behind the clock an outcome may end and still count (default 30s); the guardian judges a slot this long (plus 10s for evaluation records) after it ends', parseLateness)
+      .option('--replay <file>', 'judge a recorded OTLP stream (JSON lines of {timeUnixMs, traces|logs}) in dry run, faster than real time, then exit'),
   ).action(async (options: ServeOptions) => {
     const location = options.store ?? (ctx.io.env[FLAGS_ENV_VAR] || DEFAULT_FLAGS_FILE);
     // Watching: serve follows edits to the file and changes other instances make in Redis.
     const store = openLocation(location, options.store !== undefined ? '--store' : FLAGS_ENV_VAR, ctx.io, true);
-    const server = await RolloutServer.start({
-      store,
-      port: options.port,
-      host: options.host,
-      clock: ctx.io.clock,
-      slotMs: options.slot,
-      dryRun: options.dryRun,
-      log: (line) => ctx.io.stderr.write(`${new Date(ctx.io.clock.now()).toISOString()} ${line}\n`),
-    });
-    ctx.io.stdout.write(`rollout-guardian serve on http://${options.host}:${server.port} (store ${store.source}${options.dryRun ? ', dry run' : ''})\n`);
+    if (options.replay !== undefined) return replayRecording(options.replay, store, options, ctx.io);
+    if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new CliError('TLS needs both --tls-cert FILE and --tls-key FILE');
+    const tls = options.tlsCert !== undefined && options.tlsKey !== undefined ? { cert: readFileFor('--tls-cert', options.tlsCert), key: readFileFor('--tls-key', options.tlsKey) } : undefined;
+    const auth = authFrom(options, ctx.io.env);
+    const logLine = (line: string) => ctx.io.stderr.write(`${new Date(ctx.io.clock.now()).toISOString()} ${line}\n`);
+    // Refusals, drops and exporter trouble are reported through OpenTelemetry's diag, once per
+    // kind: without a logger they would vanish, and "the app sends, serve hears nothing" with them.
+    const quiet = () => undefined;
+    diag.setLogger({ error: (m) => logLine(`error: ${m}`), warn: (m) => logLine(`warning: ${m}`), info: quiet, debug: quiet, verbose: quiet }, DiagLogLevel.WARN);
+    let server: RolloutServer;
+    try {
+      server = await RolloutServer.start({
+        store,
+        port: options.port,
+        host: options.host,
+        grpcPort: options.grpcPort === false ? undefined : options.grpcPort,
+        auth,
+        tls,
+        ingest: { maxBodyBytes: options.maxBodyBytes, allowedLatenessMs: options.allowedLateness },
+        clock: ctx.io.clock,
+        slotMs: options.slot,
+        dryRun: options.dryRun,
+        log: logLine,
+      });
+    } catch (err) {
+      if (err instanceof ListenError) throw new CliError(err.message);
+      throw err;
+    }
+    ctx.io.stdout.write(`rollout-guardian serve on ${server.url} (store ${store.source}${options.dryRun ? ', dry run' : ''})\n`);
+    ctx.io.stdout.write(`OTLP: ${server.url}/v1/traces and /v1/logs${server.grpcPort === undefined ? '' : `, gRPC on port ${server.grpcPort}`}; ${auth === undefined ? 'no token: only 127.0.0.1 is served' : 'bearer tokens required'}${tls === undefined ? '' : ', TLS'}\n`);
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {
         ctx.io.stderr.write(`${signal}: stopping\n`);
@@ -60,6 +172,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       process.once('SIGINT', () => stop('SIGINT'));
     });
     await server.close();
+    diag.disable();
     ctx.io.stdout.write('stopped\n');
   });
 }
