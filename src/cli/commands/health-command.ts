@@ -69,7 +69,7 @@ export function registerHealth(program: Command, ctx: CommandContext): void {
         checks.push({ name: 'guardian ticking', status: 'skipped', detail }, { name: 'telemetry arriving', status: 'skipped', detail });
       } else {
         try {
-          const status = await fetchServerStatus(server);
+          const status = await fetchServerStatus(server, ctx.io.env.ROLLOUT_GUARDIAN_TOKEN);
           const slotMs = Number(status.slotMs);
           const last = typeof status.guardianLastTick === 'string' ? Date.parse(status.guardianLastTick) : undefined;
           const age = last === undefined ? undefined : Date.parse(status.generatedAt) - last;

@@ -33,13 +33,17 @@ export function withServerOption(command: Command): Command {
   return command.option('--server <url>', `a running rollout-guardian serve, for the guardian's numbers (default: $${SERVER_ENV_VAR})`);
 }
 
-export async function fetchServerStatus(server: string): Promise<{ store: string; generatedAt: string; flags: FlagStatusView[]; [k: string]: unknown }> {
+/** Reads a serve's /api/status, with `token` (a read token, as serve takes from ROLLOUT_GUARDIAN_TOKEN) when given. */
+export async function fetchServerStatus(server: string, token?: string): Promise<{ store: string; generatedAt: string; flags: FlagStatusView[]; [k: string]: unknown }> {
   const url = `${server.replace(/\/+$/, '')}/api/status`;
   let response: Response;
   try {
-    response = await fetch(url, { signal: AbortSignal.timeout(5_000) });
+    response = await fetch(url, { signal: AbortSignal.timeout(5_000), ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}) });
   } catch (err) {
     throw new CliError(`cannot reach rollout-guardian serve at ${server} (${(err as Error).message}); start it with rollout-guardian serve, or leave out --server for the store alone`);
+  }
+  if (response.status === 401 || response.status === 403) {
+    throw new CliError(`${url} answered ${response.status}: give a token with the read role in $ROLLOUT_GUARDIAN_TOKEN (as serve's --token-file lists it)`);
   }
   if (!response.ok) throw new CliError(`${url} answered ${response.status}; is ${server} a rollout-guardian serve?`);
   return (await response.json()) as { store: string; generatedAt: string; flags: FlagStatusView[] };
@@ -104,7 +108,7 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
       const nowMs = ctx.io.clock.now();
       let report: StatusReport;
       if (server !== null) {
-        const remote = await fetchServerStatus(server);
+        const remote = await fetchServerStatus(server, ctx.io.env.ROLLOUT_GUARDIAN_TOKEN);
         report = { source: remote.store, generatedAt: remote.generatedAt, server, flags: remote.flags };
       } else {
         report = await withStore(options.store, ctx.io, async (store) => {
