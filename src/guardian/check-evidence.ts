@@ -93,7 +93,7 @@ export interface EvidenceReading {
   readonly onsetLimit: number;
   /** The likelihood ratio (log) of the suffix most above its limit: chosen after the fact, so a hint, never a test. */
   readonly onsetLlr: number;
-  /** Whether the last fifth of the span since the onset still favours the breach's rate over the limit. */
+  /** Whether the breach has held throughout its span since the onset and has not visibly passed (see holds()). */
   readonly stillHolding: boolean;
   /** End of the last slot folded in. */
   readonly throughMs: number;
