@@ -8,7 +8,7 @@ import { canonicalJson } from '../core/compile-flag.js';
 import type { StoreSnapshot, WriteRequest } from './flag-store.js';
 import { FlagSourceError } from './flag-store.js';
 import { applyWrite } from './apply-write.js';
-import { readFlagText, renderFlagText, spliceScalarEdits } from './flag-file-format.js';
+import { documentData, readFlagText, renderFlagText, spliceScalarEdits } from './flag-file-format.js';
 import { type ParsedTexts, type PreparedWrite, type StoreTexts, type WatchedFileStoreOptions, WatchedFileStore, nextStateText, revisionOf } from './watched-file-store.js';
 
 export const FLAGS_ENV_VAR = 'ROLLOUT_GUARDIAN_FLAGS';
@@ -68,7 +68,7 @@ export class FileFlagStore extends WatchedFileStore {
   private renderEdited(text: string, doc: Document, request: WriteRequest): string {
     const edits = request.changes.flatMap((c) => (c.definitionEdits ?? []).map((e) => ({ path: ['flags', c.flagKey, ...e.path], value: e.value })));
     const spliced = spliceScalarEdits(text, this.source, edits);
-    if (spliced !== undefined && canonicalJson(parseDocument(spliced).toJS()) === canonicalJson(doc.toJS())) return spliced;
+    if (spliced !== undefined && canonicalJson(documentData(parseDocument(spliced))) === canonicalJson(documentData(doc))) return spliced;
     return renderFlagText(doc, this.source, text);
   }
 }

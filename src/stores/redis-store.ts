@@ -21,7 +21,7 @@ import {
 import { CoalescedRun, StoreListeners } from './store-listeners.js';
 import { type StateDocument, applyWrite } from './apply-write.js';
 import { selectAudit } from './audit-log.js';
-import { documentOf, readFlagText } from './flag-file-format.js';
+import { documentOf, readFlagText, sizeError } from './flag-file-format.js';
 import { StoreLocationError } from './store-location-error.js';
 import { systemClock } from './system-clock.js';
 
@@ -263,7 +263,7 @@ export class RedisFlagStore implements FlagStore {
       if (this.last) return this.last;
       throw this.unreachable(err, 'nothing was read or written');
     }
-    const decoded = this.decode(stored);
+    const decoded = this.decodeSafely(stored);
     if (decoded.ok) {
       this.keep(decoded.snapshot, stored);
       return decoded.snapshot;
@@ -405,6 +405,15 @@ export class RedisFlagStore implements FlagStore {
     return { args, entries };
   }
 
+  /** decode(), with anything it throws turned into a refusal: a watcher must never die of a hand-edited key. */
+  private decodeSafely(stored: Stored): Decoded {
+    try {
+      return this.decode(stored);
+    } catch (err) {
+      return { ok: false, errors: [`${this.source}: cannot be read as flags: ${messageOf(err)}`] };
+    }
+  }
+
   private decode(stored: Stored): Decoded {
     // A Redis that restarted without its data, or was flushed, holds no revision: serving
     // nothing would turn every flag into FLAG_NOT_FOUND across the fleet.
@@ -432,6 +441,8 @@ export class RedisFlagStore implements FlagStore {
   }
 
   private decodeDefinitions(text: string | null): { ok: true; data: unknown; parsed: ParsedFlags } | { ok: false; errors: string[] } {
+    const tooBig = text === null ? undefined : sizeError(this.keys.definitions, Buffer.byteLength(text, 'utf8'));
+    if (tooBig !== undefined) return { ok: false, errors: [tooBig] };
     const data = text === null ? { flags: {} } : safeJson(text);
     if (data === undefined) {
       // Read as YAML (a superset of JSON) only to say where the text breaks.
@@ -529,7 +540,7 @@ export class RedisFlagStore implements FlagStore {
     }
     const fingerprint = fingerprintOf(stored);
     if (fingerprint === this.toldFingerprint || fingerprint === this.toldBadFingerprint) return;
-    const decoded = this.decode(stored);
+    const decoded = this.decodeSafely(stored);
     if (!decoded.ok) {
       this.toldBadFingerprint = fingerprint;
       this.listeners.emit({

@@ -4,7 +4,7 @@
 // Subclasses say how their definitions file reads and how a write changes it.
 import { createHash } from 'node:crypto';
 import { type FSWatcher, watch as watchDir } from 'node:fs';
-import { appendFile, readFile } from 'node:fs/promises';
+import { appendFile, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import type { Clock } from '../core/clock.js';
 import { parseStateDocument } from '../core/parse-flags.js';
@@ -12,6 +12,7 @@ import { type StateDocument, emptyStateDocument } from './apply-write.js';
 import { writeFileAtomic } from './atomic-write.js';
 import { readAuditLines } from './audit-log.js';
 import { withFileLock } from './file-lock.js';
+import { sizeError } from './flag-file-format.js';
 import {
   type AuditEntry,
   type AuditQuery,
@@ -113,7 +114,7 @@ export abstract class WatchedFileStore implements FlagStore {
       if (this.last) return this.last;
       throw err;
     }
-    const result = this.parse(texts);
+    const result = this.parseSafely(texts);
     if (result.ok) {
       this.last = result.snapshot;
       return result.snapshot;
@@ -176,8 +177,12 @@ export abstract class WatchedFileStore implements FlagStore {
   protected async readTexts(): Promise<StoreTexts> {
     let flags: string;
     try {
+      // Refused before it is read: a huge file would stall the process that reads it.
+      const tooBig = sizeError(this.source, (await stat(this.source)).size);
+      if (tooBig !== undefined) throw new FlagSourceError(tooBig, this.source);
       flags = await readFile(this.source, 'utf8');
     } catch (err) {
+      if (err instanceof FlagSourceError) throw err;
       const code = (err as NodeJS.ErrnoException).code;
       throw new FlagSourceError(code === 'ENOENT' ? this.missingFileMessage() : `cannot read ${this.source}: ${(err as Error).message}`, this.source);
     }
@@ -200,6 +205,15 @@ export abstract class WatchedFileStore implements FlagStore {
     const state = parseStateDocument(data);
     if (state.issues.length > 0) return `${this.statePath} is invalid: ${state.issues.map((i) => i.message).join('; ')}`;
     return state.raw as StateDocument;
+  }
+
+  /** parse(), with anything it throws (a bug, a stack overflow) turned into a refusal: a watcher must never die of a file. */
+  private parseSafely(texts: StoreTexts): ParsedTexts {
+    try {
+      return this.parse(texts);
+    } catch (err) {
+      return { ok: false, errors: [`${this.source}: cannot be read as flags: ${(err as Error).message}`] };
+    }
   }
 
   private assertOpen(): void {
@@ -249,8 +263,16 @@ export abstract class WatchedFileStore implements FlagStore {
       this.troubled = false;
       this.listeners.emit({ type: 'available' });
     }
-    if (revision === this.last?.revision || revision === this.lastBadRevision) return;
-    const result = this.parse(texts);
+    if (revision === this.lastBadRevision) return;
+    if (revision === this.last?.revision) {
+      // Reverted to the last good content: watchers that heard it turn bad hear it is good again.
+      if (this.lastBadRevision !== undefined) {
+        this.lastBadRevision = undefined;
+        this.listeners.emit({ type: 'change', snapshot: this.last });
+      }
+      return;
+    }
+    const result = this.parseSafely(texts);
     if (!result.ok) {
       this.lastBadRevision = revision;
       this.listeners.emit({ type: 'invalid', source: this.source, issues: [], message: `${this.source} is invalid; the last good flags keep serving:\n  ${result.errors.join('\n  ')}` });
