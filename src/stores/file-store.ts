@@ -52,8 +52,17 @@ export class FileFlagStore extends WatchedFileStore {
 
   protected prepareWrite(texts: StoreTexts, request: WriteRequest): PreparedWrite {
     const { doc } = readFlagText(texts.flags, this.source);
-    const stateDoc = this.parseState(texts.state);
-    if (typeof stateDoc === 'string') throw new FlagSourceError(stateDoc, this.statePath);
+    let stateDoc = this.parseState(texts.state);
+    let aside: { path: string; text: string } | undefined;
+    if (typeof stateDoc === 'string') {
+      // A hand-corrupted state file: a process that knows the last good state writes on from
+      // it (a rollback must land), keeping the corrupt text beside it; one that does not, refuses.
+      if (this.last === undefined || texts.state === undefined) {
+        throw new FlagSourceError(`${stateDoc}; nothing was written: fix the state file, or move it aside to start with no runtime state`, this.statePath);
+      }
+      stateDoc = { version: 1, flags: Object.fromEntries(this.last.state) };
+      aside = { path: `${this.statePath}.corrupt`, text: texts.state };
+    }
     const applied = applyWrite(doc, stateDoc, request, this.clock.now(), this.last?.parsed);
     return {
       next: {
@@ -61,6 +70,7 @@ export class FileFlagStore extends WatchedFileStore {
         state: nextStateText(stateDoc, applied.stateDoc),
       },
       entries: applied.entries,
+      ...(aside !== undefined ? { extraFiles: [aside] } : {}),
     };
   }
 

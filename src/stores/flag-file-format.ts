@@ -26,6 +26,21 @@ function formatBytes(bytes: number): string {
   return bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(1)} MB` : `${Math.ceil(bytes / 1024)} KB`;
 }
 
+/** `file:line:col: not valid JSON: ...` for text JSON.parse refused: YAML's parser (a superset) says where. */
+export function locatedJsonError(text: string, file: string, err: Error): string {
+  const lines = new LineCounter();
+  const at = /at position (\d+)/.exec(err.message);
+  if (at !== null) {
+    const offset = Number(at[1]);
+    const before = text.slice(0, offset).split('\n');
+    return `${file}:${before.length}:${(before.at(-1)?.length ?? 0) + 1}: not valid JSON: ${err.message.replace(/ in JSON at position \d+.*$/, '')}`;
+  }
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false });
+  const first = doc.errors[0];
+  const pos = first ? lines.linePos(first.pos[0]) : undefined;
+  return `${file}:${pos ? `${pos.line}:${pos.col}` : '1:1'}: not valid JSON: ${(first?.message ?? err.message).split('\n')[0]}`;
+}
+
 /** The data of a document whose aliases were bounded by readFlagText (yaml's own guard counts uses, refusing valid files). */
 export function documentData(doc: Document): unknown {
   return doc.toJS({ maxAliasCount: -1 });

@@ -100,6 +100,11 @@ export interface FlagStore {
   /** Calls `listener` on every change or trouble; returns the function that stops it. */
   watch(listener: StoreListener): () => void;
   write(request: WriteRequest): Promise<WriteResult>;
+  /**
+   * A read-modify-write the store serializes itself (the file store, under its lock): `build`
+   * sees the store as it is at that moment. Stores without it are written with compare-and-set.
+   */
+  update?(build: (current: StoreSnapshot) => WriteRequest): Promise<WriteResult>;
   audit(query?: AuditQuery): Promise<AuditEntry[]>;
   /** Idempotent; the store is inert afterwards. */
   close(): Promise<void>;

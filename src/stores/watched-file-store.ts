@@ -4,15 +4,15 @@
 // Subclasses say how their definitions file reads and how a write changes it.
 import { createHash } from 'node:crypto';
 import { type FSWatcher, watch as watchDir } from 'node:fs';
-import { appendFile, readFile, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import type { Clock } from '../core/clock.js';
-import { parseStateDocument } from '../core/parse-flags.js';
+import { describeIssue, parseStateDocument } from '../core/parse-flags.js';
 import { type StateDocument, emptyStateDocument } from './apply-write.js';
-import { writeFileAtomic } from './atomic-write.js';
 import { readAuditLines } from './audit-log.js';
 import { withFileLock } from './file-lock.js';
-import { sizeError } from './flag-file-format.js';
+import { locatedJsonError, sizeError } from './flag-file-format.js';
+import { recoverJournal, removeLeftovers, writeJournaled } from './write-journal.js';
 import {
   type AuditEntry,
   type AuditQuery,
@@ -38,6 +38,8 @@ export type ParsedTexts = { readonly ok: true; readonly snapshot: StoreSnapshot 
 export interface PreparedWrite {
   readonly next: StoreTexts;
   readonly entries: readonly Omit<AuditEntry, 'revision'>[];
+  /** Other files written with the change (a corrupt state file kept aside). */
+  readonly extraFiles?: readonly { readonly path: string; readonly text: string }[];
 }
 
 export interface WatchedFileStoreOptions {
@@ -71,6 +73,8 @@ export abstract class WatchedFileStore implements FlagStore {
   readonly statePath: string;
   readonly auditPath: string;
   readonly lockPath: string;
+  /** Present only while a write is in progress, or after one was cut off: see write-journal.ts. */
+  readonly journalPath: string;
   protected readonly clock: Clock;
   private readonly listeners = new StoreListeners();
   private readonly reloads = new CoalescedRun(() => this.reloadOnce(), () => this.closed);
@@ -90,6 +94,7 @@ export abstract class WatchedFileStore implements FlagStore {
     this.statePath = `${stem}.state.json`;
     this.auditPath = `${stem}.audit.jsonl`;
     this.lockPath = `${source}.lock`;
+    this.journalPath = `${stem}.journal.json`;
     this.clock = options.clock ?? systemClock;
     this.debounceMs = options.debounceMs ?? 25;
     this.lockTimeoutMs = options.lockTimeoutMs ?? 10_000;
@@ -107,6 +112,8 @@ export abstract class WatchedFileStore implements FlagStore {
 
   async load(): Promise<StoreSnapshot> {
     this.assertOpen();
+    // A write cut off by a dead process is undone before anyone reads its half.
+    if (this.last === undefined && (await stat(this.journalPath).then(() => true, () => false))) await this.recover();
     let texts: StoreTexts;
     try {
       texts = await this.readTexts();
@@ -119,7 +126,9 @@ export abstract class WatchedFileStore implements FlagStore {
       this.last = result.snapshot;
       return result.snapshot;
     }
-    if (this.last) return this.last;
+    // The last good flags at the revision the files have now: a read-modify-write (a
+    // guardian's rollback) then lands instead of conflicting while the files stay bad.
+    if (this.last) return { ...this.last, revision: revisionOf(texts) };
     throw new FlagSourceError(`${this.source} is invalid:\n  ${result.errors.join('\n  ')}`, this.source);
   }
 
@@ -136,21 +145,54 @@ export abstract class WatchedFileStore implements FlagStore {
   }
 
   async write(request: WriteRequest): Promise<WriteResult> {
+    return this.writeUnderLock((current) => {
+      if (request.expectedRevision !== undefined && request.expectedRevision !== current.revision) {
+        throw new RevisionConflictError(request.expectedRevision, current.revision);
+      }
+      return request;
+    });
+  }
+
+  /**
+   * A read-modify-write under the lock: `build` sees the store as it is now and returns the
+   * write. Writers on one machine queue for the lock instead of failing on a stale revision.
+   */
+  async update(build: (current: StoreSnapshot) => WriteRequest): Promise<WriteResult> {
+    return this.writeUnderLock(build);
+  }
+
+  /**
+   * Finishes what a writer that died left behind: undoes a half-made write (its journal is
+   * still there) and removes its temp files. Takes the lock; a no-op while another writer
+   * holds it, since that writer does the same.
+   */
+  async recover(): Promise<void> {
+    this.assertOpen();
+    await withFileLock(this.lockPath, () => this.recoverUnderLock(), { timeoutMs: 0 }).catch(() => undefined);
+  }
+
+  private async recoverUnderLock(): Promise<void> {
+    await recoverJournal(this.journalPath);
+    await removeLeftovers([this.source, this.statePath, this.journalPath, this.lockPath]);
+  }
+
+  private async writeUnderLock(build: (current: StoreSnapshot) => WriteRequest): Promise<WriteResult> {
     this.assertOpen();
     const result = await withFileLock(
       this.lockPath,
       async () => {
+        await this.recoverUnderLock();
         const texts = await this.readTexts();
-        const current = revisionOf(texts);
-        if (request.expectedRevision !== undefined && request.expectedRevision !== current) {
-          throw new RevisionConflictError(request.expectedRevision, current);
-        }
-        const { next, entries: written } = this.prepareWrite(texts, request);
-        if (next.flags !== texts.flags) await writeFileAtomic(this.source, next.flags);
-        if (next.state !== undefined && next.state !== texts.state) await writeFileAtomic(this.statePath, next.state);
+        const request = build(this.snapshotOf(texts));
+        const { next, entries: written, extraFiles = [] } = this.prepareWrite(texts, request);
         const revision = revisionOf(next);
         const entries: AuditEntry[] = written.map((e) => ({ ...e, revision }));
-        if (entries.length > 0) await appendFile(this.auditPath, entries.map((e) => `${JSON.stringify(e)}\n`).join(''), 'utf8');
+        const files = [
+          ...extraFiles,
+          ...(next.flags !== texts.flags ? [{ path: this.source, text: next.flags }] : []),
+          ...(next.state !== undefined && next.state !== texts.state ? [{ path: this.statePath, text: next.state }] : []),
+        ];
+        await writeJournaled(this.journalPath, files, this.auditPath, entries.map((e) => `${JSON.stringify(e)}\n`).join(''));
         return { revision, entries, next };
       },
       { timeoutMs: this.lockTimeoutMs },
@@ -158,6 +200,14 @@ export abstract class WatchedFileStore implements FlagStore {
     // Our own listeners see the write at once; the watcher's later reload finds no change.
     await this.applyTexts(result.next);
     return { revision: result.revision, entries: result.entries };
+  }
+
+  /** The store as the texts say; when they are unusable, the last good flags at the revision they have now, so a rollback can land. */
+  private snapshotOf(texts: StoreTexts): StoreSnapshot {
+    const parsed = this.parseSafely(texts);
+    if (parsed.ok) return parsed.snapshot;
+    if (this.last !== undefined) return { ...this.last, revision: revisionOf(texts) };
+    throw new FlagSourceError(`${this.source} is invalid:\n  ${parsed.errors.join('\n  ')}`, this.source);
   }
 
   async audit(query: AuditQuery = {}): Promise<AuditEntry[]> {
@@ -200,10 +250,10 @@ export abstract class WatchedFileStore implements FlagStore {
     try {
       data = JSON.parse(text);
     } catch (err) {
-      return `${this.statePath}: not valid JSON: ${(err as Error).message}`;
+      return locatedJsonError(text, this.statePath, err as Error);
     }
     const state = parseStateDocument(data);
-    if (state.issues.length > 0) return `${this.statePath} is invalid: ${state.issues.map((i) => i.message).join('; ')}`;
+    if (state.issues.length > 0) return `${this.statePath} is invalid: ${state.issues.map(describeIssue).join('; ')}`;
     return state.raw as StateDocument;
   }
 
