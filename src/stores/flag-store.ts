@@ -25,6 +25,11 @@ export interface StoreSnapshot {
    * evaluator that decides it; their entry in `parsed.definitions` holds the rest.
    */
   readonly external?: ReadonlyMap<string, ExternalEvaluator>;
+  /**
+   * Why the store is not fit to serve as it is: empty (a Redis restarted without its data),
+   * or unusable so these are the last good flags. Readiness checks report it.
+   */
+  readonly problem?: string;
 }
 
 export type StoreEvent =
