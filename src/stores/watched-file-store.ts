@@ -3,7 +3,7 @@
 // edit), and writes under a lock file that check the revision and replace files atomically.
 // Subclasses say how their definitions file reads and how a write changes it.
 import { createHash } from 'node:crypto';
-import { type FSWatcher, watch as watchDir } from 'node:fs';
+import { type FSWatcher, realpathSync, watch as watchDir } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import type { Clock } from '../core/clock.js';
@@ -47,6 +47,8 @@ export interface WatchedFileStoreOptions {
   /** Reload when the files change (default true). */
   readonly watch?: boolean;
   readonly debounceMs?: number;
+  /** How often a watching store reads its files again in case a change raised no event (default 10000). */
+  readonly resyncMs?: number;
   readonly lockTimeoutMs?: number;
 }
 
@@ -83,7 +85,9 @@ export abstract class WatchedFileStore implements FlagStore {
   private readonly watchFiles: boolean;
   protected last: StoreSnapshot | undefined;
   private lastBadRevision: string | undefined;
-  private watcher: FSWatcher | undefined;
+  private watchers: FSWatcher[] | undefined;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private readonly resyncMs: number;
   private timer: NodeJS.Timeout | undefined;
   private troubled = false;
   private closed = false;
@@ -99,6 +103,7 @@ export abstract class WatchedFileStore implements FlagStore {
     this.debounceMs = options.debounceMs ?? 25;
     this.lockTimeoutMs = options.lockTimeoutMs ?? 10_000;
     this.watchFiles = options.watch ?? true;
+    this.resyncMs = options.resyncMs ?? 10_000;
   }
 
   /** The texts as a snapshot, or located errors when the files cannot be used. */
@@ -128,14 +133,14 @@ export abstract class WatchedFileStore implements FlagStore {
     }
     // The last good flags at the revision the files have now: a read-modify-write (a
     // guardian's rollback) then lands instead of conflicting while the files stay bad.
-    if (this.last) return { ...this.last, revision: revisionOf(texts) };
+    if (this.last) return { ...this.last, revision: revisionOf(texts), problem: `${this.source} is invalid; the last good flags keep serving:\n  ${result.errors.join('\n  ')}` };
     throw new FlagSourceError(`${this.source} is invalid:\n  ${result.errors.join('\n  ')}`, this.source);
   }
 
   watch(listener: StoreListener): () => void {
     this.assertOpen();
     const remove = this.listeners.add(listener);
-    if (this.watchFiles && this.watcher === undefined) this.startWatching();
+    if (this.watchFiles && this.watchers === undefined) this.startWatching();
     return remove;
   }
 
@@ -217,8 +222,9 @@ export abstract class WatchedFileStore implements FlagStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.watcher?.close();
-    this.watcher = undefined;
+    for (const watcher of this.watchers ?? []) watcher.close();
+    this.watchers = undefined;
+    if (this.resyncTimer) clearInterval(this.resyncTimer);
     if (this.timer) clearTimeout(this.timer);
     this.listeners.clear();
     await this.reloads.inFlight;
@@ -271,15 +277,33 @@ export abstract class WatchedFileStore implements FlagStore {
   }
 
   private startWatching(): void {
-    const files = new Set([basename(this.source), basename(this.statePath)]);
+    // Our own bookkeeping files change on every write; nothing else in the folder is ignored,
+    // because a Kubernetes ConfigMap update renames `..data`, never the flag file's own name.
+    const ours = [basename(this.auditPath), basename(this.lockPath), basename(this.journalPath)];
+    const ignored = (name: string): boolean => ours.some((o) => name === o || name.startsWith(`${o}.`)) || name.endsWith('.tmp') || name.endsWith('.backup');
+    const dirs = new Set([dirname(this.source), dirname(this.statePath)]);
     try {
-      this.watcher = watchDir(dirname(this.source), { persistent: false }, (_event, name) => {
-        if (name === null || files.has(name.toString())) this.scheduleReload();
-      });
-      this.watcher.on('error', (error) => this.listeners.emit({ type: 'unavailable', error }));
-    } catch (error) {
-      this.listeners.emit({ type: 'unavailable', error: error as Error });
+      // A symlinked file is edited where it really lives: watch there too.
+      dirs.add(dirname(realpathSync(this.source)));
+    } catch {
+      // Not there yet: the folder's events and the periodic re-read find it when it comes.
     }
+    this.watchers = [];
+    for (const dir of dirs) {
+      try {
+        const watcher = watchDir(dir, { persistent: false }, (_event, name) => {
+          if (name === null || !ignored(name.toString())) this.scheduleReload();
+        });
+        watcher.on('error', (error) => this.listeners.emit({ type: 'unavailable', error }));
+        this.watchers.push(watcher);
+      } catch (error) {
+        this.listeners.emit({ type: 'unavailable', error: error as Error });
+      }
+    }
+    // A backstop for changes no event announced (network file systems, a file edited through
+    // another link): read again now and then; an unchanged file costs a read and a hash.
+    this.resyncTimer = setInterval(() => void this.reload(), this.resyncMs);
+    this.resyncTimer.unref();
   }
 
   private scheduleReload(): void {

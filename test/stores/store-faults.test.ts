@@ -3,14 +3,17 @@
 // journal the next open undoes; leftovers of dead writers are removed; writers queue on the
 // lock, and a lock is never broken because clocks disagree; symlinks and a corrupt state file.
 import { execFile, spawn } from 'node:child_process';
-import { lstat, mkdir, readFile, readdir, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { link, lstat, mkdir, open, readFile, readdir, readlink, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { OpenFeature, ProviderEvents } from '@openfeature/server-sdk';
 import { describe, expect, it } from 'vitest';
+import { RolloutProvider } from '../../src/provider/rollout-provider.js';
 import { FileFlagStore } from '../../src/stores/file-store.js';
-import { FlagSourceError } from '../../src/stores/flag-store.js';
+import { type StoreEvent, FlagSourceError } from '../../src/stores/flag-store.js';
 import { LockTimeoutError, withFileLock } from '../../src/stores/file-lock.js';
 import { StoreWriter } from '../../src/stores/store-writer.js';
+import { nextEvent } from '../helpers/events.js';
 import { cliRun } from '../helpers/in-process-cli.js';
 import { withTempDir } from '../helpers/temp-dir.js';
 
@@ -155,6 +158,70 @@ describe('symlinks and a corrupt state file', () => {
       expect(state?.rollback?.actor).toBe('guardian');
       expect(state?.override?.variant).toBe('on');
       expect(await readFile(`${serving.statePath}.corrupt`, 'utf8')).toContain('{oops}');
+    });
+  });
+});
+
+describe('following a flag file that changes under a watcher', () => {
+  it('picks up a Kubernetes ConfigMap update: an atomic swap of the ..data symlink', async () => {
+    await withTempDir(async (dir) => {
+      // The layout the kubelet makes: flags.yaml -> ..data/flags.yaml, ..data -> ..<timestamp>/
+      await mkdir(join(dir, '..2026_11_30_01'));
+      await writeFile(join(dir, '..2026_11_30_01', 'flags.yaml'), FLAGS);
+      await symlink('..2026_11_30_01', join(dir, '..data'));
+      await symlink('..data/flags.yaml', join(dir, 'flags.yaml'));
+      const store = new FileFlagStore({ path: join(dir, 'flags.yaml'), debounceMs: 1 });
+      expect((await store.load()).parsed.definitions.get('checkout')?.rollout?.percentage).toBe(10);
+      const changed = nextEvent<StoreEvent>((l) => store.watch(l), (e) => e.type === 'change');
+      await mkdir(join(dir, '..2026_11_30_02'));
+      await writeFile(join(dir, '..2026_11_30_02', 'flags.yaml'), FLAGS.replace('percentage: 10', 'percentage: 100'));
+      await symlink('..2026_11_30_02', join(dir, '..data_tmp'));
+      await rename(join(dir, '..data_tmp'), join(dir, '..data'));
+      const event = await changed;
+      expect(event.type === 'change' && event.snapshot.parsed.definitions.get('checkout')?.rollout?.percentage).toBe(100);
+      await store.close();
+    });
+  });
+
+  it('re-reads now and then, so a change that raised no event (an edit through a hard link elsewhere) is still picked up', async () => {
+    await withTempDir(async (dir) => {
+      const path = await fixture(dir);
+      await mkdir(join(dir, 'elsewhere'));
+      const other = join(dir, 'elsewhere', 'same-file.yaml');
+      await link(path, other);
+      const store = new FileFlagStore({ path, debounceMs: 1, resyncMs: 20 });
+      await store.load();
+      const changed = nextEvent<StoreEvent>((l) => store.watch(l), (e) => e.type === 'change');
+      // Written in place through the other name: the flag file's folder hears nothing.
+      const handle = await open(other, 'r+');
+      await handle.write(FLAGS.replace('percentage: 10', 'percentage: 55'), 0);
+      await handle.close();
+      const event = await changed;
+      expect(event.type === 'change' && event.snapshot.parsed.definitions.get('checkout')?.rollout?.percentage).toBe(55);
+      await store.close();
+    });
+  });
+
+  it('a provider in ERROR after a bad edit is READY again when the edit is reverted to the very same bytes', async () => {
+    await withTempDir(async (dir) => {
+      const path = await fixture(dir);
+      const provider = new RolloutProvider({ store: new FileFlagStore({ path, debounceMs: 1 }), logger: { warn: () => undefined, error: () => undefined } });
+      await OpenFeature.setProviderAndWait('revert', provider);
+      const client = OpenFeature.getClient('revert');
+      const failed = nextEvent<unknown>((l) => {
+        provider.events.addHandler(ProviderEvents.Error, l);
+        return () => provider.events.removeHandler(ProviderEvents.Error, l);
+      });
+      await writeFile(path, 'flags: [');
+      await failed;
+      const ready = nextEvent<unknown>((l) => {
+        provider.events.addHandler(ProviderEvents.Ready, l);
+        return () => provider.events.removeHandler(ProviderEvents.Ready, l);
+      });
+      await writeFile(path, FLAGS);
+      await ready;
+      expect(client.providerStatus).toBe('READY');
+      await OpenFeature.close();
     });
   });
 });
