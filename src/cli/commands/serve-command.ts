@@ -2,9 +2,9 @@
 // /healthz, /readyz, /api/status and an OTLP/HTTP traces endpoint. SIGTERM or SIGINT stops it
 // cleanly; every plan's state is in the store, so a restart resumes where it left off.
 import { type Command, InvalidArgumentError } from 'commander';
-import { parseDurationMs } from '../../core/duration.js';
 import { RolloutServer } from '../../server/rollout-server.js';
 import { FLAGS_ENV_VAR, DEFAULT_FLAGS_FILE } from '../../stores/file-store.js';
+import { durationArgument } from '../arguments.js';
 import { openLocation } from '../store-location.js';
 import type { CommandContext, StoreOptions } from './command-context.js';
 import { withStoreOption } from './command-context.js';
@@ -22,11 +22,8 @@ function parsePort(text: string): number {
   return port;
 }
 
-function parseSlot(text: string): number {
-  const ms = parseDurationMs(text);
-  if (ms === undefined || ms < 100) throw new InvalidArgumentError(`"${text}" is not a slot length; write it like 5s`);
-  return ms;
-}
+/** Slots from 100 ms (tests, replays) to an hour: a guardian that judges less often than that is not watching. */
+const parseSlot = durationArgument({ minMs: 100, maxMs: 3_600_000, example: '5s' });
 
 export function registerServe(program: Command, ctx: CommandContext): void {
   withStoreOption(
@@ -41,15 +38,23 @@ export function registerServe(program: Command, ctx: CommandContext): void {
     const location = options.store ?? (ctx.io.env[FLAGS_ENV_VAR] || DEFAULT_FLAGS_FILE);
     // Watching: serve follows edits to the file and changes other instances make in Redis.
     const store = openLocation(location, options.store !== undefined ? '--store' : FLAGS_ENV_VAR, ctx.io, true);
-    const server = await RolloutServer.start({
-      store,
-      port: options.port,
-      host: options.host,
-      clock: ctx.io.clock,
-      slotMs: options.slot,
-      dryRun: options.dryRun,
-      log: (line) => ctx.io.stderr.write(`${new Date(ctx.io.clock.now()).toISOString()} ${line}\n`),
-    });
+    let server: RolloutServer;
+    try {
+      server = await RolloutServer.start({
+        store,
+        port: options.port,
+        host: options.host,
+        clock: ctx.io.clock,
+        slotMs: options.slot,
+        dryRun: options.dryRun,
+        log: (line) => ctx.io.stderr.write(`${new Date(ctx.io.clock.now()).toISOString()} ${line}\n`),
+      });
+    } catch (err) {
+      // A store that never connected still retries in the background: close it, or the
+      // process would print its error and never exit.
+      await store.close().catch(() => undefined);
+      throw err;
+    }
     ctx.io.stdout.write(`rollout-guardian serve on http://${options.host}:${server.port} (store ${store.source}${options.dryRun ? ', dry run' : ''})\n`);
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {
