@@ -48,7 +48,7 @@ interface Sighting {
  * our own monotonic clock. Never by comparing the lock's timestamps with our clock: a writer
  * whose clock runs ahead must not break the lock of a live one.
  */
-async function breakIfStale(lockPath: string, staleMs: number, seen: { last?: Sighting }): Promise<void> {
+async function breakIfStale(lockPath: string, staleMs: number, seen: { last?: Sighting }): Promise<boolean> {
   try {
     const info = await stat(lockPath);
     const text = await readFile(lockPath, 'utf8');
@@ -57,15 +57,17 @@ async function breakIfStale(lockPath: string, staleMs: number, seen: { last?: Si
     const same = seen.last !== undefined && seen.last.ino === info.ino && seen.last.mtimeMs === info.mtimeMs && seen.last.text === text;
     if (!same) seen.last = { ino: info.ino, mtimeMs: info.mtimeMs, text, sinceMs: performance.now() };
     const stale = local ? !processAlive(owner.pid) : performance.now() - (seen.last as Sighting).sinceMs > staleMs;
-    if (!stale) return;
+    if (!stale) return false;
     // Move it aside, then make sure what moved is the lock judged stale, not a fresh one.
     const aside = `${lockPath}.stale-${randomBytes(4).toString('hex')}`;
     await rename(lockPath, aside);
     const moved = await stat(aside);
     if (moved.ino !== info.ino) await link(aside, lockPath).catch(() => undefined);
     await unlink(aside);
+    return moved.ino === info.ino;
   } catch {
     // Gone already, or taken meanwhile: try again.
+    return false;
   }
 }
 
@@ -92,10 +94,11 @@ export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, op
   const seen: { last?: Sighting } = {};
   let waitMs = 2;
   while (!(await tryAcquire(lockPath))) {
+    // A dead owner's lock is broken and taken at once, even with no time to wait.
+    if (await breakIfStale(lockPath, staleMs, seen)) continue;
     if (performance.now() - started > timeoutMs) {
       throw new LockTimeoutError(`another writer holds ${lockPath} (waited ${timeoutMs} ms); if no writer is running, delete that file`);
     }
-    await breakIfStale(lockPath, staleMs, seen);
     // Waiting on another writer, with jitter so writers do not march in step.
     await delay(waitMs + Math.floor(Math.random() * waitMs));
     waitMs = Math.min(waitMs * 2, 50);

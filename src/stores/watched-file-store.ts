@@ -4,7 +4,7 @@
 // Subclasses say how their definitions file reads and how a write changes it.
 import { createHash } from 'node:crypto';
 import { type FSWatcher, realpathSync, watch as watchDir } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import type { Clock } from '../core/clock.js';
 import { describeIssue, parseStateDocument } from '../core/parse-flags.js';
@@ -117,8 +117,9 @@ export abstract class WatchedFileStore implements FlagStore {
 
   async load(): Promise<StoreSnapshot> {
     this.assertOpen();
-    // A write cut off by a dead process is undone before anyone reads its half.
-    if (this.last === undefined && (await stat(this.journalPath).then(() => true, () => false))) await this.recover();
+    // A write cut off by a dead process is undone before anyone reads its half, and what it
+    // left behind (temp files, its lock) is cleared; once, when the store is first read.
+    if (this.last === undefined && (await this.leftBehind())) await this.recover();
     let texts: StoreTexts;
     try {
       texts = await this.readTexts();
@@ -174,6 +175,16 @@ export abstract class WatchedFileStore implements FlagStore {
   async recover(): Promise<void> {
     this.assertOpen();
     await withFileLock(this.lockPath, () => this.recoverUnderLock(), { timeoutMs: 0 }).catch(() => undefined);
+  }
+
+  /** Whether a writer that died left a journal, a lock or temp files beside the files. */
+  private async leftBehind(): Promise<boolean> {
+    const names = [basename(this.journalPath), basename(this.lockPath), `.${basename(this.source)}.`, `.${basename(this.statePath)}.`];
+    try {
+      return (await readdir(dirname(this.source))).some((entry) => names.some((n) => entry.startsWith(n)));
+    } catch {
+      return false;
+    }
   }
 
   private async recoverUnderLock(): Promise<void> {
