@@ -158,21 +158,26 @@ async function killDuringWrites(root: string, random: Random, trials: number, lo
   const path = await freshFlagFile(root, 'kill');
   const dir = join(root, 'kill');
   let cutMidWrite = 0;
+  let withJournal = 0;
   let finished = 0;
   for (let i = 0; i < trials; i++) {
     const { child, done } = cli(writeArgs(random, path, i), root);
-    // Half the kills land at a random time (most of a CLI run is node starting), half the
-    // moment the write's first file appears in the folder: inside the write itself.
-    const onFirstFile = random() < 0.5;
-    const watcher = onFirstFile ? watch(dir, (_event, name) => name !== null && /journal|\.tmp$|\.backup$/.test(name) && child.kill('SIGKILL')) : undefined;
-    if (!onFirstFile) setTimeout(() => child.kill('SIGKILL'), random() * 1_500).unref();
+    // A third of the kills land at a random time (most of a CLI run is node starting), a third
+    // the moment the write's first file appears (a backup link, before anything changed), a
+    // third the moment its journal is in place (while the files are being replaced).
+    const mode = Math.floor(random() * 3);
+    const trigger = mode === 1 ? /journal|\.tmp$|\.backup$/ : /^flags\.journal\.json$/;
+    const watcher = mode > 0 ? watch(dir, (_event, name) => name !== null && trigger.test(name) && child.kill('SIGKILL')) : undefined;
+    if (mode === 0) setTimeout(() => child.kill('SIGKILL'), random() * 1_500).unref();
     const outcome = await done;
     watcher?.close();
     if (outcome.signal === null) finished++;
-    if ((await readdir(dir)).some((n) => n.includes('journal'))) cutMidWrite++;
+    // Killed inside the write: it left its lock, a temp file or its journal behind.
+    if ((await readdir(dir)).some((n) => /journal|\.tmp$|\.backup$|\.lock$/.test(n))) cutMidWrite++;
+    if ((await readdir(dir)).some((n) => n === 'flags.journal.json')) withJournal++;
     tally.record(await checkFileStore(path));
   }
-  log(`kill -9: ${trials - finished} killed (${cutMidWrite} left a journal to undo), ${finished} finished first`);
+  log(`kill -9: ${trials - finished} killed, ${cutMidWrite} of them inside the write (${withJournal} leaving a journal to undo); ${finished} finished first`);
   return tally.row();
 }
 
@@ -270,8 +275,11 @@ async function symlinkSwaps(root: string, random: Random, trials: number): Promi
   const store = new FileFlagStore({ path: join(dir, 'flags.yaml'), debounceMs: 1 });
   try {
     await store.load();
+    let previous = 10;
     for (let i = 1; i <= trials; i++) {
-      const percentage = 1 + Math.floor(random() * 99);
+      // A different value each time: a swap to the same bytes is no change to hear of.
+      const percentage = 1 + ((previous + Math.floor(random() * 98)) % 99);
+      previous = percentage;
       await mkdir(join(dir, `..v${i}`));
       await writeFile(join(dir, `..v${i}`, 'flags.yaml'), FLAGS.replace('percentage: 10', `percentage: ${percentage}`));
       const seen = waitFor<StoreEvent>((l) => store.watch(l), (e) => e.type === 'change' && e.snapshot.parsed.definitions.get('checkout')?.rollout?.percentage === percentage, 10_000);
