@@ -21,6 +21,8 @@ export type { OpenStoreOptions, OpenedStore } from './stores/open-store.js';
 export { StoreWriter, UnknownFlagError } from './stores/store-writer.js';
 export { RevisionConflictError, InvalidWriteError, FlagSourceError } from './stores/flag-store.js';
 export { LockTimeoutError } from './stores/file-lock.js';
+export { WriteNotAppliedError, WriteIncompleteError } from './stores/write-journal.js';
+export { FLAG_TEXT_LIMITS } from './stores/flag-file-format.js';
 export { StoreLocationError } from './stores/store-location-error.js';
 export type {
   Attribution,

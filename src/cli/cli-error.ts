@@ -3,6 +3,7 @@
 import { FlagSourceError, InvalidWriteError, RevisionConflictError } from '../stores/flag-store.js';
 import { LockTimeoutError } from '../stores/file-lock.js';
 import { UnknownFlagError } from '../stores/store-writer.js';
+import { WriteIncompleteError, WriteNotAppliedError } from '../stores/write-journal.js';
 
 export const ExitCode = {
   OK: 0,
@@ -27,7 +28,7 @@ export function usageError(message: string): CliError {
   return new CliError(message, ExitCode.USAGE);
 }
 
-const EXPECTED = [UnknownFlagError, InvalidWriteError, FlagSourceError, RevisionConflictError, LockTimeoutError];
+const EXPECTED = [UnknownFlagError, InvalidWriteError, FlagSourceError, RevisionConflictError, LockTimeoutError, WriteNotAppliedError, WriteIncompleteError];
 
 /** The message and exit code of an expected error; undefined for a bug. */
 export function expectedError(err: unknown): { message: string; exitCode: ExitCode } | undefined {

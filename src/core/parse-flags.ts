@@ -75,13 +75,70 @@ export function toSchemaIssues(error: z.ZodError, input: unknown, prefix: IssueP
   });
 }
 
+/** How deep a flag file may nest: far beyond any real flag, far below what overflows a stack. */
+export const MAX_NESTING_DEPTH = 64;
+
+/**
+ * Keys that name JavaScript's object machinery: assigned into a plain object they vanish or
+ * replace its prototype, so a flag or value holding one would silently change. Refused.
+ */
+export const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+
+/**
+ * The first forbidden key or over-deep value under `data` (found at `prefix`, which counts
+ * toward the depth), as an issue at its path, checked
+ * without recursion so a hostile document cannot overflow the stack that checks it.
+ */
+export function findHostileShape(data: unknown, prefix: IssuePath = [], maxDepth = MAX_NESTING_DEPTH): SchemaIssue | undefined {
+  const stack: { value: unknown; path: IssuePath }[] = [{ value: data, path: prefix }];
+  while (stack.length > 0) {
+    const { value, path } = stack.pop() as { value: unknown; path: IssuePath };
+    if (value === null || typeof value !== 'object') continue;
+    if (path.length >= maxDepth) {
+      return { path, message: `expected at most ${maxDepth} levels of nesting (the value nests deeper)` };
+    }
+    if (Array.isArray(value)) {
+      for (let i = value.length - 1; i >= 0; i--) stack.push({ value: value[i], path: [...path, i] });
+      continue;
+    }
+    const keys = Object.keys(value);
+    for (const key of keys) {
+      if (FORBIDDEN_KEYS.has(key)) {
+        return { path: [...path, key], message: `expected a key other than ${[...FORBIDDEN_KEYS].map((k) => JSON.stringify(k)).join(', ')} (reserved by JavaScript, refused rather than silently lost)` };
+      }
+    }
+    for (let i = keys.length - 1; i >= 0; i--) {
+      const key = keys[i] as string;
+      stack.push({ value: (value as Record<string, unknown>)[key], path: [...path, key] });
+    }
+  }
+  return undefined;
+}
+
 /** Validates each flag on its own and adds the emergency flags the file does not define. */
 export function parseFlagDocument(data: unknown): ParsedFlags {
   const definitions = new Map<string, FlagDefinition>();
   const invalid = new Map<string, SchemaIssue[]>();
-  const envelope = flagFileEnvelopeSchema.safeParse(data ?? {});
+  // A hostile key or depth inside one flag spoils that flag only; anywhere else, the file.
+  const rawFlags = data !== null && typeof data === 'object' && !Array.isArray(data) ? (data as Record<string, unknown>).flags : undefined;
+  let input = data ?? {};
+  if (rawFlags !== null && typeof rawFlags === 'object' && !Array.isArray(rawFlags)) {
+    const kept: Record<string, unknown> = {};
+    for (const key of Object.keys(rawFlags)) {
+      const raw = (rawFlags as Record<string, unknown>)[key];
+      const hostile = FORBIDDEN_KEYS.has(key)
+        ? { path: ['flags', key], message: `expected a flag key other than ${[...FORBIDDEN_KEYS].map((k) => JSON.stringify(k)).join(', ')} (reserved by JavaScript, refused rather than silently lost)` }
+        : findHostileShape(raw, ['flags', key]);
+      if (hostile !== undefined) invalid.set(key, [hostile]);
+      else kept[key] = raw;
+    }
+    input = { ...(data as Record<string, unknown>), flags: kept };
+  }
+  const outside = findHostileShape({ ...(input as Record<string, unknown>), flags: {} });
+  if (outside !== undefined && typeof input === 'object') return { definitions: new Map(), invalid: new Map(), fileIssues: [outside] };
+  const envelope = flagFileEnvelopeSchema.safeParse(input);
   if (!envelope.success) {
-    return { definitions, invalid, fileIssues: toSchemaIssues(envelope.error, data) };
+    return { definitions, invalid: new Map(), fileIssues: toSchemaIssues(envelope.error, data) };
   }
   for (const [key, raw] of Object.entries(envelope.data.flags)) {
     const parsed = flagDefinitionSchema.safeParse(raw);
@@ -110,6 +167,8 @@ export interface ParsedState {
 /** Validates a runtime-state document; an absent document is an empty state. */
 export function parseStateDocument(data: unknown): ParsedState {
   const input = data ?? { version: 1, flags: {} };
+  const hostile = findHostileShape(input);
+  if (hostile !== undefined) return { flags: new Map(), issues: [hostile], raw: { version: 1, flags: {} } };
   const parsed = stateFileSchema.safeParse(input);
   if (!parsed.success) return { flags: new Map(), issues: toSchemaIssues(parsed.error, input), raw: { version: 1, flags: {} } };
   return { flags: new Map(Object.entries(parsed.data.flags)), issues: [], raw: parsed.data };

@@ -61,7 +61,9 @@ export function planSteps(strategy: Strategy, custom?: CustomPlan): PlanStep[] {
       if (custom.stepDurationMs < MINUTE) {
         throw new PlanError(`a step of ${formatDurationMs(custom.stepDurationMs)} is too short to judge; give --step-duration 1m or more (such as 30m or 6h)`);
       }
-      return steps.map((percentage, i) => ({ percentage, holdMs: i === steps.length - 1 ? 0 : Math.max(custom.stepDurationMs, percentage > 0 ? MIN_MONITORING_MS : 0) }));
+      // Exactly what --step-duration says (1m at least, checked above): the 5-minute floor is the
+      // strategies' arithmetic guard, not a silent override of a duration the user typed.
+      return steps.map((percentage, i) => ({ percentage, holdMs: i === steps.length - 1 ? 0 : custom.stepDurationMs }));
     }
   }
 }

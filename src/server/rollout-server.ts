@@ -264,10 +264,14 @@ export class RolloutServer {
         const stuck = last !== undefined && this.clock.now() - last > 3 * this.registry.slotMs;
         return send(response, stuck ? 503 : 200, stuck ? `guardian has not ticked for ${this.clock.now() - (last ?? 0)} ms\n` : 'ok\n');
       }
-      case '/readyz':
+      case '/readyz': {
         if (!this.loaded) return send(response, 503, 'flags not loaded yet\n');
         if (this.storeTrouble !== undefined) return send(response, 503, `store unavailable: ${this.storeTrouble}\n`);
+        // An empty store (Redis restarted without its data) or one serving its last good flags is not ready.
+        const problem = await this.store.load().then((s) => s.problem, (err: unknown) => (err instanceof Error ? err.message : String(err)));
+        if (problem !== undefined) return send(response, 503, `store not fit to serve: ${problem}\n`);
         return send(response, 200, 'ready\n');
+      }
       case '/api/status':
         return send(response, 200, await this.status());
       default:

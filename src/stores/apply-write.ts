@@ -3,6 +3,7 @@
 // thing everywhere; the YAML Document keeps a file's comments and key order on edit.
 import { type Document, isScalar } from 'yaml';
 import { type ParsedFlags, type SchemaIssue, describeIssue, parseFlagDocument, toSchemaIssues } from '../core/parse-flags.js';
+import { documentData } from './flag-file-format.js';
 import { type FlagDefinition, type FlagRuntimeState, stateFileSchema } from '../core/flag-schema.js';
 import { type AuditEntry, type FlagAuditView, type WriteRequest, InvalidWriteError } from './flag-store.js';
 
@@ -65,7 +66,7 @@ export function applyWrite(
   if (request.actor.trim() === '') refuse('a write needs an actor', []);
   if (request.reason.trim() === '') refuse('a write needs a reason', []);
   const docUsable = doc.errors.length === 0;
-  const before = docUsable ? parseFlagDocument(doc.toJS()) : undefined;
+  const before = docUsable ? parseFlagDocument(documentData(doc)) : undefined;
   const definitionsFrom = before !== undefined && before.fileIssues.length === 0 ? before : lastGood;
   const nextState: StateDocument = { ...stateDoc, flags: { ...stateDoc.flags } };
   const views: { flagKey: string; before: FlagAuditView }[] = [];
@@ -104,7 +105,7 @@ export function applyWrite(
     }
   }
 
-  const parsed = definitionsChanged ? parseFlagDocument(doc.toJS()) : (definitionsFrom ?? parseFlagDocument({ flags: {} }));
+  const parsed = definitionsChanged ? parseFlagDocument(documentData(doc)) : (definitionsFrom ?? parseFlagDocument({ flags: {} }));
   if (definitionsChanged) {
     if (parsed.fileIssues.length > 0) refuse('the edit would make the flag file invalid', parsed.fileIssues);
     for (const change of request.changes) {

@@ -8,7 +8,7 @@ import { canonicalJson } from '../core/compile-flag.js';
 import type { StoreSnapshot, WriteRequest } from './flag-store.js';
 import { FlagSourceError } from './flag-store.js';
 import { applyWrite } from './apply-write.js';
-import { readFlagText, renderFlagText, spliceScalarEdits } from './flag-file-format.js';
+import { documentData, readFlagText, renderFlagText, spliceScalarEdits } from './flag-file-format.js';
 import { type ParsedTexts, type PreparedWrite, type StoreTexts, type WatchedFileStoreOptions, WatchedFileStore, nextStateText, revisionOf } from './watched-file-store.js';
 
 export const FLAGS_ENV_VAR = 'ROLLOUT_GUARDIAN_FLAGS';
@@ -52,8 +52,17 @@ export class FileFlagStore extends WatchedFileStore {
 
   protected prepareWrite(texts: StoreTexts, request: WriteRequest): PreparedWrite {
     const { doc } = readFlagText(texts.flags, this.source);
-    const stateDoc = this.parseState(texts.state);
-    if (typeof stateDoc === 'string') throw new FlagSourceError(stateDoc, this.statePath);
+    let stateDoc = this.parseState(texts.state);
+    let aside: { path: string; text: string } | undefined;
+    if (typeof stateDoc === 'string') {
+      // A hand-corrupted state file: a process that knows the last good state writes on from
+      // it (a rollback must land), keeping the corrupt text beside it; one that does not, refuses.
+      if (this.last === undefined || texts.state === undefined) {
+        throw new FlagSourceError(`${stateDoc}; nothing was written: fix the state file, or move it aside to start with no runtime state`, this.statePath);
+      }
+      stateDoc = { version: 1, flags: Object.fromEntries(this.last.state) };
+      aside = { path: `${this.statePath}.corrupt`, text: texts.state };
+    }
     const applied = applyWrite(doc, stateDoc, request, this.clock.now(), this.last?.parsed);
     return {
       next: {
@@ -61,6 +70,7 @@ export class FileFlagStore extends WatchedFileStore {
         state: nextStateText(stateDoc, applied.stateDoc),
       },
       entries: applied.entries,
+      ...(aside !== undefined ? { extraFiles: [aside] } : {}),
     };
   }
 
@@ -68,7 +78,7 @@ export class FileFlagStore extends WatchedFileStore {
   private renderEdited(text: string, doc: Document, request: WriteRequest): string {
     const edits = request.changes.flatMap((c) => (c.definitionEdits ?? []).map((e) => ({ path: ['flags', c.flagKey, ...e.path], value: e.value })));
     const spliced = spliceScalarEdits(text, this.source, edits);
-    if (spliced !== undefined && canonicalJson(parseDocument(spliced).toJS()) === canonicalJson(doc.toJS())) return spliced;
+    if (spliced !== undefined && canonicalJson(documentData(parseDocument(spliced))) === canonicalJson(documentData(doc))) return spliced;
     return renderFlagText(doc, this.source, text);
   }
 }

@@ -25,6 +25,11 @@ export interface StoreSnapshot {
    * evaluator that decides it; their entry in `parsed.definitions` holds the rest.
    */
   readonly external?: ReadonlyMap<string, ExternalEvaluator>;
+  /**
+   * Why the store is not fit to serve as it is: empty (a Redis restarted without its data),
+   * or unusable so these are the last good flags. Readiness checks report it.
+   */
+  readonly problem?: string;
 }
 
 export type StoreEvent =
@@ -100,6 +105,11 @@ export interface FlagStore {
   /** Calls `listener` on every change or trouble; returns the function that stops it. */
   watch(listener: StoreListener): () => void;
   write(request: WriteRequest): Promise<WriteResult>;
+  /**
+   * A read-modify-write the store serializes itself (the file store, under its lock): `build`
+   * sees the store as it is at that moment. Stores without it are written with compare-and-set.
+   */
+  update?(build: (current: StoreSnapshot) => WriteRequest): Promise<WriteResult>;
   audit(query?: AuditQuery): Promise<AuditEntry[]>;
   /** Idempotent; the store is inert afterwards. */
   close(): Promise<void>;

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import type { Clock } from '../core/clock.js';
 import { FileFlagStore } from './file-store.js';
 import { FLAGD_LOCATION_PREFIX, FlagdFileStore } from './flagd-store.js';
-import { readFlagText } from './flag-file-format.js';
+import { documentData, readFlagText } from './flag-file-format.js';
 import { type RedisFlagStoreOptions, RedisFlagStore, parseRedisUrl } from './redis-store.js';
 import { StoreLocationError } from './store-location-error.js';
 
@@ -67,7 +67,8 @@ export function openStore(location: string, options: OpenStoreOptions = {}): Ope
 export async function storedDefinitions(store: OpenedStore): Promise<Record<string, unknown>> {
   if (store instanceof RedisFlagStore) return store.rawDefinitions();
   if (store instanceof FlagdFileStore) return store.storedDefinitions();
-  const data = readFlagText(await readFile(store.source, 'utf8'), store.source).doc.toJS() as { flags?: unknown } | null;
+  const read = readFlagText(await readFile(store.source, 'utf8'), store.source);
+  const data = (read.fileErrors.length === 0 ? documentData(read.doc) : null) as { flags?: unknown } | null;
   const flags = data?.flags;
   return flags !== null && typeof flags === 'object' && !Array.isArray(flags) ? (flags as Record<string, unknown>) : {};
 }

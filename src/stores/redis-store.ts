@@ -21,7 +21,7 @@ import {
 import { CoalescedRun, StoreListeners } from './store-listeners.js';
 import { type StateDocument, applyWrite } from './apply-write.js';
 import { selectAudit } from './audit-log.js';
-import { documentOf, readFlagText } from './flag-file-format.js';
+import { documentOf, readFlagText, sizeError } from './flag-file-format.js';
 import { StoreLocationError } from './store-location-error.js';
 import { systemClock } from '../runtime/system-clock.js';
 
@@ -263,12 +263,12 @@ export class RedisFlagStore implements FlagStore {
       if (this.last) return this.last;
       throw this.unreachable(err, 'nothing was read or written');
     }
-    const decoded = this.decode(stored);
+    const decoded = this.decodeSafely(stored);
     if (decoded.ok) {
       this.keep(decoded.snapshot, stored);
       return decoded.snapshot;
     }
-    if (this.last) return this.lastGoodNow(this.last, stored);
+    if (this.last) return this.lastGoodNow(this.last, stored, decoded.errors);
     throw new FlagSourceError(`${this.source} is invalid:\n  ${decoded.errors.join('\n  ')}`, this.source);
   }
 
@@ -297,7 +297,12 @@ export class RedisFlagStore implements FlagStore {
         throw new FlagSourceError(`${this.keys.revision} in ${this.source} holds "${current}", not a revision number; nothing was written`, this.source);
       }
       const revision = String(Number(current) + 1);
-      const { args, entries } = this.prepare(stored, request, revision);
+      if (stored.definitions === null && !createsDefinitions(request)) {
+      // A Redis that restarted without its data: writing now would store `{"flags":{}}` over
+      // definitions this process never read, and every instance would lose every flag.
+      throw new FlagSourceError(`${this.emptyMessage()}; nothing was written`, this.source);
+    }
+    const { args, entries } = this.prepare(stored, request, revision);
       let outcome: WriteOutcome;
       try {
         outcome = await this.client.rolloutGuardianWrite(this.keys.revision, this.keys.definitions, this.keys.state, this.keys.audit, current, ...args);
@@ -405,6 +410,19 @@ export class RedisFlagStore implements FlagStore {
     return { args, entries };
   }
 
+  /** decode(), with anything it throws turned into a refusal: a watcher must never die of a hand-edited key. */
+  private decodeSafely(stored: Stored): Decoded {
+    try {
+      return this.decode(stored);
+    } catch (err) {
+      return { ok: false, errors: [`${this.source}: cannot be read as flags: ${messageOf(err)}`] };
+    }
+  }
+
+  private emptyMessage(): string {
+    return `${this.source} is empty: it holds no flag definitions (${this.keys.definitions}); a new store, or Redis restarted without its data? Load them first: rollout-guardian copy --from flags.yaml --to ${this.source}`;
+  }
+
   private decode(stored: Stored): Decoded {
     // A Redis that restarted without its data, or was flushed, holds no revision: serving
     // nothing would turn every flag into FLAG_NOT_FOUND across the fleet.
@@ -427,11 +445,14 @@ export class RedisFlagStore implements FlagStore {
       state: state.parsed.flags,
       source: this.source,
       flagErrors: new Map([...definitions.parsed.invalid].map(([key, issues]) => [key, issues.map((issue) => `${where}: ${describeIssue(issue)}`)])),
+      ...(stored.definitions === null ? { problem: this.emptyMessage() } : {}),
     };
     return { ok: true, snapshot };
   }
 
   private decodeDefinitions(text: string | null): { ok: true; data: unknown; parsed: ParsedFlags } | { ok: false; errors: string[] } {
+    const tooBig = text === null ? undefined : sizeError(this.keys.definitions, Buffer.byteLength(text, 'utf8'));
+    if (tooBig !== undefined) return { ok: false, errors: [tooBig] };
     const data = text === null ? { flags: {} } : safeJson(text);
     if (data === undefined) {
       // Read as YAML (a superset of JSON) only to say where the text breaks.
@@ -456,10 +477,11 @@ export class RedisFlagStore implements FlagStore {
    * before, and a read-modify-write (a guardian's rollback) is checked against the revision it
    * will meet, so it lands instead of conflicting for as long as the definitions stay broken.
    */
-  private lastGoodNow(last: StoreSnapshot, stored: Stored): StoreSnapshot {
+  private lastGoodNow(last: StoreSnapshot, stored: Stored, errors: readonly string[]): StoreSnapshot {
+    const problem = `${this.source} is invalid; the last good flags keep serving:\n  ${errors.join('\n  ')}`;
     const state = this.decodeState(stored.state);
-    if (!state.ok) return last;
-    return { ...last, revision: stored.revision ?? '0', state: state.parsed.flags };
+    if (!state.ok) return { ...last, problem };
+    return { ...last, revision: stored.revision ?? '0', state: state.parsed.flags, problem };
   }
 
   private keep(snapshot: StoreSnapshot, stored: Stored): void {
@@ -529,7 +551,7 @@ export class RedisFlagStore implements FlagStore {
     }
     const fingerprint = fingerprintOf(stored);
     if (fingerprint === this.toldFingerprint || fingerprint === this.toldBadFingerprint) return;
-    const decoded = this.decode(stored);
+    const decoded = this.decodeSafely(stored);
     if (!decoded.ok) {
       this.toldBadFingerprint = fingerprint;
       this.listeners.emit({
@@ -576,6 +598,11 @@ export class RedisFlagStore implements FlagStore {
     }
     return selectAudit(newestFirst.reverse(), query);
   }
+}
+
+/** Whether the write brings whole definitions of its own (as `copy` does), so an empty store may take it. */
+function createsDefinitions(request: WriteRequest): boolean {
+  return request.changes.some((c) => c.definitionEdits?.some((e) => e.path.length === 0 && e.value !== undefined) === true);
 }
 
 /**

@@ -3,7 +3,7 @@
 // revision it read, and on a conflict reads again, so concurrent writers lose nothing.
 import type { Clock } from '../core/clock.js';
 import type { FlagRuntimeState } from '../core/flag-schema.js';
-import { type Attribution, type FlagStore, type StoreSnapshot, type WriteResult, type DefinitionEdit, RevisionConflictError, InvalidWriteError } from './flag-store.js';
+import { type Attribution, type FlagStore, type StoreSnapshot, type WriteRequest, type WriteResult, type DefinitionEdit, RevisionConflictError, InvalidWriteError } from './flag-store.js';
 import { systemClock } from '../runtime/system-clock.js';
 
 export class UnknownFlagError extends Error {
@@ -128,22 +128,20 @@ export class StoreWriter {
     build: (state: FlagRuntimeState | undefined, snapshot: StoreSnapshot) => FlagUpdate,
     evidence?: Readonly<Record<string, unknown>>,
   ): Promise<WriteResult> {
-    for (let attempt = 1; ; attempt++) {
-      const snapshot = await this.store.load();
+    const requestFor = (snapshot: StoreSnapshot): WriteRequest => {
       knownFlag(snapshot, flagKey);
       const change = build(snapshot.state.get(flagKey), snapshot);
       if (change.state === undefined && change.definitionEdits === undefined) {
         throw new InvalidWriteError(`nothing to change on flag "${flagKey}"`, []);
       }
+      return { actor: by.actor, reason: by.reason, action, changes: [{ flagKey, ...change }], ...(evidence ? { evidence } : {}) };
+    };
+    // Writers that can queue (the file store's lock) read and write in one turn: no conflicts.
+    if (this.store.update !== undefined) return this.store.update(requestFor);
+    for (let attempt = 1; ; attempt++) {
+      const snapshot = await this.store.load();
       try {
-        return await this.store.write({
-          actor: by.actor,
-          reason: by.reason,
-          action,
-          expectedRevision: snapshot.revision,
-          changes: [{ flagKey, ...change }],
-          ...(evidence ? { evidence } : {}),
-        });
+        return await this.store.write({ ...requestFor(snapshot), expectedRevision: snapshot.revision });
       } catch (err) {
         if (!(err instanceof RevisionConflictError) || attempt >= this.attempts) throw err;
       }

@@ -3,15 +3,16 @@
 // edit), and writes under a lock file that check the revision and replace files atomically.
 // Subclasses say how their definitions file reads and how a write changes it.
 import { createHash } from 'node:crypto';
-import { type FSWatcher, watch as watchDir } from 'node:fs';
-import { appendFile, readFile } from 'node:fs/promises';
+import { type FSWatcher, realpathSync, watch as watchDir } from 'node:fs';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import type { Clock } from '../core/clock.js';
-import { parseStateDocument } from '../core/parse-flags.js';
+import { describeIssue, parseStateDocument } from '../core/parse-flags.js';
 import { type StateDocument, emptyStateDocument } from './apply-write.js';
-import { writeFileAtomic } from './atomic-write.js';
 import { readAuditLines } from './audit-log.js';
 import { withFileLock } from './file-lock.js';
+import { locatedJsonError, sizeError } from './flag-file-format.js';
+import { recoverJournal, removeLeftovers, writeJournaled } from './write-journal.js';
 import {
   type AuditEntry,
   type AuditQuery,
@@ -37,6 +38,8 @@ export type ParsedTexts = { readonly ok: true; readonly snapshot: StoreSnapshot 
 export interface PreparedWrite {
   readonly next: StoreTexts;
   readonly entries: readonly Omit<AuditEntry, 'revision'>[];
+  /** Other files written with the change (a corrupt state file kept aside). */
+  readonly extraFiles?: readonly { readonly path: string; readonly text: string }[];
 }
 
 export interface WatchedFileStoreOptions {
@@ -44,6 +47,8 @@ export interface WatchedFileStoreOptions {
   /** Reload when the files change (default true). */
   readonly watch?: boolean;
   readonly debounceMs?: number;
+  /** How often a watching store reads its files again in case a change raised no event (default 10000). */
+  readonly resyncMs?: number;
   readonly lockTimeoutMs?: number;
 }
 
@@ -70,6 +75,8 @@ export abstract class WatchedFileStore implements FlagStore {
   readonly statePath: string;
   readonly auditPath: string;
   readonly lockPath: string;
+  /** Present only while a write is in progress, or after one was cut off: see write-journal.ts. */
+  readonly journalPath: string;
   protected readonly clock: Clock;
   private readonly listeners = new StoreListeners();
   private readonly reloads = new CoalescedRun(() => this.reloadOnce(), () => this.closed);
@@ -78,7 +85,9 @@ export abstract class WatchedFileStore implements FlagStore {
   private readonly watchFiles: boolean;
   protected last: StoreSnapshot | undefined;
   private lastBadRevision: string | undefined;
-  private watcher: FSWatcher | undefined;
+  private watchers: FSWatcher[] | undefined;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private readonly resyncMs: number;
   private timer: NodeJS.Timeout | undefined;
   private troubled = false;
   private closed = false;
@@ -89,10 +98,12 @@ export abstract class WatchedFileStore implements FlagStore {
     this.statePath = `${stem}.state.json`;
     this.auditPath = `${stem}.audit.jsonl`;
     this.lockPath = `${source}.lock`;
+    this.journalPath = `${stem}.journal.json`;
     this.clock = options.clock ?? systemClock;
     this.debounceMs = options.debounceMs ?? 25;
     this.lockTimeoutMs = options.lockTimeoutMs ?? 10_000;
     this.watchFiles = options.watch ?? true;
+    this.resyncMs = options.resyncMs ?? 10_000;
   }
 
   /** The texts as a snapshot, or located errors when the files cannot be used. */
@@ -106,6 +117,9 @@ export abstract class WatchedFileStore implements FlagStore {
 
   async load(): Promise<StoreSnapshot> {
     this.assertOpen();
+    // A write cut off by a dead process is undone before anyone reads its half, and what it
+    // left behind (temp files, its lock) is cleared; once, when the store is first read.
+    if (this.last === undefined && (await this.leftBehind())) await this.recover();
     let texts: StoreTexts;
     try {
       texts = await this.readTexts();
@@ -113,19 +127,21 @@ export abstract class WatchedFileStore implements FlagStore {
       if (this.last) return this.last;
       throw err;
     }
-    const result = this.parse(texts);
+    const result = this.parseSafely(texts);
     if (result.ok) {
       this.last = result.snapshot;
       return result.snapshot;
     }
-    if (this.last) return this.last;
+    // The last good flags at the revision the files have now: a read-modify-write (a
+    // guardian's rollback) then lands instead of conflicting while the files stay bad.
+    if (this.last) return { ...this.last, revision: revisionOf(texts), problem: `${this.source} is invalid; the last good flags keep serving:\n  ${result.errors.join('\n  ')}` };
     throw new FlagSourceError(`${this.source} is invalid:\n  ${result.errors.join('\n  ')}`, this.source);
   }
 
   watch(listener: StoreListener): () => void {
     this.assertOpen();
     const remove = this.listeners.add(listener);
-    if (this.watchFiles && this.watcher === undefined) this.startWatching();
+    if (this.watchFiles && this.watchers === undefined) this.startWatching();
     return remove;
   }
 
@@ -135,21 +151,64 @@ export abstract class WatchedFileStore implements FlagStore {
   }
 
   async write(request: WriteRequest): Promise<WriteResult> {
+    return this.writeUnderLock((current) => {
+      if (request.expectedRevision !== undefined && request.expectedRevision !== current.revision) {
+        throw new RevisionConflictError(request.expectedRevision, current.revision);
+      }
+      return request;
+    });
+  }
+
+  /**
+   * A read-modify-write under the lock: `build` sees the store as it is now and returns the
+   * write. Writers on one machine queue for the lock instead of failing on a stale revision.
+   */
+  async update(build: (current: StoreSnapshot) => WriteRequest): Promise<WriteResult> {
+    return this.writeUnderLock(build);
+  }
+
+  /**
+   * Finishes what a writer that died left behind: undoes a half-made write (its journal is
+   * still there) and removes its temp files. Takes the lock; a no-op while another writer
+   * holds it, since that writer does the same.
+   */
+  async recover(): Promise<void> {
+    this.assertOpen();
+    await withFileLock(this.lockPath, () => this.recoverUnderLock(), { timeoutMs: 0 }).catch(() => undefined);
+  }
+
+  /** Whether a writer that died left a journal, a lock or temp files beside the files. */
+  private async leftBehind(): Promise<boolean> {
+    const names = [basename(this.journalPath), basename(this.lockPath), `.${basename(this.source)}.`, `.${basename(this.statePath)}.`];
+    try {
+      return (await readdir(dirname(this.source))).some((entry) => names.some((n) => entry.startsWith(n)));
+    } catch {
+      return false;
+    }
+  }
+
+  private async recoverUnderLock(): Promise<void> {
+    await recoverJournal(this.journalPath);
+    await removeLeftovers([this.source, this.statePath, this.journalPath, this.lockPath]);
+  }
+
+  private async writeUnderLock(build: (current: StoreSnapshot) => WriteRequest): Promise<WriteResult> {
     this.assertOpen();
     const result = await withFileLock(
       this.lockPath,
       async () => {
+        await this.recoverUnderLock();
         const texts = await this.readTexts();
-        const current = revisionOf(texts);
-        if (request.expectedRevision !== undefined && request.expectedRevision !== current) {
-          throw new RevisionConflictError(request.expectedRevision, current);
-        }
-        const { next, entries: written } = this.prepareWrite(texts, request);
-        if (next.flags !== texts.flags) await writeFileAtomic(this.source, next.flags);
-        if (next.state !== undefined && next.state !== texts.state) await writeFileAtomic(this.statePath, next.state);
+        const request = build(this.snapshotOf(texts));
+        const { next, entries: written, extraFiles = [] } = this.prepareWrite(texts, request);
         const revision = revisionOf(next);
         const entries: AuditEntry[] = written.map((e) => ({ ...e, revision }));
-        if (entries.length > 0) await appendFile(this.auditPath, entries.map((e) => `${JSON.stringify(e)}\n`).join(''), 'utf8');
+        const files = [
+          ...extraFiles,
+          ...(next.flags !== texts.flags ? [{ path: this.source, text: next.flags }] : []),
+          ...(next.state !== undefined && next.state !== texts.state ? [{ path: this.statePath, text: next.state }] : []),
+        ];
+        await writeJournaled(this.journalPath, files, this.auditPath, entries.map((e) => `${JSON.stringify(e)}\n`).join(''));
         return { revision, entries, next };
       },
       { timeoutMs: this.lockTimeoutMs },
@@ -159,6 +218,14 @@ export abstract class WatchedFileStore implements FlagStore {
     return { revision: result.revision, entries: result.entries };
   }
 
+  /** The store as the texts say; when they are unusable, the last good flags at the revision they have now, so a rollback can land. */
+  private snapshotOf(texts: StoreTexts): StoreSnapshot {
+    const parsed = this.parseSafely(texts);
+    if (parsed.ok) return parsed.snapshot;
+    if (this.last !== undefined) return { ...this.last, revision: revisionOf(texts) };
+    throw new FlagSourceError(`${this.source} is invalid:\n  ${parsed.errors.join('\n  ')}`, this.source);
+  }
+
   async audit(query: AuditQuery = {}): Promise<AuditEntry[]> {
     return readAuditLines(this.auditPath, query);
   }
@@ -166,8 +233,9 @@ export abstract class WatchedFileStore implements FlagStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.watcher?.close();
-    this.watcher = undefined;
+    for (const watcher of this.watchers ?? []) watcher.close();
+    this.watchers = undefined;
+    if (this.resyncTimer) clearInterval(this.resyncTimer);
     if (this.timer) clearTimeout(this.timer);
     this.listeners.clear();
     await this.reloads.inFlight;
@@ -176,8 +244,12 @@ export abstract class WatchedFileStore implements FlagStore {
   protected async readTexts(): Promise<StoreTexts> {
     let flags: string;
     try {
+      // Refused before it is read: a huge file would stall the process that reads it.
+      const tooBig = sizeError(this.source, (await stat(this.source)).size);
+      if (tooBig !== undefined) throw new FlagSourceError(tooBig, this.source);
       flags = await readFile(this.source, 'utf8');
     } catch (err) {
+      if (err instanceof FlagSourceError) throw err;
       const code = (err as NodeJS.ErrnoException).code;
       throw new FlagSourceError(code === 'ENOENT' ? this.missingFileMessage() : `cannot read ${this.source}: ${(err as Error).message}`, this.source);
     }
@@ -195,11 +267,20 @@ export abstract class WatchedFileStore implements FlagStore {
     try {
       data = JSON.parse(text);
     } catch (err) {
-      return `${this.statePath}: not valid JSON: ${(err as Error).message}`;
+      return locatedJsonError(text, this.statePath, err as Error);
     }
     const state = parseStateDocument(data);
-    if (state.issues.length > 0) return `${this.statePath} is invalid: ${state.issues.map((i) => i.message).join('; ')}`;
+    if (state.issues.length > 0) return `${this.statePath} is invalid: ${state.issues.map(describeIssue).join('; ')}`;
     return state.raw as StateDocument;
+  }
+
+  /** parse(), with anything it throws (a bug, a stack overflow) turned into a refusal: a watcher must never die of a file. */
+  private parseSafely(texts: StoreTexts): ParsedTexts {
+    try {
+      return this.parse(texts);
+    } catch (err) {
+      return { ok: false, errors: [`${this.source}: cannot be read as flags: ${(err as Error).message}`] };
+    }
   }
 
   private assertOpen(): void {
@@ -207,15 +288,33 @@ export abstract class WatchedFileStore implements FlagStore {
   }
 
   private startWatching(): void {
-    const files = new Set([basename(this.source), basename(this.statePath)]);
+    // Our own bookkeeping files change on every write; nothing else in the folder is ignored,
+    // because a Kubernetes ConfigMap update renames `..data`, never the flag file's own name.
+    const ours = [basename(this.auditPath), basename(this.lockPath), basename(this.journalPath)];
+    const ignored = (name: string): boolean => ours.some((o) => name === o || name.startsWith(`${o}.`)) || name.endsWith('.tmp') || name.endsWith('.backup');
+    const dirs = new Set([dirname(this.source), dirname(this.statePath)]);
     try {
-      this.watcher = watchDir(dirname(this.source), { persistent: false }, (_event, name) => {
-        if (name === null || files.has(name.toString())) this.scheduleReload();
-      });
-      this.watcher.on('error', (error) => this.listeners.emit({ type: 'unavailable', error }));
-    } catch (error) {
-      this.listeners.emit({ type: 'unavailable', error: error as Error });
+      // A symlinked file is edited where it really lives: watch there too.
+      dirs.add(dirname(realpathSync(this.source)));
+    } catch {
+      // Not there yet: the folder's events and the periodic re-read find it when it comes.
     }
+    this.watchers = [];
+    for (const dir of dirs) {
+      try {
+        const watcher = watchDir(dir, { persistent: false }, (_event, name) => {
+          if (name === null || !ignored(name.toString())) this.scheduleReload();
+        });
+        watcher.on('error', (error) => this.listeners.emit({ type: 'unavailable', error }));
+        this.watchers.push(watcher);
+      } catch (error) {
+        this.listeners.emit({ type: 'unavailable', error: error as Error });
+      }
+    }
+    // A backstop for changes no event announced (network file systems, a file edited through
+    // another link): read again now and then; an unchanged file costs a read and a hash.
+    this.resyncTimer = setInterval(() => void this.reload(), this.resyncMs);
+    this.resyncTimer.unref();
   }
 
   private scheduleReload(): void {
@@ -249,8 +348,16 @@ export abstract class WatchedFileStore implements FlagStore {
       this.troubled = false;
       this.listeners.emit({ type: 'available' });
     }
-    if (revision === this.last?.revision || revision === this.lastBadRevision) return;
-    const result = this.parse(texts);
+    if (revision === this.lastBadRevision) return;
+    if (revision === this.last?.revision) {
+      // Reverted to the last good content: watchers that heard it turn bad hear it is good again.
+      if (this.lastBadRevision !== undefined) {
+        this.lastBadRevision = undefined;
+        this.listeners.emit({ type: 'change', snapshot: this.last });
+      }
+      return;
+    }
+    const result = this.parseSafely(texts);
     if (!result.ok) {
       this.lastBadRevision = revision;
       this.listeners.emit({ type: 'invalid', source: this.source, issues: [], message: `${this.source} is invalid; the last good flags keep serving:\n  ${result.errors.join('\n  ')}` });

@@ -1,6 +1,7 @@
 // `eval <flag> --context '{...}'`: evaluates a flag as the provider would, now (or --at a
 // given time), and says why: the rule that matched, the bucket, the state that decided it.
 import { type Command, InvalidArgumentError } from 'commander';
+import { instantArgument } from '../arguments.js';
 import type { EvaluationContext, FlagMetadata, FlagValue } from '../../core/compile-flag.js';
 import { evaluate } from '../../core/evaluate.js';
 import { buildFlagSet } from '../../core/flag-set.js';
@@ -57,11 +58,6 @@ export function parseContext(text: string): EvaluationContext {
   return data as EvaluationContext;
 }
 
-function parseInstant(text: string): number {
-  const ms = Date.parse(text);
-  if (Number.isNaN(ms)) throw new InvalidArgumentError('expected an ISO 8601 date-time such as 2026-11-08T09:00:00Z');
-  return ms;
-}
 
 function reportText(r: EvaluationReport): string {
   const meta = Object.entries(r.metadata).map(([k, v]) => `${k}=${typeof v === 'string' ? v : valueText(v)}`);
@@ -92,7 +88,7 @@ export function registerEval(program: Command, ctx: CommandContext): void {
     .description('evaluate a flag for a context and explain the result: value, variant, reason, metadata, the rule that matched')
     .argument('<flag>', 'the flag key')
     .option('--context <json>', `the evaluation context as a JSON object, e.g. ${CONTEXT_EXAMPLE}`, parseContext)
-    .option('--at <time>', 'evaluate at this ISO 8601 instant instead of now (progressive rollouts move with time)', parseInstant);
+    .option('--at <time>', 'evaluate at this instant instead of now: ISO 8601 such as 2026-11-08T09:00:00Z, or relative such as +2h (progressive rollouts move with time)', instantArgument(() => ctx.io.clock.now()));
   withJsonOption(withStoreOption(command)).action(async (flagKey: string, options: EvalOptions) => {
     const { io } = ctx;
     const nowMs = options.at ?? io.clock.now();

@@ -3,6 +3,7 @@
 // could not be exported, or what a flagd daemon may read otherwise, goes to stderr.
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
+import { instantArgument } from '../arguments.js';
 import { describeConversionIssue, toFlagdDocument } from '../../flagd/flagd-convert.js';
 import { writeFileAtomic } from '../../stores/atomic-write.js';
 import { validateFlagdText } from '../../flagd/flagd-evaluator.js';
@@ -21,12 +22,6 @@ function parseFormat(text: string): 'flagd' {
   return text;
 }
 
-function parseAt(text: string): number | 'now' {
-  if (text === 'now') return text;
-  const ms = Date.parse(text);
-  if (Number.isNaN(ms)) throw new InvalidArgumentError('expected an ISO 8601 date-time such as 2026-11-08T09:00:00Z, or now');
-  return ms;
-}
 
 export function registerExport(program: Command, ctx: CommandContext): void {
   const command = program
@@ -37,7 +32,7 @@ export function registerExport(program: Command, ctx: CommandContext): void {
     .option(
       '--at <time>',
       'freeze time-based rollouts at this ISO 8601 instant (or now): a fixed fractional instead of the $flagd.timestamp ramp; also the instant that decides emergency_shutdown',
-      parseAt,
+      instantArgument(() => ctx.io.clock.now(), { allowNow: true }),
     );
   withStoreOption(command).action(async (options: ExportOptions) => {
     const { io } = ctx;

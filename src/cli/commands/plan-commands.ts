@@ -2,7 +2,8 @@
 // Each is one audited write through PlanWriter, needs a --reason (but a deploy --dry-run,
 // which writes nothing), and on a refusal says what to type instead.
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { formatDurationMs, parseDurationMs } from '../../core/duration.js';
+import { durationArgument } from '../arguments.js';
+import { formatDurationMs } from '../../core/duration.js';
 import type { PlanState } from '../../core/flag-schema.js';
 import { type PlanStep, type Strategy, PlanError, STRATEGIES, planSchedule, planSteps } from '../../deploy/plan.js';
 import { PlanWriter } from '../../deploy/plan-writer.js';
@@ -27,11 +28,8 @@ function parseSteps(text: string): number[] {
   return steps;
 }
 
-function parseDuration(text: string): number {
-  const ms = parseDurationMs(text);
-  if (ms === undefined) throw new InvalidArgumentError(`"${text}" is not a duration; write it like 30m, 6h or 1d`);
-  return ms;
-}
+/** A step is judged for at least a minute, and a plan ends within a year. */
+const parseDuration = durationArgument({ minMs: 60_000, maxMs: 365 * 86_400_000, example: '30m, 6h or 1d' });
 
 // deploy checks --reason itself: a --dry-run writes nothing, so it needs none.
 function withPlanAttribution(command: Command, reason: 'required' | 'unless-dry-run' = 'required'): Command {

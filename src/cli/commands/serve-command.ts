@@ -13,6 +13,7 @@ import { CliError } from '../cli-error.js';
 import { parseDurationMs } from '../../core/duration.js';
 import { ListenError, RolloutServer } from '../../server/rollout-server.js';
 import { FLAGS_ENV_VAR, DEFAULT_FLAGS_FILE } from '../../stores/file-store.js';
+import { durationArgument } from '../arguments.js';
 import { openLocation } from '../store-location.js';
 import type { CommandContext, StoreOptions } from './command-context.js';
 import { withStoreOption } from './command-context.js';
@@ -106,11 +107,8 @@ function parsePort(text: string): number {
   return port;
 }
 
-function parseSlot(text: string): number {
-  const ms = parseDurationMs(text);
-  if (ms === undefined || ms < 100) throw new InvalidArgumentError(`"${text}" is not a slot length; write it like 5s`);
-  return ms;
-}
+/** Slots from 100 ms (tests, replays) to an hour: a guardian that judges less often than that is not watching. */
+const parseSlot = durationArgument({ minMs: 100, maxMs: 3_600_000, example: '5s' });
 
 export function registerServe(program: Command, ctx: CommandContext): void {
   withStoreOption(
@@ -158,6 +156,9 @@ export function registerServe(program: Command, ctx: CommandContext): void {
         log: logLine,
       });
     } catch (err) {
+      // A store that never connected still retries in the background: close it, or the
+      // process would print its error and never exit.
+      await store.close().catch(() => undefined);
       if (err instanceof ListenError) throw new CliError(err.message);
       throw err;
     }

@@ -2,8 +2,9 @@
 // and — read from a running `serve` — the guardian's verdict with treatment vs baseline
 // error rate, P95, P99 and sample counts. --watch redraws it with a progress bar.
 import { setTimeout as delay } from 'node:timers/promises';
-import { type Command, InvalidArgumentError, Option } from 'commander';
-import { formatDurationMs, parseDurationMs } from '../../core/duration.js';
+import { type Command, Option } from 'commander';
+import { durationArgument } from '../arguments.js';
+import { formatDurationMs } from '../../core/duration.js';
 import { type CohortView, type FlagStatusView, rolloutStatus } from '../../deploy/rollout-status.js';
 import { knownFlag } from '../../stores/store-writer.js';
 import { CliError } from '../cli-error.js';
@@ -96,11 +97,7 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
     withJsonOption(withStoreOption(program.command('status').description('rollouts: plan step, percentage, next step, and the guardian’s verdict and numbers').argument('[flag]', 'one flag only'))),
   )
     .option('--watch', 'redraw every --interval until interrupted')
-    .option('--interval <duration>', 'how often --watch redraws', (text: string) => {
-      const ms = parseDurationMs(text);
-      if (ms === undefined || ms < 200) throw new InvalidArgumentError(`"${text}" is not a duration of 200ms or more; write it like 2s`);
-      return ms;
-    }, 2_000)
+    .option('--interval <duration>', 'how often --watch redraws', durationArgument({ minMs: 200, maxMs: 3_600_000, example: '2s' }), 2_000)
     .addOption(new Option('--iterations <n>', 'stop --watch after n redraws').argParser((t: string) => Number.parseInt(t, 10)).hideHelp());
   command.action(async (flagKey: string | undefined, options: StatusOptions) => {
     const server = options.server ?? ctx.io.env[SERVER_ENV_VAR] ?? null;

@@ -5,7 +5,7 @@ import { isAbsolute, relative } from 'node:path';
 import type { Command } from 'commander';
 import { parseStateDocument, describeIssue } from '../../core/parse-flags.js';
 import { FLAGS_ENV_VAR, FileFlagStore } from '../../stores/file-store.js';
-import { readFlagText } from '../../stores/flag-file-format.js';
+import { documentData, readFlagText } from '../../stores/flag-file-format.js';
 import { CliError, ExitCode } from '../cli-error.js';
 import type { CliIo } from '../cli-io.js';
 import { jsonText } from '../format.js';
@@ -74,7 +74,7 @@ export async function validateFile(path: string, io: CliIo): Promise<ValidationR
   const read = readFlagText(text, file);
   const errors: ValidationError[] = read.fileErrors.map((message) => ({ flag: null, message }));
   for (const [flag, lines] of read.flagErrors) errors.push(...lines.map((message) => ({ flag, message })));
-  const data: unknown = read.fileErrors.length === 0 ? read.doc.toJS() : undefined;
+  const data: unknown = read.fileErrors.length === 0 ? documentData(read.doc) : undefined;
   const flags = (data as { flags?: unknown } | null | undefined)?.flags;
   const flagCount = flags !== null && typeof flags === 'object' ? Object.keys(flags).length : 0;
   const statePath = new FileFlagStore({ path, watch: false }).statePath;
