@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs what the tests need beyond npm: a Redis server and Prometheus (with promtool),
+# Installs what the tests need beyond npm: a Redis server, Prometheus (with promtool) and openssl,
 # from Debian's packages. The tests start their own instances on free ports and stop them;
 # nothing here starts a service. Safe to run again: it installs only what is missing.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+# The TLS tests of serve make a self-signed certificate with openssl.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
