@@ -30,7 +30,7 @@ const FAST_SHARE = 0.01;
 const HOUR_MS = 3_600_000;
 /** Restarted tests kept at once besides the first; older ones are retired (retiring never adds a false alarm). */
 const MAX_RESTARTS = 12;
-/** Half the 95% quantile of chi-square(1): how far below the best suffix's log likelihood ratio an onset may lie. */
+/** Half the 95% quantile of chi-square(1): the profile-likelihood slack for dating a breach to the start, and how strongly a fifth of a breach's span may favour the limit and still count as part of it. */
 const ONSET_SLACK = 1.92;
 /** ln 100: a recent stretch this much likelier at the limit than at the breach's rate says the breach has passed. */
 const RECOVERY_EVIDENCE = Math.log(100);
@@ -261,10 +261,12 @@ export class CheckEvidence {
   }
 
   /**
-   * When the breach began: the suffix of history most above its limit (largest likelihood
-   * ratio) marks the likeliest onset, and the earliest start whose suffix is within
-   * ONSET_SLACK of it is the earliest onset the data support (a 95% profile-likelihood bound),
-   * so noise in the best suffix does not make a breach present from the start look younger.
+   * When the breach began: the start of the suffix of history most above its limit (the
+   * largest likelihood ratio against the limit, the maximum-likelihood change point), or the
+   * start of the evidence when the data are as consistent with a breach since then (within a
+   * 95% profile-likelihood bound): a treatment bad from its first request has been breaching
+   * since the rollout began, not since the noise happened to peak. Never an earlier time the
+   * data merely allow: "held for N s" must not claim more than happened.
    */
   private onset(): { segment: Segment; llr: number } | undefined {
     let n = 0;
@@ -287,13 +289,16 @@ export class CheckEvidence {
     k = 0;
     expected = 0;
     let onset: Segment | undefined;
+    let sinceStart: Segment | undefined;
     for (let i = this.segments.length - 1, j = 0; i >= 0; i--, j++) {
       const s = this.segments[i] as Segment;
       n += s.n;
       k += s.k;
       expected += s.expected;
-      if ((llrs[j] as number) > 0 && (llrs[j] as number) >= bestLlr - ONSET_SLACK) onset = { startMs: s.startMs, endMs: this.throughMs, n, k, expected };
+      if (onset === undefined && llrs[j] === bestLlr) onset = { startMs: s.startMs, endMs: this.throughMs, n, k, expected };
+      if (i === 0 && (llrs[j] as number) > 0 && (llrs[j] as number) >= bestLlr - ONSET_SLACK) sinceStart = { startMs: s.startMs, endMs: this.throughMs, n, k, expected };
     }
+    if (sinceStart !== undefined) onset = sinceStart;
     return onset === undefined ? undefined : { segment: onset, llr: bestLlr };
   }
 
