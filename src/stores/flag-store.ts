@@ -25,6 +25,12 @@ export interface StoreSnapshot {
    * evaluator that decides it; their entry in `parsed.definitions` holds the rest.
    */
   readonly external?: ReadonlyMap<string, ExternalEvaluator>;
+  /**
+   * For a source with its own serving semantics (a flagd file): how each flag is served, runtime
+   * state already materialized into it. The provider answers these flags from here rather than
+   * from the model; a result with value null and no error code means the caller's default.
+   */
+  readonly serving?: ReadonlyMap<string, ExternalEvaluator>;
 }
 
 export type StoreEvent =

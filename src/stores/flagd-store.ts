@@ -3,10 +3,9 @@
 // store, and every write re-materializes the JSON so the daemon follows what the state decides.
 import { basename, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
-import { type ExternalEvaluator, type FlagMetadata, canonicalJson, fingerprint } from '../core/compile-flag.js';
+import { type FlagMetadata, canonicalJson, fingerprint } from '../core/compile-flag.js';
 import { isEmergencyFlag } from '../core/emergency.js';
 import {
-  type ConversionIssue,
   type FlagdFlag,
   FLAGD_SCHEMA_URL,
   describeConversionIssue,
@@ -20,7 +19,7 @@ import { buildFlagSet } from '../core/flag-set.js';
 import { type ParsedFlags, type SchemaIssue, parseFlagDocument } from '../core/parse-flags.js';
 import { type StateDocument, applyWrite } from './apply-write.js';
 import { documentOf, locateIssues } from './flag-file-format.js';
-import { flagdEvaluators, validateFlagdText } from '../flagd/flagd-evaluator.js';
+import { flagdLoadIssues, flagdWarnings, parseFlagdDocument, validateFlagdText } from '../flagd/flagd-evaluator.js';
 import { type AuditEntry, type StoreSnapshot, type WriteRequest, FlagSourceError, InvalidWriteError } from './flag-store.js';
 import { type ParsedTexts, type PreparedWrite, type StoreTexts, type WatchedFileStoreOptions, WatchedFileStore, revisionOf } from './watched-file-store.js';
 
@@ -30,6 +29,11 @@ export const FLAGD_LOCATION_PREFIX = 'flagd:';
 export interface FlagdFileStoreOptions extends WatchedFileStoreOptions {
   /** The flagd flag-definition JSON file (a `flagd:` prefix is accepted and dropped). */
   readonly path: string;
+  /**
+   * Add our `revision` and `rolloutPercentage` to every result's flagMetadata (default false:
+   * a flag's metadata is exactly what flagd serves, the flag set's merged with the flag's).
+   */
+  readonly rolloutMetadata?: boolean;
 }
 
 type Texts = StoreTexts;
@@ -83,9 +87,12 @@ function recordsOf(stateDoc: StateDocument): Record<string, FlagdRecord> {
 }
 
 export class FlagdFileStore extends WatchedFileStore {
+  private readonly rolloutMetadata: boolean;
+
   constructor(options: FlagdFileStoreOptions) {
     const path = options.path.startsWith(FLAGD_LOCATION_PREFIX) ? options.path.slice(FLAGD_LOCATION_PREFIX.length) : options.path;
     super(resolve(path), options);
+    this.rolloutMetadata = options.rolloutMetadata ?? false;
   }
 
   /**
@@ -104,6 +111,26 @@ export class FlagdFileStore extends WatchedFileStore {
       out[key] = model.external.has(key) || !Object.hasOwn(model.inputs, key) ? original : model.inputs[key];
     }
     return out;
+  }
+
+  /**
+   * What flagd's strict schema finds in the file, per flag (key '' for the document as a whole),
+   * as located lines. flagd serves these flags anyway, and so does this store: they are warnings.
+   */
+  async schemaWarnings(): Promise<Map<string, string[]>> {
+    const texts = await this.readTexts();
+    let data: unknown;
+    try {
+      data = JSON.parse(texts.flags);
+    } catch {
+      return new Map(); // not JSON at all: load() says where
+    }
+    if (!isObject(data) || !isObject(data.flags)) return new Map();
+    const found = flagdWarnings({ flags: data.flags, $evaluators: data.$evaluators, metadata: data.metadata });
+    if (found.size === 0) return new Map();
+    const lines = new LineCounter();
+    const located = parseDocument(texts.flags, { lineCounter: lines, prettyErrors: false });
+    return new Map([...found].map(([key, issues]) => [key, locateIssues(this.source, located, lines, issues.map((i) => ({ path: i.path, message: i.message })))]));
   }
 
   protected missingFileMessage(): string {
@@ -228,62 +255,67 @@ export class FlagdFileStore extends WatchedFileStore {
     const stateDoc = this.parseState(texts.state);
     if (typeof stateDoc === 'string') return { ok: false, errors: [stateDoc] };
     const records = recordsOf(stateDoc);
+    const context = { ...(data.$evaluators !== undefined ? { $evaluators: data.$evaluators } : {}), ...(data.metadata !== undefined ? { metadata: data.metadata } : {}) };
 
+    // The model (for writes, plans, the guardian): each flag as its owner wrote it, in our terms where it maps.
     const originals = new Map<string, FlagdFlag | null>();
     const inputs: Record<string, FlagDefinitionInput> = {};
     const externalFlags: Record<string, unknown> = {};
     const invalid = new Map<string, SchemaIssue[]>();
-    const context = { ...(data.$evaluators !== undefined ? { $evaluators: data.$evaluators } : {}), ...(data.metadata !== undefined ? { metadata: data.metadata } : {}) };
     for (const [key, fileFlag] of Object.entries(data.flags)) {
       const record = records[key];
       const original = record !== undefined && fingerprint(fileFlag) === record.written ? record.original : (fileFlag as FlagdFlag);
       originals.set(key, original);
       if (original === null) continue; // a built-in emergency flag the store wrote; its definition is the built-in one
-      const schemaProblems = validateFlagdText(JSON.stringify({ ...context, flags: { [key]: original } }));
-      if (schemaProblems.length > 0) {
-        invalid.set(key, schemaProblems.map((p) => ({ path: p.path, message: p.message })));
+      const problems = flagdLoadIssues(key, original);
+      if (problems.length > 0) {
+        invalid.set(key, problems.map((p) => ({ path: p.path, message: p.message })));
         continue;
       }
       const conversion = fromFlagdFlag(key, original, { metadata: data.metadata });
       if (conversion.definition !== undefined) {
         inputs[key] = conversion.definition;
-      } else if (conversion.shadow !== undefined) {
-        inputs[key] = conversion.shadow;
-        externalFlags[key] = original;
       } else {
-        invalid.set(key, conversion.issues.map(toSchemaIssue));
+        // Served by flagd's semantics; a shadow (variants, baseline, state) lets state apply around it.
+        if (conversion.shadow !== undefined) inputs[key] = conversion.shadow;
+        externalFlags[key] = original;
       }
     }
     const fromInputs = parseFlagDocument({ flags: inputs });
     const allInvalid = new Map<string, readonly SchemaIssue[]>([...fromInputs.invalid, ...invalid]);
     const parsed: ParsedFlags = { definitions: fromInputs.definitions, invalid: allInvalid, fileIssues: [] };
-    let external: ReadonlyMap<string, ExternalEvaluator>;
-    try {
-      external = flagdEvaluators({ ...context, flags: externalFlags }, (key, revision) => metadataOf(parsed.definitions.get(key), revision));
-    } catch (err) {
-      return { ok: false, errors: [`${this.source}: flagd-core cannot load the flags it must evaluate: ${(err as Error).message}`] };
+    const external = parseFlagdDocument({ ...context, flags: externalFlags }, { extraMetadata: (_key, revision) => ({ revision }) }).evaluators;
+    const state = new Map(Object.entries(stateDoc.flags));
+    // What a flagd daemon serves: the file as it stands, each flag as flagd evaluates it; our
+    // revision and rollout percentage only when asked for (flagd's metadata is flagd's).
+    const extraMetadata = this.rolloutMetadata ? (key: string, revision: string) => rolloutExtras(parsed.definitions.get(key), state.get(key), revision) : undefined;
+    const served = parseFlagdDocument({ ...context, flags: data.flags }, { extraMetadata });
+    let flagErrors = new Map<string, readonly string[]>();
+    if (allInvalid.size > 0) {
+      // Locating costs a YAML parse of the whole file: only when there is something to locate.
+      const lines = new LineCounter();
+      const located = parseDocument(texts.flags, { lineCounter: lines, prettyErrors: false });
+      flagErrors = new Map([...allInvalid].map(([key, issues]) => [key, locateIssues(this.source, located, lines, issues)]));
     }
-    const lines = new LineCounter();
-    const located = parseDocument(texts.flags, { lineCounter: lines, prettyErrors: false });
-    const flagErrors = new Map([...allInvalid].map(([key, issues]) => [key, locateIssues(this.source, located, lines, issues)]));
     const snapshot: StoreSnapshot = {
       revision: revisionOf(texts),
       parsed,
-      state: new Map(Object.entries(stateDoc.flags)),
+      state,
       source: this.source,
       flagErrors,
       external,
+      serving: served.evaluators,
     };
     return { ok: true, model: { snapshot, stateDoc, data, originals, inputs, external: new Set(Object.keys(externalFlags)) } };
   }
 }
 
-function toSchemaIssue(issue: ConversionIssue): SchemaIssue {
-  return { path: issue.path, message: issue.message };
-}
-
-function metadataOf(definition: FlagDefinition | undefined, revision: string): FlagMetadata {
-  return { ...(definition?.metadata ?? {}), revision };
+/** Our revision and, for a rollout our model reads, its current percentage: the opt-in extras. */
+function rolloutExtras(definition: FlagDefinition | undefined, state: FlagRuntimeState | undefined, revision: string): FlagMetadata {
+  const rollout = definition?.rollout;
+  if (rollout === undefined || rollout.progressive !== undefined) return { revision };
+  const percentage = state?.rollback !== undefined ? 0 : (state?.percentage ?? rollout.percentage ?? 100);
+  return { revision, rolloutPercentage: percentage };
 }
 
 function indentOf(text: string): string {

@@ -187,7 +187,12 @@ describe('FlagdFileStore', () => {
           const result = resolveFlagd(core, key, baseline, { targetingKey: `user-${i}`, region: 'eu-west-1', appVersion: '9.0.0', age: 40, email: 'a@faas.com' });
           if (JSON.stringify(result.value) !== JSON.stringify(baseline)) throw new Error(`${key} user-${i}: flagd serves ${JSON.stringify(result.value)}, not the baseline`);
         }
-        expect(await resolveOurs(provider, key, baseline, { targetingKey: 'user-1', region: 'eu-west-1' })).toMatchObject({ reason: 'DEFAULT', flagMetadata: { rolledBack: true } });
+        // Served as the daemon serves the rewritten flag: the baseline for everyone, and why in its metadata.
+        expect(await resolveOurs(provider, key, baseline, { targetingKey: 'user-1', region: 'eu-west-1' })).toMatchObject({
+          value: baseline,
+          reason: 'STATIC',
+          flagMetadata: { 'rollout-guardian.state': 'rolled back by guardian' },
+        });
       }
       // Flags not rolled back are untouched, byte for byte in value.
       for (const key of Object.keys(before.flags).filter((k) => !rolled.includes(k))) expect(after.flags[key]).toEqual(before.flags[key]);
@@ -288,8 +293,9 @@ describe('FlagdFileStore', () => {
       good.flags['pct-all'] = { ...good.flags['pct-all'], state: 'ON' };
       await writeFile(path, JSON.stringify(good, null, 2));
       const change = await recovered;
-      // A flag flagd's schema refuses resolves with PARSE_ERROR, located; the others serve.
-      expect(change.type === 'change' && change.snapshot.flagErrors?.get('pct-all')?.join('\n')).toMatch(/flags\.flagd\.json:\d+:\d+: flags\.pct-all\.state: flagd schema/);
+      // A flag flagd cannot load at all is located, and its last good definition keeps serving.
+      expect(change.type === 'change' && change.snapshot.flagErrors?.get('pct-all')?.join('\n')).toMatch(/flags\.flagd\.json:\d+:\d+: flags\.pct-all\.state: flagd cannot load it/);
+      expect(await provider.resolveBooleanEvaluation('pct-all', false, {})).toMatchObject({ value: true });
       expect(await provider.resolveBooleanEvaluation('pct-ten', false, {})).toMatchObject({ value: false });
       await provider.onClose();
     });
@@ -308,6 +314,114 @@ describe('FlagdFileStore', () => {
       ).rejects.toThrow(RevisionConflictError);
       await expect(writer.setDefinition('adults', ['defaultVariant'], 'on', sre)).rejects.toThrow(/flagd-core evaluates it/);
       await store.close();
+    });
+  });
+});
+
+/** Flags real flagd files have that flagd serves although its strict schema, or our model, would refuse them. */
+const FLAGD_LENIENT = {
+  metadata: { flagSetId: 'checkout', version: 3 },
+  flags: {
+    // sem_ver with a v-prefixed, partial version and a numeric context value; wrong argument counts and an unknown operator.
+    'lenient-semver': {
+      state: 'ENABLED',
+      variants: { new: 'new', old: 'old' },
+      defaultVariant: 'old',
+      targeting: { if: [{ sem_ver: [{ var: 'version' }, '>=', 'v2'] }, 'new', null] },
+    },
+    'semver-bad-operator': { state: 'ENABLED', variants: { new: 'new', old: 'old' }, defaultVariant: 'old', targeting: { sem_ver: [{ var: 'version' }, '=>', '1.0.0'] } },
+    'starts-with-three-args': { state: 'ENABLED', variants: { a: 'a', b: 'b' }, defaultVariant: 'b', targeting: { if: [{ starts_with: [{ var: 'email' }, 'x', 'y'] }, 'a', null] } },
+    'negative-weight': { state: 'ENABLED', variants: { a: 'a', b: 'b' }, defaultVariant: 'b', targeting: { fractional: [['a', -5], ['b', 10]] } },
+    'null-bucketing-key': { state: 'ENABLED', variants: { a: 'a', b: 'b' }, defaultVariant: 'b', targeting: { fractional: [{ var: 'missing' }, ['a', 50], ['b', 50]] } },
+    // No defaultVariant: the caller's default when nothing matches, and when the targeting returns null.
+    'no-default': { state: 'ENABLED', variants: { a: 'a', b: 'b' }, targeting: { if: [{ '==': [{ var: 'plan' }, 'pro'] }, 'a', null] } },
+    'no-default-no-targeting': { state: 'ENABLED', variants: { a: 'a', b: 'b' } },
+    'disabled-flag': { state: 'DISABLED', variants: { on: true, off: false }, defaultVariant: 'on', metadata: { owner: 'ops' } },
+    // Expressible in our model: a rule and no rollout, so no match is flagd's DEFAULT.
+    'rule-only': {
+      state: 'ENABLED',
+      variants: { on: true, off: false },
+      defaultVariant: 'off',
+      targeting: { if: [{ in: [{ var: 'region' }, ['eu-west-1']] }, 'on'] },
+      metadata: { team: 'payments', version: 4 },
+    },
+    'split-only': { state: 'ENABLED', variants: { on: true, off: false }, defaultVariant: 'off', targeting: { fractional: [['on', 500_000], ['off', 500_000]] } },
+  },
+};
+
+describe('FlagdFileStore serves what a flagd daemon serves', () => {
+  async function lenientStore(dir: string, rolloutMetadata = false) {
+    const path = join(dir, 'flags.json');
+    await writeFile(path, `${JSON.stringify(FLAGD_LENIENT, null, 2)}\n`);
+    const clock = new FakeClock(NOW);
+    const store = new FlagdFileStore({ path, clock, watch: false, rolloutMetadata });
+    const provider = new RolloutProvider({ store, clock, logger: QUIET });
+    await provider.initialize();
+    return { store, provider, path };
+  }
+
+  it("serves flags flagd's strict schema refuses, as flagd's default mode does, and reports the findings as warnings", async () => {
+    await withTempDir(async (dir) => {
+      const { store, provider } = await lenientStore(dir);
+      const snapshot = await store.load();
+      expect([...snapshot.parsed.invalid.keys()]).toEqual([]);
+      expect(await provider.resolveStringEvaluation('lenient-semver', 'x', { version: 'v2.1' })).toMatchObject({ value: 'new', variant: 'new', reason: 'TARGETING_MATCH' });
+      expect(await provider.resolveStringEvaluation('lenient-semver', 'x', { version: 3 })).toMatchObject({ value: 'new', reason: 'TARGETING_MATCH' });
+      expect(await provider.resolveStringEvaluation('lenient-semver', 'x', { version: '1.9.9' })).toMatchObject({ value: 'old', variant: 'old', reason: 'DEFAULT' });
+      expect(await provider.resolveStringEvaluation('semver-bad-operator', 'x', { version: '1.0.0' })).toMatchObject({ value: 'old', reason: 'DEFAULT' });
+      expect(await provider.resolveStringEvaluation('starts-with-three-args', 'x', { email: 'xy' })).toMatchObject({ value: 'b', reason: 'DEFAULT' });
+      expect(await provider.resolveStringEvaluation('negative-weight', 'x', { targetingKey: 'user-1' })).toMatchObject({ value: 'b', reason: 'TARGETING_MATCH' });
+      expect(await provider.resolveStringEvaluation('null-bucketing-key', 'x', { targetingKey: 'user-1' })).toMatchObject({ value: 'b', reason: 'DEFAULT' });
+      const warnings = await store.schemaWarnings();
+      expect([...warnings.keys()]).toEqual(['lenient-semver', 'semver-bad-operator', 'starts-with-three-args', 'negative-weight', '']);
+      expect(warnings.get('')).toEqual([expect.stringMatching(/flags\.json:\d+:\d+: metadata\.version: flagd schema: must be string/)]);
+      expect(warnings.get('negative-weight')?.join('\n')).toMatch(/flags\.json:\d+:\d+: flags\.negative-weight\..*flagd schema/);
+      await provider.onClose();
+    });
+  });
+
+  it("serves a flag without defaultVariant: the caller's default with reason DEFAULT when no rule matches or the targeting returns null", async () => {
+    await withTempDir(async (dir) => {
+      const { provider } = await lenientStore(dir);
+      expect(await provider.resolveStringEvaluation('no-default', 'mine', { plan: 'pro' })).toMatchObject({ value: 'a', variant: 'a', reason: 'TARGETING_MATCH' });
+      const missed = await provider.resolveStringEvaluation('no-default', 'mine', { plan: 'free' });
+      expect(missed).toEqual({ value: 'mine', reason: 'DEFAULT', flagMetadata: { flagSetId: 'checkout', version: 3 } });
+      expect(await provider.resolveStringEvaluation('no-default-no-targeting', 'mine', {})).toEqual({ value: 'mine', reason: 'DEFAULT', flagMetadata: { flagSetId: 'checkout', version: 3 } });
+      await provider.onClose();
+    });
+  });
+
+  it("answers a disabled flag with the caller's default, reason DISABLED and no variant", async () => {
+    await withTempDir(async (dir) => {
+      const { provider } = await lenientStore(dir);
+      const result = await provider.resolveBooleanEvaluation('disabled-flag', false, { targetingKey: 'user-1' });
+      expect(result).toEqual({ value: false, reason: 'DISABLED', flagMetadata: { flagSetId: 'checkout', version: 3, owner: 'ops' } });
+      await provider.onClose();
+    });
+  });
+
+  it("gives a flag's flagMetadata exactly as flagd does (flag-set metadata merged under the flag's); our extras only when opted in", async () => {
+    await withTempDir(async (dir) => {
+      const plain = await lenientStore(dir);
+      const ctx = { targetingKey: 'user-1', region: 'eu-west-1' };
+      expect((await plain.provider.resolveBooleanEvaluation('rule-only', false, ctx)).flagMetadata).toEqual({ flagSetId: 'checkout', version: 4, team: 'payments' });
+      expect((await plain.provider.resolveBooleanEvaluation('split-only', false, ctx)).flagMetadata).toEqual({ flagSetId: 'checkout', version: 3 });
+      await plain.provider.onClose();
+      const extras = await lenientStore(dir, true);
+      const meta = (await extras.provider.resolveBooleanEvaluation('split-only', false, ctx)).flagMetadata;
+      expect(meta).toMatchObject({ flagSetId: 'checkout', version: 3, rolloutPercentage: 50 });
+      expect(typeof meta?.revision).toBe('string');
+      await extras.provider.onClose();
+    });
+  });
+
+  it('answers DEFAULT when no rule of a flag our model expresses matches, as flagd does, so the reason does not depend on the evaluator', async () => {
+    await withTempDir(async (dir) => {
+      const { store, provider } = await lenientStore(dir);
+      expect((await store.load()).parsed.definitions.get('rule-only')?.targeting).toHaveLength(1); // it maps to our model
+      expect(await provider.resolveBooleanEvaluation('rule-only', true, { region: 'us-east-1' })).toMatchObject({ value: false, variant: 'off', reason: 'DEFAULT' });
+      expect(await provider.resolveBooleanEvaluation('rule-only', false, { region: 'eu-west-1' })).toMatchObject({ value: true, variant: 'on', reason: 'TARGETING_MATCH' });
+      await provider.onClose();
     });
   });
 });
