@@ -159,8 +159,9 @@ describe('--store flagd:<file>', () => {
     expect(result.stderr).toContain('is a flagd file; rollout-guardian flags list --store flagd:flags.flagd.json shows each flag checked');
   });
 
-  it('lists, evaluates and overrides flags in the file a flagd daemon watches, which stays valid for flagd', async () => {
+  it('lists, evaluates and overrides flags in the file a flagd daemon watches, the override in the overlay flagd reads after it', async () => {
     const dir = await workspace();
+    const userText = await readFile(join(dir, 'team.flagd.json'), 'utf8');
     const list = await run(dir, ['flags', 'list', '--store', 'flagd:team.flagd.json', '--json']);
     expect(list.code).toBe(0);
     const keys = (JSON.parse(list.stdout) as { flags: { key: string }[] }).flags.map((f) => f.key);
@@ -170,7 +171,8 @@ describe('--store flagd:<file>', () => {
 
     const override = await run(dir, ['flags', 'override', 'three-way', 'c', '--store', 'flagd:team.flagd.json', '--reason', 'INC-5']);
     expect(override.code).toBe(0);
-    const text = await readFile(join(dir, 'team.flagd.json'), 'utf8');
+    expect(await readFile(join(dir, 'team.flagd.json'), 'utf8')).toBe(userText);
+    const text = await readFile(join(dir, 'team.flagd.rollout-guardian.flagd.json'), 'utf8');
     expect(() => strictlyValid(text)).not.toThrow();
     const core = new FlagdCore(undefined, SILENT);
     core.setConfigurations(text);
