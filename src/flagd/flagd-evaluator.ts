@@ -253,12 +253,15 @@ export class FlagdFlagEvaluator implements ExternalEvaluator {
   private readonly noValue: EvaluationResult;
   private readonly staticResult: EvaluationResult | undefined;
 
+  private hashed: string | undefined;
+
   constructor(
     readonly key: string,
     private readonly variants: ReadonlyMap<string, unknown>,
     private readonly defaultVariant: string | undefined,
     private readonly targeting: unknown,
-    readonly revision: string,
+    /** What the revision hashes: the flag as written and what it shares with the document. */
+    private readonly revisionSource: unknown,
     readonly metadata: FlagMetadata,
     disabled: boolean,
   ) {
@@ -266,6 +269,12 @@ export class FlagdFlagEvaluator implements ExternalEvaluator {
     // DISABLED is answered before any targeting, with the caller's default and no variant.
     if (disabled) this.staticResult = Object.freeze({ value: null, reason: Reason.DISABLED, flagMetadata: metadata });
     else if (targeting === undefined) this.staticResult = this.resultFor(defaultVariant, Reason.STATIC);
+  }
+
+  /** Content hash of the flag and what it shares with the document; hashed when first asked for. */
+  get revision(): string {
+    this.hashed ??= fingerprint(this.revisionSource);
+    return this.hashed;
   }
 
   /** The targeting compiled now (flagd-core compiles when it loads), undefined when it compiles. */
@@ -323,13 +332,49 @@ export interface ParsedFlagdDocument {
   readonly invalid: Map<string, FlagdSchemaIssue[]>;
 }
 
-/** flagd-core's `$ref` expansion: the document's JSON text with each `{"$ref":"name"}` replaced. */
-function expandRefs(source: FlagdSource): FlagdSource {
-  const evaluators = source.$evaluators;
-  if (!isObject(evaluators)) return source;
-  let text = JSON.stringify(source);
-  for (const name of Object.keys(evaluators)) text = text.replaceAll(`{"$ref":${JSON.stringify(name)}}`, JSON.stringify(evaluators[name]));
-  return JSON.parse(text) as FlagdSource;
+type Expand = (name: string) => unknown;
+
+/** `node` with each `{"$ref": name}` that `bodyOf` knows replaced; untouched parts are shared, not copied. */
+function expandNode(node: unknown, bodyOf: Expand): unknown {
+  if (Array.isArray(node)) {
+    let out: unknown[] | undefined;
+    for (let i = 0; i < node.length; i++) {
+      const item: unknown = node[i];
+      const expanded = expandNode(item, bodyOf);
+      if (expanded !== item) (out ??= node.slice())[i] = expanded;
+    }
+    return out ?? node;
+  }
+  if (!isObject(node)) return node;
+  const keys = Object.keys(node);
+  if (keys.length === 1 && keys[0] === '$ref' && typeof node.$ref === 'string') {
+    const body = bodyOf(node.$ref);
+    if (body !== undefined) return body;
+  }
+  let out: Record<string, unknown> | undefined;
+  for (const key of keys) {
+    const expanded = expandNode(node[key], bodyOf);
+    if (expanded !== node[key]) (out ??= { ...node })[key] = expanded;
+  }
+  return out ?? node;
+}
+
+/**
+ * flagd-core's `$ref` expansion, without re-serializing the document: it replaces the text
+ * `{"$ref":"<name>"}` evaluator by evaluator in document order, so a body inserted for one
+ * evaluator has its references to later evaluators expanded, and those to earlier ones left.
+ */
+function refExpander(evaluators: unknown): ((flag: unknown) => unknown) | undefined {
+  if (!isObject(evaluators)) return undefined;
+  const names = Object.keys(evaluators);
+  if (names.length === 0) return undefined;
+  const order = new Map(names.map((name, i) => [name, i]));
+  const bodies = new Map<string, unknown>();
+  for (let i = names.length - 1; i >= 0; i--) {
+    const name = names[i] as string;
+    bodies.set(name, expandNode(evaluators[name], (ref) => ((order.get(ref) ?? -1) > i ? bodies.get(ref) : undefined)));
+  }
+  return (flag) => expandNode(flag, (ref) => bodies.get(ref));
 }
 
 /** The reasons flagd-core refuses a flag when it loads it (not schema findings: those are warnings). */
@@ -351,13 +396,14 @@ export function flagdLoadIssues(key: string, flag: unknown): FlagdSchemaIssue[] 
  * Metadata is flagd's: the document's merged under the flag's.
  */
 export function parseFlagdDocument(source: FlagdSource, options: FlagdParseOptions = {}): ParsedFlagdDocument {
-  const expanded = expandRefs(source);
+  const expand = refExpander(source.$evaluators);
   const evaluators = new Map<string, FlagdFlagEvaluator>();
   const invalid = new Map<string, FlagdSchemaIssue[]>();
-  const setMetadata = expanded.metadata;
+  const setMetadata = source.metadata;
   // What every flag's revision shares, hashed once rather than once per flag.
   const shared = fingerprint({ evaluators: source.$evaluators, metadata: source.metadata });
-  for (const [key, flag] of Object.entries(expanded.flags)) {
+  for (const [key, written] of Object.entries(source.flags)) {
+    const flag = expand === undefined ? written : expand(written);
     const issues = flagdLoadIssues(key, flag);
     if (issues.length > 0 || !isObject(flag)) {
       invalid.set(key, issues);
@@ -368,11 +414,11 @@ export function parseFlagdDocument(source: FlagdSource, options: FlagdParseOptio
     const targeting = flag.targeting;
     // flagd-core's test: a truthy value with keys (so `{}` and `true` mean no targeting, a string means one).
     const hasTargeting = Boolean(targeting) && Object.keys(targeting as object).length > 0;
-    const revision = fingerprint({ flag: source.flags[key], shared });
+    const revisionSource = { flag: source.flags[key], shared };
     const merged = Object.assign({}, setMetadata, flag.metadata) as Record<string, string | number | boolean>;
-    const extra = options.extraMetadata?.(key, revision);
+    const extra = options.extraMetadata?.(key, fingerprint(revisionSource));
     if (extra !== undefined) Object.assign(merged, extra);
-    evaluators.set(key, new FlagdFlagEvaluator(key, variants, defaultVariant, hasTargeting ? targeting : undefined, revision, Object.freeze(merged), flag.state === 'DISABLED'));
+    evaluators.set(key, new FlagdFlagEvaluator(key, variants, defaultVariant, hasTargeting ? targeting : undefined, revisionSource, Object.freeze(merged), flag.state === 'DISABLED'));
   }
   return { evaluators, invalid };
 }

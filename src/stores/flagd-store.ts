@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { type ExternalEvaluator, type FlagMetadata, canonicalJson, fingerprint } from '../core/compile-flag.js';
-import { isEmergencyFlag } from '../core/emergency.js';
+import { EMERGENCY_SHUTDOWN, isEmergencyFlag } from '../core/emergency.js';
 import {
   type FlagdFlag,
   FLAGD_SCHEMA_URL,
@@ -290,7 +290,10 @@ export class FlagdFileStore extends WatchedFileStore {
     state: ReadonlyMap<string, FlagRuntimeState>,
     external: ReadonlyMap<string, ExternalEvaluator>,
   ): Record<string, FlagdFlag> {
-    const shutdown = buildFlagSet(parsed, state, this.clock.now(), undefined, external).set.shutdown;
+    // Only emergency_shutdown decides the shutdown: compile that one flag, not the whole file.
+    const shutdownDefinition = parsed.definitions.get(EMERGENCY_SHUTDOWN);
+    const shutdownOnly: ParsedFlags = { definitions: new Map(shutdownDefinition === undefined ? [] : [[EMERGENCY_SHUTDOWN, shutdownDefinition]]), invalid: new Map(), fileIssues: [] };
+    const shutdown = buildFlagSet(shutdownOnly, state, this.clock.now(), undefined, external).set.shutdown;
     // The file's flags in order, then built-in emergency flags state may need.
     const keys = new Set([...Object.keys(fileFlags), ...[...parsed.definitions.keys()].filter(isEmergencyFlag)]);
     const flags: Record<string, FlagdFlag> = {};
@@ -364,6 +367,8 @@ export class FlagdFileStore extends WatchedFileStore {
     const materialized = this.materialize(fileFlags, originals, parsed, state, external);
     const overlay: Record<string, FlagdFlag> = {};
     for (const [key, flag] of Object.entries(materialized)) {
+      // Most flags are served as the file has them (the very object): no hashing needed to tell.
+      if (flag === fileFlags[key]) continue;
       if (!Object.hasOwn(fileFlags, key) || fingerprint(flag) !== fingerprint(fileFlags[key])) overlay[key] = flag;
     }
     // The overlay carries the file's flag-set metadata and evaluators, so its flags read them as the file's do.
