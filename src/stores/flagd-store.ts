@@ -9,6 +9,7 @@ import { type ExternalEvaluator, type FlagMetadata, canonicalJson, fingerprint }
 import { EMERGENCY_SHUTDOWN, isEmergencyFlag } from '../core/emergency.js';
 import {
   type FlagdFlag,
+  type FlagdFlagConversion,
   FLAGD_SCHEMA_URL,
   describeConversionIssue,
   fixedVariant,
@@ -104,6 +105,8 @@ export class FlagdFileStore extends WatchedFileStore {
   private overlayOnDisk: string | null | undefined;
   private overlaySync: Promise<void> = Promise.resolve();
   private followingOverlay = false;
+  private conversions = new Map<string, FlagdFlagConversion>();
+  private conversionsMetadata: { value: unknown; text: string } = { value: undefined, text: '' };
   /** Why the overlay could not be written the last time it had to be, or undefined. */
   overlayProblem: string | undefined;
 
@@ -317,6 +320,20 @@ export class FlagdFileStore extends WatchedFileStore {
     return original;
   }
 
+  /**
+   * A flag in our model, from the last parse when the flag and the set's metadata read the same:
+   * an edit of one flag in a large file converts that flag, not all of them.
+   */
+  private convert(key: string, flag: unknown, setMetadata: unknown, used: Map<string, FlagdFlagConversion>): FlagdFlagConversion {
+    if (setMetadata !== this.conversionsMetadata.value) {
+      this.conversionsMetadata = { value: setMetadata, text: JSON.stringify(setMetadata) ?? '' };
+    }
+    const id = `${key}\u0000${JSON.stringify(flag)}\u0000${this.conversionsMetadata.text}`;
+    const conversion = this.conversions.get(id) ?? fromFlagdFlag(key, flag, { metadata: setMetadata });
+    used.set(id, conversion);
+    return conversion;
+  }
+
   /** The files as a model: located errors for the file as a whole, per-flag problems as invalid flags. */
   private parseModel(texts: Texts): Parsed {
     let data: unknown;
@@ -334,6 +351,7 @@ export class FlagdFileStore extends WatchedFileStore {
     const context = { ...(data.$evaluators !== undefined ? { $evaluators: data.$evaluators } : {}), ...(data.metadata !== undefined ? { metadata: data.metadata } : {}) };
 
     // The model (for writes, plans, the guardian): each flag as its owner wrote it, in our terms where it maps.
+    const conversions = new Map<string, FlagdFlagConversion>();
     const originals = new Map<string, FlagdFlag | null>();
     const inputs: Record<string, FlagDefinitionInput> = {};
     const externalFlags: Record<string, unknown> = {};
@@ -348,7 +366,7 @@ export class FlagdFileStore extends WatchedFileStore {
         invalid.set(key, problems.map((p) => ({ path: p.path, message: p.message })));
         continue;
       }
-      const conversion = fromFlagdFlag(key, original, { metadata: data.metadata });
+      const conversion = this.convert(key, original, data.metadata, conversions);
       if (conversion.definition !== undefined) {
         inputs[key] = conversion.definition;
       } else {
@@ -357,6 +375,7 @@ export class FlagdFileStore extends WatchedFileStore {
         externalFlags[key] = original;
       }
     }
+    this.conversions = conversions; // what this parse used: the cache holds no flag the file dropped
     const fromInputs = parseFlagDocument({ flags: inputs });
     const allInvalid = new Map<string, readonly SchemaIssue[]>([...fromInputs.invalid, ...invalid]);
     const parsed: ParsedFlags = { definitions: fromInputs.definitions, invalid: allInvalid, fileIssues: [] };
