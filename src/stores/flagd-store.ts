@@ -191,6 +191,17 @@ export class FlagdFileStore extends WatchedFileStore {
   }
 
   /**
+   * The file checked without writing anything (no overlay): located errors for what flagd
+   * cannot load, and how many flags the file defines.
+   */
+  async check(): Promise<{ errors: string[]; flagCount: number }> {
+    const parsed = this.parseModel(await this.readTexts());
+    if (!parsed.ok) return { errors: parsed.errors, flagCount: 0 };
+    const errors = [...(parsed.model.snapshot.flagErrors?.values() ?? [])].flat();
+    return { errors, flagCount: parsed.model.originals.size };
+  }
+
+  /**
    * What flagd's strict schema finds in the file, per flag (key '' for the document as a whole),
    * as located lines. flagd serves these flags anyway, and so does this store: they are warnings.
    */
