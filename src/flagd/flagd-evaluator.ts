@@ -8,7 +8,7 @@ import { LogicEngine } from 'json-logic-engine';
 import { type SemVer, coerce, compare as compareVersions, parse as parseVersion } from 'semver';
 import type { EvaluationContext, EvaluationResult, ExternalEvaluator, FlagMetadata, FlagValue } from '../core/compile-flag.js';
 import { fingerprint } from '../core/compile-flag.js';
-import { murmur3Utf8 } from '../core/murmur3.js';
+import { type Murmur3State, murmur3Finish, murmur3Prefix, murmur3Utf8 } from '../core/murmur3.js';
 import { ErrorCode, Reason } from '../core/reasons.js';
 
 // flagd-core logs schema warnings and per-evaluation debug lines; we report problems ourselves.
@@ -110,6 +110,8 @@ export function flagdWarnings(document: FlagdSource): Map<string, FlagdSchemaIss
 // falls back to the default variant), the same bucketing arithmetic.
 
 const FLAGD = '$flagd';
+/** The flag key's hash state, on the `$flagd` object under a symbol JSON Logic cannot name. */
+const PREFIX: unique symbol = Symbol('flagd.keyHash');
 
 function compareStrings(method: 'starts_with' | 'ends_with', data: unknown): boolean | null {
   if (!Array.isArray(data) || data.length !== 2) return null;
@@ -188,7 +190,7 @@ function bucketsOf(entries: readonly unknown[]): { buckets: Bucket[]; total: num
 function fractional(data: unknown, context: Record<string, unknown>): string | number | boolean | null {
   if (!Array.isArray(data) || data.length < 1) return null;
   const args = data as unknown[];
-  const flagd = context[FLAGD] as { flagKey: string } | undefined;
+  const flagd = context[FLAGD] as { flagKey: string; [PREFIX]?: Readonly<Murmur3State> } | undefined;
   if (flagd === undefined) return null;
   let bucketBy: string;
   let entries: unknown[];
@@ -204,13 +206,27 @@ function fractional(data: unknown, context: Record<string, unknown>): string | n
   const list = bucketsOf(entries);
   if (list === undefined || list.total > MAX_WEIGHT) return null;
   // The one deliberate difference from flagd-core JS: UTF-8 bytes, as the Go daemon hashes.
-  const bucket = (BigInt(murmur3Utf8(bucketBy)) * BigInt(list.total)) >> 32n;
-  let sum = 0n;
+  // The flag key's hash state is computed once per flag, so only the targeting key is hashed here.
+  const prefix = entries === args ? flagd[PREFIX] : undefined;
+  const hash = prefix !== undefined && typeof context.targetingKey === 'string' ? murmur3Finish(prefix, context.targetingKey) : murmur3Utf8(bucketBy);
+  const bucket = bucketOf(hash, list.total);
+  let sum = 0;
   for (const entry of list.buckets) {
-    sum += BigInt(entry.weight);
+    sum += entry.weight; // at most 2^31: exact
     if (sum > bucket) return entry.variant;
   }
   return null;
+}
+
+const TWO_POW_16 = 65536;
+
+/** `(hash * total) >> 32` exactly for any total up to 2^31, in doubles (no BigInt per evaluation). */
+function bucketOf(hash: number, total: number): number {
+  // hash * total = hi * total * 2^16 + lo * total, each part below 2^48 and so exact; flooring
+  // lo * total / 2^16 first cannot change the final floor, as hi * total is an integer.
+  const hi = Math.floor(hash / TWO_POW_16);
+  const lo = hash % TWO_POW_16;
+  return Math.floor((hi * total + Math.floor((lo * total) / TWO_POW_16)) / TWO_POW_16);
 }
 
 function flagdEngine(): LogicEngine {
@@ -254,6 +270,7 @@ export class FlagdFlagEvaluator implements ExternalEvaluator {
   private readonly staticResult: EvaluationResult | undefined;
 
   private hashed: string | undefined;
+  private keyHash: Readonly<Murmur3State> | undefined;
 
   constructor(
     readonly key: string,
@@ -269,6 +286,11 @@ export class FlagdFlagEvaluator implements ExternalEvaluator {
     // DISABLED is answered before any targeting, with the caller's default and no variant.
     if (disabled) this.staticResult = Object.freeze({ value: null, reason: Reason.DISABLED, flagMetadata: metadata });
     else if (targeting === undefined) this.staticResult = this.resultFor(defaultVariant, Reason.STATIC);
+  }
+
+  private get prefix(): Readonly<Murmur3State> {
+    this.keyHash ??= murmur3Prefix(this.key);
+    return this.keyHash;
   }
 
   /** Content hash of the flag and what it shares with the document; hashed when first asked for. */
@@ -291,7 +313,7 @@ export class FlagdFlagEvaluator implements ExternalEvaluator {
     }
     let outcome: unknown;
     try {
-      outcome = targeting({ ...context, [FLAGD]: { flagKey: this.key, timestamp: Math.floor(nowMs / 1000) } });
+      outcome = targeting({ ...context, [FLAGD]: { flagKey: this.key, timestamp: Math.floor(nowMs / 1000), [PREFIX]: this.prefix } });
     } catch {
       return { value: null, reason: Reason.ERROR, errorCode: ErrorCode.GENERAL, errorMessage: `Error evaluating targeting rule for flag '${this.key}'`, flagMetadata: this.metadata };
     }
