@@ -149,7 +149,7 @@ async function opened(path: string, clock = new FakeClock(NOW), watch = false): 
 }
 
 describe('FlagdFileStore', () => {
-  it('serves a flagd file: our model where it expresses the targeting, flagd-core where it does not, each as a flagd daemon would', async () => {
+  it('serves every flag of a flagd file as a flagd daemon would, and reads the flags our model expresses into it', async () => {
     await withTempDir(async (dir) => {
       const path = await flagdFile(dir);
       const { store, provider } = await opened(path);
