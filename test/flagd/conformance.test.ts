@@ -2,12 +2,13 @@
 // through RolloutProvider on the flagd store and by @openfeature/flagd-core in its default mode,
 // must agree on value, variant, reason, error code and flagMetadata. The one documented
 // difference, bucketing over UTF-8 bytes as the Go daemon does, has its own test below.
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FlagdCore } from '@openfeature/flagd-core';
 import type { EvaluationContext, Logger, ResolutionDetails } from '@openfeature/server-sdk';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { RolloutProvider } from '../../src/provider/rollout-provider.js';
 import { FlagdFileStore } from '../../src/stores/flagd-store.js';
 import { FakeClock } from '../helpers/fake-clock.js';
@@ -102,7 +103,12 @@ describe('the flagd store conforms to flagd-core (default mode)', () => {
     const text = await readFile(FIXTURE, 'utf8');
     const document = JSON.parse(text) as { flags: Record<string, { variants: Record<string, unknown> }> };
     const clock = new FakeClock(GATE_S * 1000);
-    const provider = await opened(FIXTURE, clock);
+    // A copy: the store writes its (empty) overlay beside the file it serves.
+    const dir = await mkdtemp(join(tmpdir(), 'flagd-conformance-'));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, 'conformance.flagd.json');
+    await writeFile(path, text);
+    const provider = await opened(path, clock);
     const core = new FlagdCore(undefined, SILENT);
     core.setConfigurations(text);
     vi.useFakeTimers({ toFake: ['Date'] });
