@@ -256,7 +256,7 @@ export class FlagdFileStore extends WatchedFileStore {
       }
       if (change.state !== undefined && change.state !== null && !Object.hasOwn(model.inputs, change.flagKey) && !isEmergencyFlag(change.flagKey)) {
         throw new InvalidWriteError(
-          `flag "${change.flagKey}" has no defaultVariant (or nothing else rollout-guardian can hold), so it cannot be rolled back, overridden or stepped; give it a defaultVariant in ${this.source}`,
+          `flag "${change.flagKey}" has no baseline rollout-guardian can hold (no defaultVariant, or metadata or variants its model cannot read), so it cannot be rolled back, overridden or stepped; fix it in ${this.source}`,
           [],
         );
       }

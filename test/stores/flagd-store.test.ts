@@ -414,11 +414,16 @@ describe('FlagdFileStore serves what a flagd daemon serves', () => {
 
   it("serves a flag without defaultVariant: the caller's default with reason DEFAULT when no rule matches or the targeting returns null", async () => {
     await withTempDir(async (dir) => {
-      const { provider } = await lenientStore(dir);
+      const { store, provider } = await lenientStore(dir);
       expect(await provider.resolveStringEvaluation('no-default', 'mine', { plan: 'pro' })).toMatchObject({ value: 'a', variant: 'a', reason: 'TARGETING_MATCH' });
       const missed = await provider.resolveStringEvaluation('no-default', 'mine', { plan: 'free' });
       expect(missed).toEqual({ value: 'mine', reason: 'DEFAULT', flagMetadata: { flagSetId: 'checkout', version: 3 } });
       expect(await provider.resolveStringEvaluation('no-default-no-targeting', 'mine', {})).toEqual({ value: 'mine', reason: 'DEFAULT', flagMetadata: { flagSetId: 'checkout', version: 3 } });
+      // Without a baseline there is nothing to roll back to: refused, nothing written.
+      await expect(store.write({ ...guardian, action: 'rollback', changes: [{ flagKey: 'no-default', state: { rollback: { ...guardian, at: '2026-11-05T12:00:00.000Z' } } }] })).rejects.toThrow(
+        /"no-default" has no baseline rollout-guardian can hold/,
+      );
+      expect(await store.audit()).toEqual([]);
       await provider.onClose();
     });
   });
