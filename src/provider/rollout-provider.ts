@@ -47,6 +47,21 @@ function notFound<T>(flagKey: string, defaultValue: T): ResolutionDetails<T> {
   };
 }
 
+/** The store's serving map, with the last good evaluator kept for each flag whose new definition is bad. */
+function withRetained(
+  next: ReadonlyMap<string, ExternalEvaluator> | undefined,
+  previous: ReadonlyMap<string, ExternalEvaluator> | undefined,
+  retained: ReadonlyMap<string, unknown>,
+): ReadonlyMap<string, ExternalEvaluator> | undefined {
+  if (next === undefined || previous === undefined || retained.size === 0) return next;
+  const serving = new Map(next);
+  for (const key of retained.keys()) {
+    const last = previous.get(key);
+    if (last !== undefined) serving.set(key, last);
+  }
+  return serving;
+}
+
 export class RolloutProvider implements Provider {
   readonly metadata = { name: PROVIDER_NAME } as const;
   readonly runsOn = 'server';
@@ -230,7 +245,7 @@ export class RolloutProvider implements Provider {
     const previous = this.set;
     const { set, retained } = this.build(snapshot);
     this.set = set;
-    this.serving = snapshot.serving;
+    this.serving = withRetained(snapshot.serving, this.serving, retained);
     const flagsChanged = changedFlags(previous, set);
     this.warnInvalid(snapshot, retained);
     if (flagsChanged.length > 0) this.events.emit(ProviderEvents.ConfigurationChanged, { flagsChanged });

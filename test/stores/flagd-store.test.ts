@@ -325,9 +325,11 @@ describe('FlagdFileStore', () => {
       good.flags['pct-all'] = { ...good.flags['pct-all'], state: 'ON' };
       await writeFile(path, JSON.stringify(good, null, 2));
       const change = await recovered;
-      // A flag flagd cannot load at all is located, and its last good definition keeps serving.
+      // A flag flagd cannot load at all is located, and its last good definition keeps serving, as flagd served it.
       expect(change.type === 'change' && change.snapshot.flagErrors?.get('pct-all')?.join('\n')).toMatch(/flags\.flagd\.json:\d+:\d+: flags\.pct-all\.state: flagd cannot load it/);
-      expect(await provider.resolveBooleanEvaluation('pct-all', false, {})).toMatchObject({ value: true });
+      const retained = await provider.resolveBooleanEvaluation('pct-all', false, {});
+      expect(retained).toMatchObject({ value: true, variant: 'on', reason: 'STATIC' });
+      expect(retained.flagMetadata?.revision).toBeUndefined();
       expect(await provider.resolveBooleanEvaluation('pct-ten', false, {})).toMatchObject({ value: false });
       await provider.onClose();
     });
