@@ -2,8 +2,9 @@
 // rolled back, stepped and overridden through an overlay file flagd reads after the user's
 // (which is never rewritten for them); flagd-core loading both files, in that order, serves
 // what our provider serves. Hot reload and corrupt-edit fallback as the file store.
+import { watch } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FlagdCore, MemoryStorage } from '@openfeature/flagd-core';
 import type { EvaluationContext as OpenFeatureContext, Logger } from '@openfeature/server-sdk';
@@ -296,6 +297,34 @@ describe('FlagdFileStore', () => {
       await writer.resetState('pct-tenth', sre);
       expect((await readJson(store.overlayPath)).flags).toEqual({});
       expect((await readJson(path)).flags['pct-tenth']).toEqual(file.flags['pct-tenth']);
+      await provider.onClose();
+    });
+  });
+
+  it('brings the overlay up to date when the watched file changes: a hand edit of a rolled-back flag reaches flagd rolled back', async () => {
+    await withTempDir(async (dir) => {
+      const path = await flagdFile(dir);
+      const store = new FlagdFileStore({ path, debounceMs: 5, clock: new FakeClock(NOW) });
+      const provider = new RolloutProvider({ store, clock: new FakeClock(NOW), logger: QUIET });
+      await provider.initialize();
+      await new StoreWriter(store, new FakeClock(NOW)).rollback('pct-tenth', guardian);
+      const file = await readJson(path);
+      file.flags['pct-tenth'] = { ...file.flags['pct-tenth'], variants: { on: true, off: false, dark: false } };
+      // Waits for the overlay file to change (an event), not for time to pass.
+      const overlayChanged = nextEvent<string>(
+        (listener) => {
+          const watcher = watch(dir, (_event, name) => {
+            if (name === basename(store.overlayPath)) listener(name);
+          });
+          return () => watcher.close();
+        },
+        () => true,
+      );
+      await writeFile(path, JSON.stringify(file, null, 2));
+      await overlayChanged;
+      // The overlay is replaced by a rename, so what the event announces is whole.
+      expect((await readJson(store.overlayPath)).flags['pct-tenth']).toMatchObject({ defaultVariant: 'off', variants: { on: true, off: false, dark: false } });
+      expect(await provider.resolveBooleanEvaluation('pct-tenth', true, { targetingKey: 'user-1' })).toMatchObject({ value: false, reason: 'STATIC' });
       await provider.onClose();
     });
   });
