@@ -270,6 +270,9 @@ export class FlagdFlagEvaluator implements ExternalEvaluator {
   private readonly staticResult: EvaluationResult | undefined;
 
   private hashed: string | undefined;
+  private flagdProperties: { readonly flagKey: string; readonly timestamp: number; readonly [PREFIX]: Readonly<Murmur3State> } | undefined;
+  /** Results are built once per variant and reason, so an evaluation allocates no result. */
+  private readonly results = new Map<string, EvaluationResult>();
   private keyHash: Readonly<Murmur3State> | undefined;
 
   constructor(
@@ -311,9 +314,13 @@ export class FlagdFlagEvaluator implements ExternalEvaluator {
     if (targeting === undefined) {
       return { value: null, reason: Reason.ERROR, errorCode: ErrorCode.PARSE_ERROR, errorMessage: this.parseError, flagMetadata: this.metadata };
     }
+    // flagd's own properties change once a second: the object is reused until then.
+    const timestamp = Math.floor(nowMs / 1000);
+    let flagd = this.flagdProperties;
+    if (flagd?.timestamp !== timestamp) this.flagdProperties = flagd = { flagKey: this.key, timestamp, [PREFIX]: this.prefix };
     let outcome: unknown;
     try {
-      outcome = targeting({ ...context, [FLAGD]: { flagKey: this.key, timestamp: Math.floor(nowMs / 1000), [PREFIX]: this.prefix } });
+      outcome = targeting({ ...context, [FLAGD]: flagd });
     } catch {
       return { value: null, reason: Reason.ERROR, errorCode: ErrorCode.GENERAL, errorMessage: `Error evaluating targeting rule for flag '${this.key}'`, flagMetadata: this.metadata };
     }
@@ -327,7 +334,14 @@ export class FlagdFlagEvaluator implements ExternalEvaluator {
     if (value === undefined) {
       return { value: null, reason: Reason.ERROR, errorCode: ErrorCode.GENERAL, errorMessage: `Variant '${variant}' not found in flag with key '${this.key}'`, flagMetadata: this.metadata };
     }
-    return { value: value as FlagValue, variant, reason, flagMetadata: this.metadata };
+    // Variants are few and fixed, so this map stays as small as the flag.
+    const id = reason === Reason.TARGETING_MATCH ? variant : `${reason}\u0000${variant}`;
+    let result = this.results.get(id);
+    if (result === undefined) {
+      result = Object.freeze({ value: value as FlagValue, variant, reason, flagMetadata: this.metadata });
+      this.results.set(id, result);
+    }
+    return result;
   }
 
   /** Compiled on first use, so a reload costs a parse, not a compilation of every rule. */
