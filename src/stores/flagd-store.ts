@@ -46,9 +46,9 @@ export interface FlagdFileStoreOptions extends WatchedFileStoreOptions {
 type Texts = StoreTexts;
 
 /**
- * What the store keeps of a flag it rewrote: the flag as its owner wrote it (null: the file did
- * not have it, as a built-in emergency flag) and the hash of what the store wrote instead, so a
- * later hand edit of the flag is taken as the new definition rather than undone.
+ * What an older version of this store kept of a flag it rewrote in the user's file: the flag as
+ * its owner wrote it (null: a built-in emergency flag) and the hash of what it wrote instead.
+ * Read, never written: while the file still holds the rewritten flag, the owner's is its definition.
  */
 interface FlagdRecord {
   readonly original: FlagdFlag | null;
