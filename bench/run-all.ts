@@ -6,6 +6,8 @@ const BENCHES = {
   evaluation: 'bench/evaluation-bench.ts',
   guardianOverhead: 'bench/sketch-bench.ts',
   otlpIngest: 'bench/otlp-ingest-bench.ts',
+  guardianTick: 'bench/guardian-tick-bench.ts',
+  flagdReload: 'bench/flagd-reload-bench.ts',
 } as const;
 
 const json = process.argv.includes('--json');

@@ -773,17 +773,22 @@ export function fromFlagdFlag(key: string, raw: unknown, context: FlagdFlagConte
     ...(guard !== undefined ? { guard: guard as FlagDefinitionInput['guard'] } : {}),
     ...(Object.keys(metadata).length > 0 ? { metadata } : {}),
   };
-  if (!schemaIssues(key, shadow, issues)) return none();
+  // The shadow is checked only when it is needed: a definition that passes implies it passes.
+  const withShadow = (): FlagdFlagConversion => {
+    const shadowIssues = new Issues(key);
+    if (!schemaIssues(key, shadow, shadowIssues)) return { definition: undefined, shadow: undefined, issues: shadowIssues.list };
+    return { definition: undefined, shadow, issues: issues.list };
+  };
 
   const targeting = raw.targeting;
   const ref = findRef(targeting, [...path, 'targeting']);
   if (ref !== undefined) {
     issues.add(ref.path, `uses the shared evaluator "${ref.ref}" ($evaluators); rollout-guardian has no shared evaluators`);
-    return { definition: undefined, shadow, issues: issues.list };
+    return withShadow();
   }
   const empty = targeting === undefined || targeting === null || (isObject(targeting) && Object.keys(targeting).length === 0);
   const parsed = empty ? { rules: [], tail: { kind: 'none' } as Tail } : targetingOf(targeting, [...path, 'targeting'], defaultVariant, variants, issues);
-  if (parsed === undefined) return { definition: undefined, shadow, issues: issues.list };
+  if (parsed === undefined) return withShadow();
 
   // Export's encoding of a rollout with no percentage: flagd's defaultVariant serves, the baseline in metadata.
   const baselineMeta = merged[FLAGD_METADATA.baseline];
@@ -799,7 +804,7 @@ export function fromFlagdFlag(key: string, raw: unknown, context: FlagdFlagConte
       tail = { kind: 'variant', variant: defaultVariant };
     }
   }
-  if (issues.list.length > 0) return { definition: undefined, shadow, issues: issues.list };
+  if (issues.list.length > 0) return withShadow();
 
   let names: unknown;
   const namesText = merged[FLAGD_METADATA.rules];
@@ -831,7 +836,7 @@ export function fromFlagdFlag(key: string, raw: unknown, context: FlagdFlagConte
     ...(shadow.guard !== undefined ? { guard: shadow.guard } : {}),
     ...(shadow.metadata !== undefined ? { metadata: shadow.metadata } : {}),
   };
-  if (!schemaIssues(key, definition, issues)) return { definition: undefined, shadow, issues: issues.list };
+  if (!schemaIssues(key, definition, issues)) return withShadow();
   return { definition, shadow, issues: [] };
 }
 

@@ -13,7 +13,8 @@ import {
   StandardResolutionReasons,
 } from '@openfeature/server-sdk';
 import type { Clock } from '../core/clock.js';
-import type { FlagValueType } from '../core/flag-schema.js';
+import type { ExternalEvaluator } from '../core/compile-flag.js';
+import { type FlagValueType, flagValueType } from '../core/flag-schema.js';
 import { type FlagSet, buildFlagSet, changedFlags } from '../core/flag-set.js';
 import { evaluate } from '../core/evaluate.js';
 import { type SchemaIssue, describeIssue } from '../core/parse-flags.js';
@@ -46,6 +47,21 @@ function notFound<T>(flagKey: string, defaultValue: T): ResolutionDetails<T> {
   };
 }
 
+/** The store's serving map, with the last good evaluator kept for each flag whose new definition is bad. */
+function withRetained(
+  next: ReadonlyMap<string, ExternalEvaluator> | undefined,
+  previous: ReadonlyMap<string, ExternalEvaluator> | undefined,
+  retained: ReadonlyMap<string, unknown>,
+): ReadonlyMap<string, ExternalEvaluator> | undefined {
+  if (next === undefined || previous === undefined || retained.size === 0) return next;
+  const serving = new Map(next);
+  for (const key of retained.keys()) {
+    const last = previous.get(key);
+    if (last !== undefined) serving.set(key, last);
+  }
+  return serving;
+}
+
 export class RolloutProvider implements Provider {
   readonly metadata = { name: PROVIDER_NAME } as const;
   readonly runsOn = 'server';
@@ -57,6 +73,8 @@ export class RolloutProvider implements Provider {
   private readonly closeStore: boolean;
   private readonly telemetry: RolloutProviderOptions['telemetry'];
   private set: FlagSet = EMPTY_SET;
+  /** The store's own serving semantics (flagd), when it has them: these flags are answered from here. */
+  private serving: ReadonlyMap<string, ExternalEvaluator> | undefined;
   private unwatch: (() => void) | undefined;
   private errorTimer: NodeJS.Timeout | undefined;
   private troubled = false;
@@ -86,6 +104,7 @@ export class RolloutProvider implements Provider {
       throw err;
     }
     this.set = this.build(snapshot).set;
+    this.serving = snapshot.serving;
     this.warnInvalid(snapshot);
   }
 
@@ -127,6 +146,8 @@ export class RolloutProvider implements Provider {
   }
 
   private evaluateFlag<T>(flagKey: string, type: FlagValueType, defaultValue: T, context: EvaluationContext): ResolutionDetails<T> {
+    const served = this.serving?.get(flagKey);
+    if (served !== undefined) return this.evaluateServed(flagKey, served, type, defaultValue, context);
     const entry = this.set.flags.get(flagKey);
     if (entry === undefined) return notFound(flagKey, defaultValue);
     // Only a progressive rollout (or a flag flagd-core evaluates) reads the time; the others skip the clock.
@@ -152,6 +173,34 @@ export class RolloutProvider implements Provider {
     }
     markActiveSpan(flagKey, result.variant, result.reason);
     // The result is frozen and shaped as ResolutionDetails; the SDK copies it.
+    return result as ResolutionDetails<T>;
+  }
+
+  /** As the store's server answers (flagd): no value means the caller's default; the type is the value's. */
+  private evaluateServed<T>(flagKey: string, served: ExternalEvaluator, type: FlagValueType, defaultValue: T, context: EvaluationContext): ResolutionDetails<T> {
+    let result;
+    try {
+      result = served.evaluate(context, this.clock.now());
+    } catch (err) {
+      return { value: defaultValue, reason: StandardResolutionReasons.ERROR, errorCode: ErrorCode.GENERAL, errorMessage: String(err) };
+    }
+    if (result.errorCode !== undefined) {
+      return { value: defaultValue, reason: StandardResolutionReasons.ERROR, errorCode: result.errorCode as ErrorCode, errorMessage: result.errorMessage, flagMetadata: result.flagMetadata };
+    }
+    if (result.value === null) {
+      markActiveSpan(flagKey, undefined, result.reason);
+      return { value: defaultValue, reason: result.reason, flagMetadata: result.flagMetadata };
+    }
+    if (flagValueType(result.value) !== type) {
+      return {
+        value: defaultValue,
+        reason: StandardResolutionReasons.ERROR,
+        errorCode: ErrorCode.TYPE_MISMATCH,
+        errorMessage: `flag "${flagKey}" resolved to a ${flagValueType(result.value)} value, not ${type}`,
+        flagMetadata: result.flagMetadata,
+      };
+    }
+    markActiveSpan(flagKey, result.variant, result.reason);
     return result as ResolutionDetails<T>;
   }
 
@@ -196,6 +245,7 @@ export class RolloutProvider implements Provider {
     const previous = this.set;
     const { set, retained } = this.build(snapshot);
     this.set = set;
+    this.serving = withRetained(snapshot.serving, this.serving, retained);
     const flagsChanged = changedFlags(previous, set);
     this.warnInvalid(snapshot, retained);
     if (flagsChanged.length > 0) this.events.emit(ProviderEvents.ConfigurationChanged, { flagsChanged });

@@ -30,6 +30,12 @@ export interface StoreSnapshot {
    * or unusable so these are the last good flags. Readiness checks report it.
    */
   readonly problem?: string;
+  /**
+   * For a source with its own serving semantics (a flagd file): how each flag is served, runtime
+   * state already materialized into it. The provider answers these flags from here rather than
+   * from the model; a result with value null and no error code means the caller's default.
+   */
+  readonly serving?: ReadonlyMap<string, ExternalEvaluator>;
 }
 
 export type StoreEvent =

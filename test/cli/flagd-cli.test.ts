@@ -152,15 +152,17 @@ describe('import --from flagd', () => {
 });
 
 describe('--store flagd:<file>', () => {
-  it('is not what validate checks, and validate says what to run instead', async () => {
+  it('is checked by validate against flagd, which says so when the file is missing', async () => {
     const dir = await workspace();
     const result = await run(dir, ['validate', 'flagd:flags.flagd.json']);
-    expect(result.code).toBe(2);
-    expect(result.stderr).toContain('is a flagd file; rollout-guardian flags list --store flagd:flags.flagd.json shows each flag checked');
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/flagd file .*flags\.flagd\.json does not exist/);
+    expect(await run(dir, ['validate', 'flagd:team.flagd.json'])).toMatchObject({ code: 0, stdout: 'team.flagd.json: valid (3 flags)\n' });
   });
 
-  it('lists, evaluates and overrides flags in the file a flagd daemon watches, which stays valid for flagd', async () => {
+  it('lists, evaluates and overrides flags in the file a flagd daemon watches, the override in the overlay flagd reads after it', async () => {
     const dir = await workspace();
+    const userText = await readFile(join(dir, 'team.flagd.json'), 'utf8');
     const list = await run(dir, ['flags', 'list', '--store', 'flagd:team.flagd.json', '--json']);
     expect(list.code).toBe(0);
     const keys = (JSON.parse(list.stdout) as { flags: { key: string }[] }).flags.map((f) => f.key);
@@ -170,11 +172,48 @@ describe('--store flagd:<file>', () => {
 
     const override = await run(dir, ['flags', 'override', 'three-way', 'c', '--store', 'flagd:team.flagd.json', '--reason', 'INC-5']);
     expect(override.code).toBe(0);
-    const text = await readFile(join(dir, 'team.flagd.json'), 'utf8');
+    expect(await readFile(join(dir, 'team.flagd.json'), 'utf8')).toBe(userText);
+    const text = await readFile(join(dir, 'team.flagd.rollout-guardian.flagd.json'), 'utf8');
     expect(() => strictlyValid(text)).not.toThrow();
     const core = new FlagdCore(undefined, SILENT);
     core.setConfigurations(text);
     expect(core.resolveNumberEvaluation('three-way', 0, { targetingKey: 'anyone' })).toMatchObject({ value: 3, reason: 'STATIC' });
     expect(JSON.parse(await readFile(join(dir, 'team.flagd.state.json'), 'utf8'))).toMatchObject({ flags: { 'three-way': { override: { variant: 'c', reason: 'INC-5' } } } });
+  });
+});
+
+describe('flagd schema findings are warnings', () => {
+  const LENIENT = {
+    flags: {
+      'negative-weight': { state: 'ENABLED', variants: { a: 'a', b: 'b' }, defaultVariant: 'b', targeting: { fractional: [['a', -5], ['b', 10]] } },
+      fine: { state: 'ENABLED', variants: { on: true, off: false }, defaultVariant: 'off' },
+    },
+  };
+
+  it('validate flagd:<file> accepts a file flagd serves and lists what its strict schema says, located', async () => {
+    const dir = await workspace();
+    await writeFile(join(dir, 'lenient.json'), `${JSON.stringify(LENIENT, null, 2)}\n`);
+    const result = await run(dir, ['validate', 'flagd:lenient.json']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^lenient\.json: valid \(2 flags\), \d+ flagd schema warnings? \(flagd serves these flags anyway/);
+    expect(result.stdout).toMatch(/lenient\.json:\d+:\d+: flags\.negative-weight\.targeting.*flagd schema/);
+    const json = JSON.parse((await run(dir, ['validate', 'flagd:lenient.json', '--json'])).stdout) as { valid: boolean; warnings: { flag: string }[] };
+    expect(json.valid).toBe(true);
+    expect(new Set(json.warnings.map((w) => w.flag))).toEqual(new Set(['negative-weight']));
+    const broken = { flags: { ...LENIENT.flags, bad: { state: 'ON', variants: { a: 1 }, defaultVariant: 'a' } } };
+    await writeFile(join(dir, 'broken.json'), JSON.stringify(broken, null, 2));
+    const refused = await run(dir, ['validate', 'flagd:broken.json']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/broken\.json:\d+:\d+: flags\.bad\.state: flagd cannot load it/);
+  });
+
+  it('flags list --store flagd:<file> serves the flag and prints the warnings under the table', async () => {
+    const dir = await workspace();
+    await writeFile(join(dir, 'lenient.json'), `${JSON.stringify(LENIENT, null, 2)}\n`);
+    const result = await run(dir, ['flags', 'list', '--store', 'flagd:lenient.json']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('flagd schema warnings (flagd serves these flags anyway');
+    expect(result.stdout).toMatch(/flags\.negative-weight\.targeting.*flagd schema/);
+    expect(await readFile(join(dir, 'lenient.json'), 'utf8')).toBe(`${JSON.stringify(LENIENT, null, 2)}\n`);
   });
 });

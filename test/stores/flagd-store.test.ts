@@ -1,9 +1,10 @@
-// The flagd store: a flagd flag-definition file served by our provider (flags our model
-// expresses by core, the rest by flagd-core), rolled back, stepped and overridden by rewriting
-// the JSON a flagd daemon watches, which stays valid under flagd's own schema and evaluates in
-// flagd-core to what our provider serves; hot reload and corrupt-edit fallback as the file store.
+// The flagd store: a flagd flag-definition file served by our provider as flagd serves it,
+// rolled back, stepped and overridden through an overlay file flagd reads after the user's
+// (which is never rewritten for them); flagd-core loading both files, in that order, serves
+// what our provider serves. Hot reload and corrupt-edit fallback as the file store.
+import { watch } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FlagdCore, MemoryStorage } from '@openfeature/flagd-core';
 import type { EvaluationContext as OpenFeatureContext, Logger } from '@openfeature/server-sdk';
@@ -86,6 +87,16 @@ function flagdOn(text: string): FlagdCore {
   return core;
 }
 
+/**
+ * What a flagd daemon started with `--uri file:<file> --uri file:<overlay>` serves: flagd-core
+ * on each source, the later source winning flag by flag (flagd's documented merge order).
+ */
+async function flagdSources(store: FlagdFileStore): Promise<{ resolve: (key: string, baseline: FlagValue, context: EvaluationContext) => ReturnType<FlagdCore['resolve']> }> {
+  const file = flagdOn(await readFile(store.source, 'utf8'));
+  const overlay = flagdOn(await readFile(store.overlayPath, 'utf8'));
+  return { resolve: (key, baseline, context) => resolveFlagd(overlay.getFlag(key) !== undefined ? overlay : file, key, baseline, context) };
+}
+
 /** flagd's strict validation: flagd-core's compiled copy of flagd's own schema. */
 function strictlyValid(text: string): void {
   new MemoryStorage(SILENT).setConfigurations(text, true);
@@ -112,7 +123,7 @@ async function resolveOurs(provider: RolloutProvider, key: string, baseline: Fla
 /** Keys whose variant or value differ between our provider and flagd-core on the file, for `flags`. */
 async function disagreements(provider: RolloutProvider, store: FlagdFileStore, flags: readonly string[], keys: number): Promise<string[]> {
   const snapshot = await store.load();
-  const core = flagdOn(await readFile(store.source, 'utf8'));
+  const flagd = await flagdSources(store);
   const out: string[] = [];
   for (const key of flags) {
     const definition = snapshot.parsed.definitions.get(key);
@@ -121,9 +132,9 @@ async function disagreements(provider: RolloutProvider, store: FlagdFileStore, f
     for (let i = 0; i < keys; i++) {
       const context = contextFor(i);
       const mine = await resolveOurs(provider, key, baseline, context);
-      const theirs = resolveFlagd(core, key, baseline, context);
-      const sameVariant = theirs.reason === 'DISABLED' ? mine.reason === 'DISABLED' : theirs.variant === mine.variant;
-      if (!sameVariant || JSON.stringify(theirs.value) !== JSON.stringify(mine.value)) {
+      const theirs = flagd.resolve(key, baseline, context);
+      const same = ['value', 'variant', 'reason', 'errorCode', 'flagMetadata'] as const;
+      if (same.some((field) => JSON.stringify(theirs[field]) !== JSON.stringify(mine[field]))) {
         if (out.length < 5) out.push(`${key} ${JSON.stringify(context)}: ours ${mine.variant}/${mine.reason}, flagd ${theirs.variant}/${theirs.reason}`);
       }
     }
@@ -139,7 +150,7 @@ async function opened(path: string, clock = new FakeClock(NOW), watch = false): 
 }
 
 describe('FlagdFileStore', () => {
-  it('serves a flagd file: our model where it expresses the targeting, flagd-core where it does not, each as a flagd daemon would', async () => {
+  it('serves every flag of a flagd file as a flagd daemon would, and reads the flags our model expresses into it', async () => {
     await withTempDir(async (dir) => {
       const path = await flagdFile(dir);
       const { store, provider } = await opened(path);
@@ -164,54 +175,78 @@ describe('FlagdFileStore', () => {
     });
   });
 
-  it("rolls flags back by rewriting the flagd JSON: the file passes flagd's schema and flagd-core serves every key the baseline", async () => {
+  it("rolls flags back through the overlay: the user's file is never written, and flagd-core on both files serves every key the baseline", async () => {
     await withTempDir(async (dir) => {
       const path = await flagdFile(dir);
-      const before = await readJson(path);
+      const userText = await readFile(path, 'utf8');
       const { store, provider } = await opened(path);
       const writer = new StoreWriter(store, new FakeClock(NOW));
       const rolled = ['pct-ten', 'rules-and-rollout', 'progressive-with-rules', 'object-variants', 'search-by-version', 'three-way', 'plain-split'];
       for (const key of rolled) await writer.rollback(key, guardian, { errorRate: 0.041 });
 
-      const text = await readFile(path, 'utf8');
-      expect(() => strictlyValid(text)).not.toThrow();
-      const after = JSON.parse(text) as typeof before;
-      const core = flagdOn(text);
+      expect(await readFile(path, 'utf8')).toBe(userText);
+      expect(store.overlayPath).toBe(join(dir, 'flags.flagd.rollout-guardian.flagd.json'));
+      const overlayText = await readFile(store.overlayPath, 'utf8');
+      expect(() => strictlyValid(overlayText)).not.toThrow();
+      const overlay = JSON.parse(overlayText) as { flags: Record<string, Record<string, unknown>> } & Record<string, unknown>;
+      expect(Object.keys(overlay.flags).sort()).toEqual([...rolled].sort());
+      const flagd = await flagdSources(store);
       const snapshot = await store.load();
       for (const key of rolled) {
         const definition = snapshot.parsed.definitions.get(key);
         const baseline = definition?.variants[definition.defaultVariant] as FlagValue;
-        expect(after.flags[key]).toMatchObject({ defaultVariant: definition?.defaultVariant });
-        expect(after.flags[key]?.targeting).toBeUndefined();
+        expect(overlay.flags[key]).toMatchObject({ defaultVariant: definition?.defaultVariant });
+        expect(overlay.flags[key]?.targeting).toBeUndefined();
         for (let i = 0; i < 100_000; i++) {
-          const result = resolveFlagd(core, key, baseline, { targetingKey: `user-${i}`, region: 'eu-west-1', appVersion: '9.0.0', age: 40, email: 'a@faas.com' });
+          const result = flagd.resolve(key, baseline, { targetingKey: `user-${i}`, region: 'eu-west-1', appVersion: '9.0.0', age: 40, email: 'a@faas.com' });
           if (JSON.stringify(result.value) !== JSON.stringify(baseline)) throw new Error(`${key} user-${i}: flagd serves ${JSON.stringify(result.value)}, not the baseline`);
         }
-        expect(await resolveOurs(provider, key, baseline, { targetingKey: 'user-1', region: 'eu-west-1' })).toMatchObject({ reason: 'DEFAULT', flagMetadata: { rolledBack: true } });
+        // Served as the daemon serves the overlay's flag: the baseline for everyone, and why in its metadata.
+        expect(await resolveOurs(provider, key, baseline, { targetingKey: 'user-1', region: 'eu-west-1' })).toMatchObject({
+          value: baseline,
+          reason: 'STATIC',
+          flagMetadata: { 'rollout-guardian.state': 'rolled back by guardian' },
+        });
       }
-      // Flags not rolled back are untouched, byte for byte in value.
-      for (const key of Object.keys(before.flags).filter((k) => !rolled.includes(k))) expect(after.flags[key]).toEqual(before.flags[key]);
-      expect(after.$evaluators).toEqual(before.$evaluators);
+      const all = [...snapshot.parsed.definitions.keys()].filter((k) => !k.startsWith('progressive'));
+      expect(await disagreements(provider, store, all, 2_000)).toEqual([]);
       const audit = await store.audit({ flagKey: 'search-by-version' });
       expect(audit).toHaveLength(1);
       expect(audit[0]).toMatchObject({ actor: 'guardian', action: 'rollback', evidence: { errorRate: 0.041 } });
 
-      // Resetting the state restores what the team wrote.
+      // Resetting the state empties the overlay: flagd serves what the team wrote.
       for (const key of rolled) await writer.resetState(key, sre);
-      expect(await readJson(path)).toEqual(before);
+      expect((await readJson(store.overlayPath)).flags).toEqual({});
+      expect(await readFile(path, 'utf8')).toBe(userText);
       await provider.onClose();
     });
   });
 
-  it("steps a rollout by rewriting fractional weights (plans, setPercentage), and refuses a percentage for a flag flagd-core evaluates", async () => {
+  it('a GitOps restore of the user file does not undo a rollback: the overlay keeps it, as flagd daemons do', async () => {
     await withTempDir(async (dir) => {
       const path = await flagdFile(dir);
+      const userText = await readFile(path, 'utf8');
+      const { store, provider } = await opened(path);
+      await new StoreWriter(store, new FakeClock(NOW)).rollback('pct-ten', guardian);
+      await writeFile(path, userText); // a sync tool writes the file back, byte for byte
+      await store.reload();
+      expect(await provider.resolveBooleanEvaluation('pct-ten', true, { targetingKey: 'user-3' })).toMatchObject({ value: false, reason: 'STATIC' });
+      expect((await readJson(store.overlayPath)).flags['pct-ten']).toMatchObject({ defaultVariant: 'off' });
+      await provider.onClose();
+    });
+  });
+
+  it("steps a rollout by writing its fractional weights to the overlay (plans, setPercentage), and refuses a percentage for a flag flagd-core evaluates", async () => {
+    await withTempDir(async (dir) => {
+      const path = await flagdFile(dir);
+      const userText = await readFile(path, 'utf8');
       const { store, provider } = await opened(path);
       const writer = new StoreWriter(store, new FakeClock(NOW));
       for (const pct of [5, 25, 33.3333]) {
         await writer.setPercentage('plain-split', pct, sre);
         await writer.setPercentage('progressive-ramp', pct, sre);
-        const file = await readJson(path);
+        expect(await readFile(path, 'utf8')).toBe(userText);
+        const file = await readJson(store.overlayPath);
         expect(JSON.stringify(file.flags['progressive-ramp'])).not.toContain('$flagd.timestamp');
         expect(JSON.stringify(file.flags['plain-split'])).toContain(`["on",${Math.round(pct * 10_000)}]`);
         expect(() => strictlyValid(JSON.stringify(file))).not.toThrow();
@@ -222,15 +257,15 @@ describe('FlagdFileStore', () => {
     });
   });
 
-  it('materializes overrides and an emergency shutdown for flagd, and restores the file when they are cleared', async () => {
+  it('materializes overrides and an emergency shutdown in the overlay, and empties it when they are cleared', async () => {
     await withTempDir(async (dir) => {
       const path = await flagdFile(dir);
-      const before = await readJson(path);
+      const userText = await readFile(path, 'utf8');
       const { store, provider } = await opened(path);
       const writer = new StoreWriter(store, new FakeClock(NOW));
       await writer.override('adults', 'on', sre);
       await writer.override('emergency_shutdown', 'on', sre);
-      const file = await readJson(path);
+      const file = await readJson(store.overlayPath);
       expect(() => strictlyValid(JSON.stringify(file))).not.toThrow();
       expect(file.flags.emergency_shutdown).toMatchObject({ defaultVariant: 'on', variants: { on: true, off: false } });
       const snapshot = await store.load();
@@ -238,27 +273,58 @@ describe('FlagdFileStore', () => {
       expect(await disagreements(provider, store, flags, 2_000)).toEqual([]);
       expect(file.flags.adults).toMatchObject({ defaultVariant: 'off' }); // the shutdown beats the override
       await writer.resetState('emergency_shutdown', sre);
-      expect((await readJson(path)).flags.adults).toMatchObject({ defaultVariant: 'on', metadata: { 'rollout-guardian.baseline': 'off' } });
+      expect((await readJson(store.overlayPath)).flags.adults).toMatchObject({ defaultVariant: 'on', metadata: { 'rollout-guardian.baseline': 'off' } });
       await writer.clearOverride('adults', sre);
-      expect(await readJson(path)).toEqual(before);
+      expect((await readJson(store.overlayPath)).flags).toEqual({});
+      expect(await readFile(path, 'utf8')).toBe(userText);
       await provider.onClose();
     });
   });
 
-  it('takes a hand edit of a flag it rewrote as the new definition, and keeps the runtime state over it', async () => {
+  it('takes a hand edit of a rolled-back flag as its new definition, and keeps the rollback over it in the overlay', async () => {
     await withTempDir(async (dir) => {
       const path = await flagdFile(dir);
       const { store, provider } = await opened(path);
       const writer = new StoreWriter(store, new FakeClock(NOW));
       await writer.rollback('pct-tenth', guardian);
       const file = await readJson(path);
-      file.flags['pct-tenth'] = { state: 'ENABLED', variants: { on: true, off: false }, defaultVariant: 'off', targeting: { fractional: [['on', 2000], ['off', 998000]] } };
+      file.flags['pct-tenth'] = { state: 'ENABLED', variants: { on: true, off: false, dark: false }, defaultVariant: 'off', targeting: { fractional: [['on', 2000], ['off', 998000]] } };
       await writeFile(path, JSON.stringify(file, null, 2));
       const snapshot = await store.load();
       expect(snapshot.parsed.definitions.get('pct-tenth')?.rollout).toEqual({ variant: 'on', percentage: 0.2 });
       expect(snapshot.state.get('pct-tenth')?.rollback).toBeDefined();
+      expect((await readJson(store.overlayPath)).flags['pct-tenth']).toMatchObject({ defaultVariant: 'off', variants: { on: true, off: false, dark: false } });
       await writer.resetState('pct-tenth', sre);
+      expect((await readJson(store.overlayPath)).flags).toEqual({});
       expect((await readJson(path)).flags['pct-tenth']).toEqual(file.flags['pct-tenth']);
+      await provider.onClose();
+    });
+  });
+
+  it('brings the overlay up to date when the watched file changes: a hand edit of a rolled-back flag reaches flagd rolled back', async () => {
+    await withTempDir(async (dir) => {
+      const path = await flagdFile(dir);
+      const store = new FlagdFileStore({ path, debounceMs: 5, clock: new FakeClock(NOW) });
+      const provider = new RolloutProvider({ store, clock: new FakeClock(NOW), logger: QUIET });
+      await provider.initialize();
+      await new StoreWriter(store, new FakeClock(NOW)).rollback('pct-tenth', guardian);
+      const file = await readJson(path);
+      file.flags['pct-tenth'] = { ...file.flags['pct-tenth'], variants: { on: true, off: false, dark: false } };
+      // Waits for the overlay file to change (an event), not for time to pass.
+      const overlayChanged = nextEvent<string>(
+        (listener) => {
+          const watcher = watch(dir, (_event, name) => {
+            if (name === basename(store.overlayPath)) listener(name);
+          });
+          return () => watcher.close();
+        },
+        () => true,
+      );
+      await writeFile(path, JSON.stringify(file, null, 2));
+      await overlayChanged;
+      // The overlay is replaced by a rename, so what the event announces is whole.
+      expect((await readJson(store.overlayPath)).flags['pct-tenth']).toMatchObject({ defaultVariant: 'off', variants: { on: true, off: false, dark: false } });
+      expect(await provider.resolveBooleanEvaluation('pct-tenth', true, { targetingKey: 'user-1' })).toMatchObject({ value: false, reason: 'STATIC' });
       await provider.onClose();
     });
   });
@@ -288,8 +354,11 @@ describe('FlagdFileStore', () => {
       good.flags['pct-all'] = { ...good.flags['pct-all'], state: 'ON' };
       await writeFile(path, JSON.stringify(good, null, 2));
       const change = await recovered;
-      // A flag flagd's schema refuses resolves with PARSE_ERROR, located; the others serve.
-      expect(change.type === 'change' && change.snapshot.flagErrors?.get('pct-all')?.join('\n')).toMatch(/flags\.flagd\.json:\d+:\d+: flags\.pct-all\.state: flagd schema/);
+      // A flag flagd cannot load at all is located, and its last good definition keeps serving, as flagd served it.
+      expect(change.type === 'change' && change.snapshot.flagErrors?.get('pct-all')?.join('\n')).toMatch(/flags\.flagd\.json:\d+:\d+: flags\.pct-all\.state: flagd cannot load it/);
+      const retained = await provider.resolveBooleanEvaluation('pct-all', false, {});
+      expect(retained).toMatchObject({ value: true, variant: 'on', reason: 'STATIC' });
+      expect(retained.flagMetadata?.revision).toBeUndefined();
       expect(await provider.resolveBooleanEvaluation('pct-ten', false, {})).toMatchObject({ value: false });
       await provider.onClose();
     });
@@ -308,6 +377,119 @@ describe('FlagdFileStore', () => {
       ).rejects.toThrow(RevisionConflictError);
       await expect(writer.setDefinition('adults', ['defaultVariant'], 'on', sre)).rejects.toThrow(/flagd-core evaluates it/);
       await store.close();
+    });
+  });
+});
+
+/** Flags real flagd files have that flagd serves although its strict schema, or our model, would refuse them. */
+const FLAGD_LENIENT = {
+  metadata: { flagSetId: 'checkout', version: 3 },
+  flags: {
+    // sem_ver with a v-prefixed, partial version and a numeric context value; wrong argument counts and an unknown operator.
+    'lenient-semver': {
+      state: 'ENABLED',
+      variants: { new: 'new', old: 'old' },
+      defaultVariant: 'old',
+      targeting: { if: [{ sem_ver: [{ var: 'version' }, '>=', 'v2'] }, 'new', null] },
+    },
+    'semver-bad-operator': { state: 'ENABLED', variants: { new: 'new', old: 'old' }, defaultVariant: 'old', targeting: { sem_ver: [{ var: 'version' }, '=>', '1.0.0'] } },
+    'starts-with-three-args': { state: 'ENABLED', variants: { a: 'a', b: 'b' }, defaultVariant: 'b', targeting: { if: [{ starts_with: [{ var: 'email' }, 'x', 'y'] }, 'a', null] } },
+    'negative-weight': { state: 'ENABLED', variants: { a: 'a', b: 'b' }, defaultVariant: 'b', targeting: { fractional: [['a', -5], ['b', 10]] } },
+    'null-bucketing-key': { state: 'ENABLED', variants: { a: 'a', b: 'b' }, defaultVariant: 'b', targeting: { fractional: [{ var: 'missing' }, ['a', 50], ['b', 50]] } },
+    // No defaultVariant: the caller's default when nothing matches, and when the targeting returns null.
+    'no-default': { state: 'ENABLED', variants: { a: 'a', b: 'b' }, targeting: { if: [{ '==': [{ var: 'plan' }, 'pro'] }, 'a', null] } },
+    'no-default-no-targeting': { state: 'ENABLED', variants: { a: 'a', b: 'b' } },
+    'disabled-flag': { state: 'DISABLED', variants: { on: true, off: false }, defaultVariant: 'on', metadata: { owner: 'ops' } },
+    // Expressible in our model: a rule and no rollout, so no match is flagd's DEFAULT.
+    'rule-only': {
+      state: 'ENABLED',
+      variants: { on: true, off: false },
+      defaultVariant: 'off',
+      targeting: { if: [{ in: [{ var: 'region' }, ['eu-west-1']] }, 'on'] },
+      metadata: { team: 'payments', version: 4 },
+    },
+    'split-only': { state: 'ENABLED', variants: { on: true, off: false }, defaultVariant: 'off', targeting: { fractional: [['on', 500_000], ['off', 500_000]] } },
+  },
+};
+
+describe('FlagdFileStore serves what a flagd daemon serves', () => {
+  async function lenientStore(dir: string, rolloutMetadata = false) {
+    const path = join(dir, 'flags.json');
+    await writeFile(path, `${JSON.stringify(FLAGD_LENIENT, null, 2)}\n`);
+    const clock = new FakeClock(NOW);
+    const store = new FlagdFileStore({ path, clock, watch: false, rolloutMetadata });
+    const provider = new RolloutProvider({ store, clock, logger: QUIET });
+    await provider.initialize();
+    return { store, provider, path };
+  }
+
+  it("serves flags flagd's strict schema refuses, as flagd's default mode does, and reports the findings as warnings", async () => {
+    await withTempDir(async (dir) => {
+      const { store, provider } = await lenientStore(dir);
+      const snapshot = await store.load();
+      expect([...snapshot.parsed.invalid.keys()]).toEqual([]);
+      expect(await provider.resolveStringEvaluation('lenient-semver', 'x', { version: 'v2.1' })).toMatchObject({ value: 'new', variant: 'new', reason: 'TARGETING_MATCH' });
+      expect(await provider.resolveStringEvaluation('lenient-semver', 'x', { version: 3 })).toMatchObject({ value: 'new', reason: 'TARGETING_MATCH' });
+      expect(await provider.resolveStringEvaluation('lenient-semver', 'x', { version: '1.9.9' })).toMatchObject({ value: 'old', variant: 'old', reason: 'DEFAULT' });
+      expect(await provider.resolveStringEvaluation('semver-bad-operator', 'x', { version: '1.0.0' })).toMatchObject({ value: 'old', reason: 'DEFAULT' });
+      expect(await provider.resolveStringEvaluation('starts-with-three-args', 'x', { email: 'xy' })).toMatchObject({ value: 'b', reason: 'DEFAULT' });
+      expect(await provider.resolveStringEvaluation('negative-weight', 'x', { targetingKey: 'user-1' })).toMatchObject({ value: 'b', reason: 'TARGETING_MATCH' });
+      expect(await provider.resolveStringEvaluation('null-bucketing-key', 'x', { targetingKey: 'user-1' })).toMatchObject({ value: 'b', reason: 'DEFAULT' });
+      const warnings = await store.schemaWarnings();
+      expect([...warnings.keys()]).toEqual(['lenient-semver', 'semver-bad-operator', 'starts-with-three-args', 'negative-weight', '']);
+      expect(warnings.get('')).toEqual([expect.stringMatching(/flags\.json:\d+:\d+: metadata\.version: flagd schema: must be string/)]);
+      expect(warnings.get('negative-weight')?.join('\n')).toMatch(/flags\.json:\d+:\d+: flags\.negative-weight\..*flagd schema/);
+      await provider.onClose();
+    });
+  });
+
+  it("serves a flag without defaultVariant: the caller's default with reason DEFAULT when no rule matches or the targeting returns null", async () => {
+    await withTempDir(async (dir) => {
+      const { store, provider } = await lenientStore(dir);
+      expect(await provider.resolveStringEvaluation('no-default', 'mine', { plan: 'pro' })).toMatchObject({ value: 'a', variant: 'a', reason: 'TARGETING_MATCH' });
+      const missed = await provider.resolveStringEvaluation('no-default', 'mine', { plan: 'free' });
+      expect(missed).toEqual({ value: 'mine', reason: 'DEFAULT', flagMetadata: { flagSetId: 'checkout', version: 3 } });
+      expect(await provider.resolveStringEvaluation('no-default-no-targeting', 'mine', {})).toEqual({ value: 'mine', reason: 'DEFAULT', flagMetadata: { flagSetId: 'checkout', version: 3 } });
+      // Without a baseline there is nothing to roll back to: refused, nothing written.
+      await expect(store.write({ ...guardian, action: 'rollback', changes: [{ flagKey: 'no-default', state: { rollback: { ...guardian, at: '2026-11-05T12:00:00.000Z' } } }] })).rejects.toThrow(
+        /"no-default" has no baseline rollout-guardian can hold/,
+      );
+      expect(await store.audit()).toEqual([]);
+      await provider.onClose();
+    });
+  });
+
+  it("answers a disabled flag with the caller's default, reason DISABLED and no variant", async () => {
+    await withTempDir(async (dir) => {
+      const { provider } = await lenientStore(dir);
+      const result = await provider.resolveBooleanEvaluation('disabled-flag', false, { targetingKey: 'user-1' });
+      expect(result).toEqual({ value: false, reason: 'DISABLED', flagMetadata: { flagSetId: 'checkout', version: 3, owner: 'ops' } });
+      await provider.onClose();
+    });
+  });
+
+  it("gives a flag's flagMetadata exactly as flagd does (flag-set metadata merged under the flag's); our extras only when opted in", async () => {
+    await withTempDir(async (dir) => {
+      const plain = await lenientStore(dir);
+      const ctx = { targetingKey: 'user-1', region: 'eu-west-1' };
+      expect((await plain.provider.resolveBooleanEvaluation('rule-only', false, ctx)).flagMetadata).toEqual({ flagSetId: 'checkout', version: 4, team: 'payments' });
+      expect((await plain.provider.resolveBooleanEvaluation('split-only', false, ctx)).flagMetadata).toEqual({ flagSetId: 'checkout', version: 3 });
+      await plain.provider.onClose();
+      const extras = await lenientStore(dir, true);
+      const meta = (await extras.provider.resolveBooleanEvaluation('split-only', false, ctx)).flagMetadata;
+      expect(meta).toMatchObject({ flagSetId: 'checkout', version: 3, rolloutPercentage: 50 });
+      expect(typeof meta?.revision).toBe('string');
+      await extras.provider.onClose();
+    });
+  });
+
+  it('answers DEFAULT when no rule of a flag our model expresses matches, as flagd does, so the reason does not depend on the evaluator', async () => {
+    await withTempDir(async (dir) => {
+      const { store, provider } = await lenientStore(dir);
+      expect((await store.load()).parsed.definitions.get('rule-only')?.targeting).toHaveLength(1); // it maps to our model
+      expect(await provider.resolveBooleanEvaluation('rule-only', true, { region: 'us-east-1' })).toMatchObject({ value: false, variant: 'off', reason: 'DEFAULT' });
+      expect(await provider.resolveBooleanEvaluation('rule-only', false, { region: 'eu-west-1' })).toMatchObject({ value: true, variant: 'on', reason: 'TARGETING_MATCH' });
+      await provider.onClose();
     });
   });
 });

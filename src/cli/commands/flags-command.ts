@@ -4,6 +4,7 @@
 import { type Command, InvalidArgumentError } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import type { AuditEntry, StoreSnapshot, WriteResult } from '../../stores/flag-store.js';
+import { FlagdFileStore } from '../../stores/flagd-store.js';
 import { type OpenedStore, storedDefinitions } from '../../stores/open-store.js';
 import { StoreWriter, knownFlag } from '../../stores/store-writer.js';
 import type { Attribution } from '../../stores/flag-store.js';
@@ -91,6 +92,12 @@ function listText(views: readonly FlagView[], shutdown: boolean): string {
   return out;
 }
 
+/** flagd's strict-schema findings: warnings, since flagd (and this store) serve the flags anyway. */
+export function flagdWarningsText(warnings: readonly string[]): string {
+  if (warnings.length === 0) return '';
+  return `\nflagd schema warnings (flagd serves these flags anyway; its strict mode would refuse them):\n${warnings.map((w) => `  ${w}\n`).join('')}`;
+}
+
 function getText(f: FlagView, stateWhere: string): string {
   let out: string;
   if (!f.valid) {
@@ -171,8 +178,12 @@ export function registerFlags(program: Command, ctx: CommandContext): void {
     async (options: StoreOptions) => {
       await withStore(options.store, ctx.io, async (store) => {
         const { snapshot, set, flags: views } = await loadView(store, ctx);
+        // flagd serves flags its strict schema finds fault with; so do we, and say so.
+        const warnings = store instanceof FlagdFileStore ? [...(await store.schemaWarnings()).values()].flat() : [];
         ctx.io.stdout.write(
-          options.json ? jsonText({ store: store.source, revision: snapshot.revision, emergencyShutdown: set.shutdown, flags: views }) : listText(views, set.shutdown),
+          options.json
+            ? jsonText({ store: store.source, revision: snapshot.revision, emergencyShutdown: set.shutdown, flags: views, ...(warnings.length > 0 ? { warnings } : {}) })
+            : listText(views, set.shutdown) + flagdWarningsText(warnings),
         );
       });
     },

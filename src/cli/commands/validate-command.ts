@@ -1,10 +1,11 @@
 // `validate [file]`: the flag file (and its runtime state file, when there is one) checked
 // against the schema; every problem as `file:line:col: path: expected ..., got ...`.
 import { readFile } from 'node:fs/promises';
-import { isAbsolute, relative } from 'node:path';
+import { isAbsolute, relative, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { parseStateDocument, describeIssue } from '../../core/parse-flags.js';
 import { FLAGS_ENV_VAR, FileFlagStore } from '../../stores/file-store.js';
+import { FLAGD_LOCATION_PREFIX, FlagdFileStore } from '../../stores/flagd-store.js';
 import { documentData, readFlagText } from '../../stores/flag-file-format.js';
 import { CliError, ExitCode } from '../cli-error.js';
 import type { CliIo } from '../cli-io.js';
@@ -25,6 +26,8 @@ export interface ValidationReport {
   /** Flags the file defines, valid or not. */
   readonly flagCount: number;
   readonly errors: readonly ValidationError[];
+  /** For a flagd file: what flagd's strict schema finds; flagd serves these flags anyway. */
+  readonly warnings?: readonly ValidationError[];
 }
 
 /** A path as the user would type it: relative when under cwd. */
@@ -83,6 +86,25 @@ export async function validateFile(path: string, io: CliIo): Promise<ValidationR
   return { file, valid: errors.length === 0, flagCount, errors };
 }
 
+/** A flagd file: errors for what flagd cannot load, warnings for what only its strict schema refuses. */
+export async function validateFlagdFile(path: string, io: CliIo): Promise<ValidationReport> {
+  const store = new FlagdFileStore({ path, watch: false });
+  try {
+    const file = displayPath(store.source, io);
+    let checked: { errors: string[]; flagCount: number };
+    try {
+      checked = await store.check();
+    } catch (err) {
+      throw new CliError((err as Error).message);
+    }
+    const warnings = [...(await store.schemaWarnings())].flatMap(([flag, lines]) => lines.map((message) => ({ flag: flag === '' ? null : flag, message })));
+    const errors = checked.errors.map((message) => ({ flag: null, message }));
+    return { file, valid: errors.length === 0, flagCount: checked.flagCount, errors, warnings };
+  } finally {
+    await store.close();
+  }
+}
+
 export function registerValidate(program: Command, ctx: CommandContext): void {
   const command = program
     .command('validate')
@@ -90,12 +112,15 @@ export function registerValidate(program: Command, ctx: CommandContext): void {
     .argument('[file]', 'the flag file (default: --store, $ROLLOUT_GUARDIAN_FLAGS, then ./flags.yaml)');
   withJsonOption(withStoreOption(command)).action(async (file: string | undefined, options: StoreOptions) => {
     const { io } = ctx;
-    const report = await validateFile(flagFilePath(file ?? options.store, io), io);
+    const named = file ?? options.store;
+    const report = named?.startsWith(FLAGD_LOCATION_PREFIX) === true ? await validateFlagdFile(resolve(io.cwd, named.slice(FLAGD_LOCATION_PREFIX.length)), io) : await validateFile(flagFilePath(named, io), io);
+    const warnings = report.warnings ?? [];
     if (!report.valid) ctx.exitCode = ExitCode.FAILURE;
     if (options.json) {
       io.stdout.write(jsonText(report));
     } else if (report.valid) {
-      io.stdout.write(`${report.file}: valid (${report.flagCount} flag${report.flagCount === 1 ? '' : 's'})\n`);
+      const warned = warnings.length > 0 ? `, ${warnings.length} flagd schema warning${warnings.length === 1 ? '' : 's'} (flagd serves these flags anyway; its strict mode would refuse them):\n${warnings.map((w) => `  ${w.message}\n`).join('')}` : ')\n';
+      io.stdout.write(`${report.file}: valid (${report.flagCount} flag${report.flagCount === 1 ? '' : 's'}${warnings.length > 0 ? ')' : ''}${warned}`);
     } else {
       const count = report.errors.length;
       const flagged = report.errors.some((e) => e.flag !== null) ? '; the flags named resolve with PARSE_ERROR until fixed' : '';
