@@ -38,6 +38,7 @@ import { BearerAuth } from '../../src/server/bearer-auth.js';
 import { TRACE_SERVICE_PATH } from '../../src/server/otlp-grpc-receiver.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { withTempDir } from '../helpers/temp-dir.js';
+import { runCliIn } from '../helpers/cli-in-process.js';
 
 const FLAGS = { checkout: { variants: { on: true, off: false }, defaultVariant: 'off', rollout: { variant: 'on', percentage: 50 } } } as const;
 
@@ -132,6 +133,24 @@ describe('OTLP ingest from the official exporters at their defaults', () => {
       expect(cohortCount(server, 'on').count).toBe(30);
     });
   }
+});
+
+describe('health on a serve that hears nothing', () => {
+  it('has health name the cause when the app sends and the guardian hears nothing', async () => {
+    const server = await startServer();
+    try {
+      expect((await post(server, '/v1/traces', 'spans', { 'content-type': 'text/plain' })).status).toBe(415);
+      await withTempDir(async (dir) => {
+        const { writeFile } = await import('node:fs/promises');
+        await writeFile(join(dir, 'flags.yaml'), 'flags:\n  checkout:\n    variants: { on: true, off: false }\n    defaultVariant: off\n');
+        const run = await runCliIn(dir, ['health', '--server', server.url, '--store', join(dir, 'flags.yaml')]);
+        expect(run.code).toBe(1);
+        expect(run.stdout).toMatch(/telemetry arriving +fail +no outcomes in the last \d+ s: refused so far: 1 request\(s\) unsupported media type \(send OTLP as http\/protobuf or http\/json \(or gRPC\)\)/);
+      });
+    } finally {
+      await server.close();
+    }
+  });
 });
 
 describe('attribution from what real producers send', () => {

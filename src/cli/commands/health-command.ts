@@ -79,10 +79,15 @@ export function registerHealth(program: Command, ctx: CommandContext): void {
               : { name: 'guardian ticking', status: 'fail', detail: age === undefined ? 'the guardian has not ticked yet' : `last tick ${age} ms ago (more than 3 slots of ${slotMs} ms)` },
           );
           const recent = Number(status.recentOutcomes);
+          const causes = ingestCauses(status.ingest);
           checks.push(
             recent > 0
-              ? { name: 'telemetry arriving', status: 'ok', detail: `${recent} outcomes in the last ${Number(status.recentWindowMs) / 1000} s` }
-              : { name: 'telemetry arriving', status: 'fail', detail: `no outcomes in the last ${Number(status.recentWindowMs) / 1000} s: are the apps sending OTLP traces to ${server}/v1/traces?` },
+              ? { name: 'telemetry arriving', status: 'ok', detail: `${recent} outcomes in the last ${Number(status.recentWindowMs) / 1000} s${causes === '' ? '' : `; also refused so far: ${causes}`}` }
+              : {
+                  name: 'telemetry arriving',
+                  status: 'fail',
+                  detail: `no outcomes in the last ${Number(status.recentWindowMs) / 1000} s: ${causes === '' ? `are the apps sending OTLP traces to ${server}/v1/traces?` : `refused so far: ${causes}`}`,
+                },
           );
           if (typeof status.storeTrouble === 'string') checks.push({ name: 'server store', status: 'fail', detail: status.storeTrouble });
         } catch (err) {
@@ -95,4 +100,27 @@ export function registerHealth(program: Command, ctx: CommandContext): void {
       if (!healthy) ctx.exitCode = ExitCode.FAILURE;
     },
   );
+}
+
+/** What to do about each kind of refusal OTLP ingest has counted, for `health`. */
+const REFUSAL_HINTS: Record<string, string> = {
+  unsupported_media_type: 'send OTLP as http/protobuf or http/json (or gRPC)',
+  malformed: 'a payload that is not OTLP; check the exporter',
+  unauthenticated: 'give the exporters the token: OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20<token>',
+  too_large: 'lower the exporter batch size or raise serve --max-body-bytes',
+  busy: 'too many large bodies at once; the exporters retry',
+};
+
+/** The causes behind "the app sends, the guardian hears nothing", from /api/status's ingest counts. */
+function ingestCauses(ingest: unknown): string {
+  if (typeof ingest !== 'object' || ingest === null) return '';
+  const stats = ingest as { refusedRequests?: Record<string, number>; late?: number; future?: number; unattributable?: number };
+  const parts: string[] = [];
+  for (const [reason, count] of Object.entries(stats.refusedRequests ?? {})) {
+    if (count > 0) parts.push(`${count} request(s) ${reason.replaceAll('_', ' ')} (${REFUSAL_HINTS[reason] ?? 'see /metrics'})`);
+  }
+  if ((stats.late ?? 0) > 0) parts.push(`${stats.late} late outcome(s) (raise serve --allowed-lateness, or check the senders' clocks)`);
+  if ((stats.future ?? 0) > 0) parts.push(`${stats.future} future-dated outcome(s) (a sender's clock is ahead)`);
+  if ((stats.unattributable ?? 0) > 0) parts.push(`${stats.unattributable} evaluation(s) without a variant (the producer must record feature_flag.result.variant)`);
+  return parts.join('; ');
 }
