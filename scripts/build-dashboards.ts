@@ -449,7 +449,7 @@ function rolloutsOverview(): Dashboard {
             title: 'Last judgment',
             description: 'Time since the guardian last judged its flags (the oldest among instances). It judges once a slot; a growing age means it has stalled and is not protecting rollouts.',
             query: { expr: `max(${N.lastTickAge})`, legend: 'age' },
-            unit: 'ms',
+            unit: 's',
             steps: [
               { color: 'orange', value: 60_000 },
               { color: 'red', value: 300_000 },
@@ -561,8 +561,8 @@ function guardianCohorts(): Dashboard {
           ...(
             [
               ['Error rate', "Share of each cohort's requests that failed", N.cohortErrorRate, N.guardMaxErrorRate, 'maxErrorRate', 'percentunit'],
-              ['P95 latency', "Each cohort's 95th percentile latency", N.cohortLatencyP95, N.guardMaxP95, 'maxP95Ms', 'ms'],
-              ['P99 latency', "Each cohort's 99th percentile latency", N.cohortLatencyP99, N.guardMaxP99, 'maxP99Ms', 'ms'],
+              ['P95 latency', "Each cohort's 95th percentile latency", N.cohortLatencyP95, N.guardMaxP95, 'maxP95Ms', 's'],
+              ['P99 latency', "Each cohort's 99th percentile latency", N.cohortLatencyP99, N.guardMaxP99, 'maxP99Ms', 's'],
             ] as const
           ).map(([title, what, metric, limit, limitName, unit]) =>
             // Each cohort's value against the flag's limit, drawn as a dashed red line.

@@ -103,7 +103,7 @@ export class RolloutServer {
     this.plans = new PlanRunner({ store: this.store, judgments: this.guardian, clock: this.clock, dryRun: options.dryRun });
     const exporter = new PrometheusExporter({ preventServerStart: true });
     this.meterProvider = new MeterProvider({ readers: [exporter] });
-    this.telemetry = new GuardianTelemetry({ meter: this.meterProvider.getMeter(METER_NAME), registry: this.registry, guardian: this.guardian, processorStats: () => this.processor.stats, ingestStats: () => this.ingest.stats, clock: this.clock, plans: this.store });
+    this.telemetry = new GuardianTelemetry({ meter: this.meterProvider.getMeter(METER_NAME), registry: this.registry, guardian: this.guardian, processorStats: () => this.processor.stats, ingestStats: () => this.ingest.stats, clock: this.clock, plans: this.store, planRunner: this.plans });
     const metrics = metricsHandler(exporter);
     this.unwatch = this.store.watch((event) => this.onStoreEvent(event));
     this.guardian.addListener({

@@ -47,7 +47,14 @@ export interface GuardianTelemetryOptions {
   readonly ingestStats?: () => OtlpIngestStats;
   /** Where plan state lives: the plan step and state gauges follow its changes. */
   readonly plans?: Pick<FlagStore, 'load' | 'watch'>;
+  /** The plan runner, whose background errors are counted beside the guardian's. */
+  readonly planRunner?: { readonly errorCount: number };
 }
+
+const GUARDIAN_ERRORS = Object.freeze({ [ATTR_REASON]: 'guardian' });
+const PLAN_ERRORS = Object.freeze({ [ATTR_REASON]: 'plans' });
+const LATE = Object.freeze({ [ATTR_REASON]: 'late' });
+const FUTURE = Object.freeze({ [ATTR_REASON]: 'future' });
 
 // Flag keys come from callers, and a typo'd key per request would otherwise grow the counts
 // without bound; beyond this many flags evaluations are counted under one overflow series.
@@ -117,6 +124,9 @@ export class GuardianTelemetry {
   private readonly planOf = new Map<string, { step: number; status: PlanStatus } | undefined>();
   private readonly planStep: ObservableGauge;
   private readonly planState: ObservableGauge;
+  private readonly guardianErrors: ObservableCounter;
+  private readonly outOfTimeOutcomes: ObservableCounter;
+  private readonly planRunner: { readonly errorCount: number } | undefined;
   private unwatchPlans: (() => void) | undefined;
   private removeIngest: (() => void) | undefined;
   private unsubscribe: (() => void) | undefined;
@@ -155,7 +165,12 @@ export class GuardianTelemetry {
     this.droppedCohortOutcomes = observableCounter(METRICS.droppedCohortOutcomes);
     this.planStep = gauge(METRICS.planStep);
     this.planState = gauge(METRICS.planState);
+    this.guardianErrors = observableCounter(METRICS.guardianErrors);
+    this.outOfTimeOutcomes = observableCounter(METRICS.outOfTimeOutcomes);
+    this.planRunner = options.planRunner;
     this.observables = [
+      this.guardianErrors,
+      this.outOfTimeOutcomes,
       this.planStep,
       this.planState,
       this.evaluations,
@@ -377,19 +392,21 @@ export class GuardianTelemetry {
     }
     result.observe(this.pendingRollbacks, guardian.pendingRollbacks.length);
     const lastTick = guardian.lastTick;
-    if (lastTick !== undefined) result.observe(this.lastTickAge, Math.max(0, nowMs - lastTick));
+    if (lastTick !== undefined) result.observe(this.lastTickAge, Math.max(0, nowMs - lastTick) / 1000);
+    result.observe(this.guardianErrors, guardian.errorCount, GUARDIAN_ERRORS);
+    if (this.planRunner !== undefined) result.observe(this.guardianErrors, this.planRunner.errorCount, PLAN_ERRORS);
   }
 
   private observeFlag(result: BatchObservableResult, flagKey: string, percentage: number, breach: number, current: Verdict | undefined, policy: GuardPolicy | undefined): void {
     const flag = { [ATTR_FEATURE_FLAG_KEY]: flagKey };
     result.observe(this.rolloutPercentage, percentage, flag);
     result.observe(this.breach, breach, flag);
-    // The limits the dashboards draw as lines. Relative thresholds move with the baseline and
-    // the absolute ones are off, so there is no fixed line to draw: NaN, a gap.
-    const absolute = policy !== undefined && policy.relative === undefined;
+    // The limits the dashboards draw as lines: the absolute ones, which also stand as a ceiling in
+    // relative mode. Judged against the baseline alone (ceiling off), there is no fixed line: NaN, a gap.
+    const absolute = policy !== undefined && (policy.relative === undefined || policy.relative.ceiling);
     result.observe(this.guardMaxErrorRate, absolute ? policy.maxErrorRate : Number.NaN, flag);
-    result.observe(this.guardMaxP95, absolute ? policy.maxP95Ms : Number.NaN, flag);
-    result.observe(this.guardMaxP99, absolute ? policy.maxP99Ms : Number.NaN, flag);
+    result.observe(this.guardMaxP95, absolute ? policy.maxP95Ms / 1000 : Number.NaN, flag);
+    result.observe(this.guardMaxP99, absolute ? policy.maxP99Ms / 1000 : Number.NaN, flag);
     for (const verdict of VERDICTS) result.observe(this.verdict, verdict === current ? 1 : 0, { [ATTR_FEATURE_FLAG_KEY]: flagKey, [ATTR_VERDICT]: verdict });
   }
 
@@ -400,6 +417,8 @@ export class GuardianTelemetry {
     const endMs = Math.floor(nowMs / slotMs) * slotMs;
     const heldSlots = Math.max(1, registry.slotCount - 1);
     result.observe(this.droppedCohortOutcomes, registry.droppedCohorts);
+    result.observe(this.outOfTimeOutcomes, registry.lateCount, LATE);
+    result.observe(this.outOfTimeOutcomes, registry.futureCount, FUTURE);
     const sustainFor = new Map<string, number>();
     if (this.windowMs === undefined) for (const status of statuses) sustainFor.set(status.flagKey, status.policy.sustainForMs);
     for (const { flagKey, variant, window } of registry.cohorts()) {
@@ -410,8 +429,8 @@ export class GuardianTelemetry {
       result.observe(this.cohortRequests, stats.count, cohort);
       // No traffic is no rate and no latency (NaN, a gap in Prometheus), not zero.
       result.observe(this.cohortErrorRate, stats.count > 0 ? stats.errors / stats.count : Number.NaN, cohort);
-      result.observe(this.cohortLatencyP95, stats.sketch.quantile(0.95) ?? Number.NaN, cohort);
-      result.observe(this.cohortLatencyP99, stats.sketch.quantile(0.99) ?? Number.NaN, cohort);
+      result.observe(this.cohortLatencyP95, (stats.sketch.quantile(0.95) ?? Number.NaN) / 1000, cohort);
+      result.observe(this.cohortLatencyP99, (stats.sketch.quantile(0.99) ?? Number.NaN) / 1000, cohort);
     }
   }
 

@@ -107,16 +107,16 @@ export const METRICS = {
     attributes: COHORT,
   },
   cohortLatencyP95: {
-    name: 'rollout_guardian.cohort.latency.p95',
-    unit: 'ms',
-    description: "P95 request latency of the cohort in the guardian's window.",
+    name: 'rollout_guardian.cohort.latency.p95_seconds',
+    unit: 's',
+    description: "P95 request latency of the cohort in the guardian's window, in seconds.",
     instrument: 'gauge',
     attributes: COHORT,
   },
   cohortLatencyP99: {
-    name: 'rollout_guardian.cohort.latency.p99',
-    unit: 'ms',
-    description: "P99 request latency of the cohort in the guardian's window.",
+    name: 'rollout_guardian.cohort.latency.p99_seconds',
+    unit: 's',
+    description: "P99 request latency of the cohort in the guardian's window, in seconds.",
     instrument: 'gauge',
     attributes: COHORT,
   },
@@ -142,9 +142,9 @@ export const METRICS = {
     attributes: FLAG,
   },
   guardMaxP95: {
-    name: 'rollout_guardian.guard.max_p95',
-    unit: 'ms',
-    description: "The guard's limit on the treatment's P95 latency; NaN while the flag is judged relative to its baseline or not judged.",
+    name: 'rollout_guardian.guard.max_p95_seconds',
+    unit: 's',
+    description: "The guard's absolute limit on the treatment's P95 latency, in seconds (a ceiling in relative mode); NaN while the flag is judged relative to its baseline alone or not judged.",
     instrument: 'gauge',
     attributes: FLAG,
   },
@@ -163,9 +163,9 @@ export const METRICS = {
     attributes: [ATTR_FEATURE_FLAG_KEY, ATTR_PLAN_STATE],
   },
   guardMaxP99: {
-    name: 'rollout_guardian.guard.max_p99',
-    unit: 'ms',
-    description: "The guard's limit on the treatment's P99 latency; NaN while the flag is judged relative to its baseline or not judged.",
+    name: 'rollout_guardian.guard.max_p99_seconds',
+    unit: 's',
+    description: "The guard's absolute limit on the treatment's P99 latency, in seconds (a ceiling in relative mode); NaN while the flag is judged relative to its baseline alone or not judged.",
     instrument: 'gauge',
     attributes: FLAG,
   },
@@ -184,9 +184,9 @@ export const METRICS = {
     attributes: [],
   },
   lastTickAge: {
-    name: 'rollout_guardian.last_tick_age',
-    unit: 'ms',
-    description: 'Time since the guardian last judged its flags; growing past a slot means it has stalled.',
+    name: 'rollout_guardian.last_tick_age_seconds',
+    unit: 's',
+    description: 'Seconds since the guardian last judged its flags; growing past a slot means it has stalled.',
     instrument: 'gauge',
     attributes: [],
   },
@@ -260,6 +260,20 @@ export const METRICS = {
     instrument: 'observable-counter',
     attributes: [],
   },
+  guardianErrors: {
+    name: 'rollout_guardian.errors',
+    unit: '{error}',
+    description: "Errors caught in the guardian's and the plan runner's background work (a flag's judgment, a tick, a store read); each also goes to OpenTelemetry's diag.",
+    instrument: 'observable-counter',
+    attributes: [ATTR_REASON],
+  },
+  outOfTimeOutcomes: {
+    name: 'rollout_guardian.cohort_registry.out_of_time_outcomes',
+    unit: '{outcome}',
+    description: 'Outcomes refused for their event time: late (before the slot the guardian already judged) or future (dated ahead of the clock).',
+    instrument: 'observable-counter',
+    attributes: [ATTR_REASON],
+  },
 } as const satisfies Record<string, MetricSpec>;
 
 export type MetricId = keyof typeof METRICS;
@@ -267,7 +281,7 @@ export type MetricId = keyof typeof METRICS;
 /**
  * The names @opentelemetry/exporter-prometheus 0.223 prints: dots become `_` and counters
  * gain `_total`. It does not add unit suffixes (opentelemetry-js#3466 was closed unbuilt),
- * so `ms` stays in `# UNIT` metadata only. Written out rather than derived so dashboards and
+ * so the unit is part of the instrument name (`_seconds`), values in base units. Written out rather than derived so dashboards and
  * docs can grep them; the telemetry test checks each against a real scrape.
  */
 export const PROMETHEUS_NAMES = {
@@ -275,18 +289,20 @@ export const PROMETHEUS_NAMES = {
   rolloutPercentage: 'rollout_guardian_flag_rollout_percentage',
   cohortRequests: 'rollout_guardian_cohort_requests',
   cohortErrorRate: 'rollout_guardian_cohort_error_rate',
-  cohortLatencyP95: 'rollout_guardian_cohort_latency_p95',
-  cohortLatencyP99: 'rollout_guardian_cohort_latency_p99',
+  cohortLatencyP95: 'rollout_guardian_cohort_latency_p95_seconds',
+  cohortLatencyP99: 'rollout_guardian_cohort_latency_p99_seconds',
   breach: 'rollout_guardian_flag_breach',
   verdict: 'rollout_guardian_flag_verdict',
   guardMaxErrorRate: 'rollout_guardian_guard_max_error_rate',
-  guardMaxP95: 'rollout_guardian_guard_max_p95',
-  guardMaxP99: 'rollout_guardian_guard_max_p99',
+  guardMaxP95: 'rollout_guardian_guard_max_p95_seconds',
+  guardMaxP99: 'rollout_guardian_guard_max_p99_seconds',
   planStep: 'rollout_guardian_plan_step',
   planState: 'rollout_guardian_plan_state',
   rollbacks: 'rollout_guardian_rollbacks_total',
   pendingRollbacks: 'rollout_guardian_pending_rollbacks',
-  lastTickAge: 'rollout_guardian_last_tick_age',
+  lastTickAge: 'rollout_guardian_last_tick_age_seconds',
+  guardianErrors: 'rollout_guardian_errors_total',
+  outOfTimeOutcomes: 'rollout_guardian_cohort_registry_out_of_time_outcomes_total',
   recordedOutcomes: 'rollout_guardian_span_processor_recorded_outcomes_total',
   droppedExposures: 'rollout_guardian_span_processor_dropped_exposures_total',
   droppedTraces: 'rollout_guardian_span_processor_dropped_traces_total',

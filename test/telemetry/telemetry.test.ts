@@ -167,7 +167,7 @@ describe('GuardianTelemetry scraped through a real Prometheus exporter', () => {
     const verdicts = s.find('verdict', { [LABEL_KEY]: FLAG });
     expect(verdicts.map((x) => x.labels.verdict).sort()).toEqual([...VERDICTS].sort());
     expect(verdicts.filter((x) => x.value === 1).map((x) => x.labels.verdict)).toEqual(['insufficient']);
-    expect(s.value('lastTickAge')).toBe(7_000);
+    expect(s.value('lastTickAge')).toBe(7);
     expect(s.value('pendingRollbacks')).toBe(0);
   });
 
@@ -184,10 +184,10 @@ describe('GuardianTelemetry scraped through a real Prometheus exporter', () => {
     expect(s.value('cohortRequests', off)).toBe(200);
     expect(s.value('cohortErrorRate', on)).toBe(0.5);
     expect(s.value('cohortErrorRate', off)).toBe(0);
-    // Treatment latencies are 100..299 ms: P95 is the 190th (289 ms), P99 the 198th (297 ms), within the sketch's 1%.
-    expect(Math.abs(s.value('cohortLatencyP95', on) - 289)).toBeLessThanOrEqual(289 * 0.01);
-    expect(Math.abs(s.value('cohortLatencyP99', on) - 297)).toBeLessThanOrEqual(297 * 0.01);
-    expect(Math.abs(s.value('cohortLatencyP95', off) - 20)).toBeLessThanOrEqual(20 * 0.01);
+    // Treatment latencies are 100..299 ms: P95 is the 190th (289 ms), P99 the 198th (297 ms), within the sketch's 1%; in seconds.
+    expect(Math.abs(s.value('cohortLatencyP95', on) - 0.289)).toBeLessThanOrEqual(0.289 * 0.01);
+    expect(Math.abs(s.value('cohortLatencyP99', on) - 0.297)).toBeLessThanOrEqual(0.297 * 0.01);
+    expect(Math.abs(s.value('cohortLatencyP95', off) - 0.02)).toBeLessThanOrEqual(0.02 * 0.01);
   });
 
   it('reports NaN, not zero and not the last value, for cohort rates and latencies once the window has no traffic', async () => {
@@ -230,11 +230,11 @@ describe('GuardianTelemetry scraped through a real Prometheus exporter', () => {
     const h = await harness();
     await h.guardian.tick();
     const flag = { [LABEL_KEY]: FLAG };
-    // The test flag's guard leaves the limits out: the defaults of 1%, 500 ms and 1000 ms.
+    // The test flag's guard leaves the limits out: the defaults of 1%, 500 ms and 1000 ms, in seconds.
     const s = await h.scrape();
     expect(s.value('guardMaxErrorRate', flag)).toBe(0.01);
-    expect(s.value('guardMaxP95', flag)).toBe(500);
-    expect(s.value('guardMaxP99', flag)).toBe(1000);
+    expect(s.value('guardMaxP95', flag)).toBe(0.5);
+    expect(s.value('guardMaxP99', flag)).toBe(1);
 
     await rollBack(h);
     h.clock.advance(SLOT_MS);
@@ -245,14 +245,15 @@ describe('GuardianTelemetry scraped through a real Prometheus exporter', () => {
     expect(after.value('guardMaxP99', flag)).toBeNaN();
   });
 
-  it('reports the written limits of a flag and NaN for those of a flag judged relative to its baseline, which has no fixed line', async () => {
+  it('reports the written limits of a flag, also as the ceiling of a relative one, and NaN for a flag judged against its baseline alone', async () => {
     const clock = new FakeClock();
     const { endpoint, meter } = await endpointFor();
     const variants = { variants: { on: true, off: false }, defaultVariant: 'off', rollout: { variant: 'on', percentage: 20 } } as const;
     const store = new MemoryFlagStore({
       flags: {
         absolute: { ...variants, guard: { maxErrorRate: 0.05, maxP95Ms: 250, maxP99Ms: 900 } },
-        relative: { ...variants, guard: { maxErrorRate: 0.05, relative: { maxErrorRateIncrease: 0.01, maxP95IncreasePct: 20 } } },
+        ceiling: { ...variants, guard: { maxErrorRate: 0.05, relative: { maxErrorRateIncrease: 0.01, maxP95IncreasePct: 20 } } },
+        relative: { ...variants, guard: { maxErrorRate: 0.05, relative: { maxErrorRateIncrease: 0.01, maxP95IncreasePct: 20, ceiling: false } } },
       },
       clock,
     });
@@ -267,8 +268,10 @@ describe('GuardianTelemetry scraped through a real Prometheus exporter', () => {
 
     const s = await scrape(endpoint);
     expect(s.value('guardMaxErrorRate', { [LABEL_KEY]: 'absolute' })).toBe(0.05);
-    expect(s.value('guardMaxP95', { [LABEL_KEY]: 'absolute' })).toBe(250);
-    expect(s.value('guardMaxP99', { [LABEL_KEY]: 'absolute' })).toBe(900);
+    expect(s.value('guardMaxP95', { [LABEL_KEY]: 'absolute' })).toBe(0.25);
+    expect(s.value('guardMaxP99', { [LABEL_KEY]: 'absolute' })).toBe(0.9);
+    expect(s.value('guardMaxErrorRate', { [LABEL_KEY]: 'ceiling' })).toBe(0.05);
+    expect(s.value('guardMaxP95', { [LABEL_KEY]: 'ceiling' })).toBe(0.5);
     expect(s.value('guardMaxErrorRate', { [LABEL_KEY]: 'relative' })).toBeNaN();
     expect(s.value('guardMaxP95', { [LABEL_KEY]: 'relative' })).toBeNaN();
     expect(s.value('guardMaxP99', { [LABEL_KEY]: 'relative' })).toBeNaN();
