@@ -1,6 +1,7 @@
 // What every store does with its watchers and its re-reads: listeners that cannot break one
 // another, and a re-read that never runs twice at once (a request during a run runs once more
 // after it, so the last change is never missed).
+import { diag } from '@opentelemetry/api';
 import type { StoreEvent, StoreListener } from './flag-store.js';
 
 export class StoreListeners {
@@ -47,7 +48,9 @@ export class CoalescedRun {
     this.running = (async () => {
       do {
         this.again = false;
-        await this.once();
+        // `once` handles its own failures; should one escape, it must not become an unhandled
+        // rejection of a timer's fire-and-forget call, which would take the host down.
+        await this.once().catch((err: unknown) => diag.error(`rollout-guardian: a store re-read failed: ${err instanceof Error ? err.message : String(err)}`));
       } while (this.again && !this.stopped());
     })().finally(() => {
       this.running = undefined;
