@@ -30,9 +30,9 @@ const FAST_SHARE = 0.01;
 const HOUR_MS = 3_600_000;
 /** Restarted tests kept at once besides the first; older ones are retired (retiring never adds a false alarm). */
 const MAX_RESTARTS = 12;
-/** Half the 95% quantile of chi-square(1): the profile-likelihood slack for dating a breach to the start, and how strongly a fifth of a breach's span may favour the limit and still count as part of it. */
+/** Half the 95% quantile of chi-square(1): the profile-likelihood slack for dating a breach to the start of the evidence. */
 const ONSET_SLACK = 1.92;
-/** ln 100: a recent stretch this much likelier at the limit than at the breach's rate says the breach has passed. */
+/** ln 100: a recent stretch (or a fifth of the span) this much likelier at the limit than at the breach's rate says the breach has passed (or was not one breach). */
 const RECOVERY_EVIDENCE = Math.log(100);
 /** Segments of history kept; older ones merge pairwise, so resolution coarsens with age. */
 const MAX_SEGMENTS = 96;
@@ -303,7 +303,7 @@ export class CheckEvidence {
   }
 
   /**
-   * A breach has held, and still holds, when no fifth of its span since the onset is strong
+   * A breach has held, and still holds, when no fifth of its span since the onset is 100:1
    * evidence for the limit's rate over the breach's (two bursts with a healthy gap read as the
    * limit's rate between them), and no recent stretch is confident evidence that the rate is
    * back at the limit (a blip that has passed): the newest suffixes are scanned for a likelihood
@@ -314,7 +314,7 @@ export class CheckEvidence {
     const spanMs = this.throughMs - onset.startMs;
     for (let part = 0; part < 5; part++) {
       const fromMs = onset.startMs + (spanMs * part) / 5;
-      if (this.llrBetween(fromMs, fromMs + spanMs / 5, p1) < -ONSET_SLACK) return false;
+      if (this.llrBetween(fromMs, fromMs + spanMs / 5, p1) < -RECOVERY_EVIDENCE) return false;
     }
     let n = 0;
     let k = 0;
