@@ -4,12 +4,13 @@ import { Document, LineCounter, isAlias, isCollection, isPair, isScalar, parseDo
 import { MAX_NESTING_DEPTH, type ParsedFlags, type SchemaIssue, describeIssue, parseFlagDocument } from '../core/parse-flags.js';
 
 /**
- * What a flag file (or a Redis definitions value) may be. Far above any real flag set (a
- * thousand flags take about 300 KB), low enough that reading one never stalls a process.
+ * What a flag file (or a Redis definitions value) may be. Room for the largest real flag sets
+ * (a thousand flags take about 300 KB; a 10,000-flag flagd file about 3.6 MB), low enough that
+ * a hostile or runaway file is refused before it is read.
  */
 export const FLAG_TEXT_LIMITS = {
   /** Bytes of text. */
-  maxBytes: 2 * 1024 * 1024,
+  maxBytes: 8 * 1024 * 1024,
   /** Nodes once YAML aliases are expanded: many flags may share `guard: *g`, no file may explode. */
   maxExpandedNodes: 500_000,
   /** Levels of nesting. */
