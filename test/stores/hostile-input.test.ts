@@ -151,11 +151,11 @@ describe('a flag file with hostile or oversized content', () => {
       const filler = `# ${'x'.repeat(1_000)}\n`;
       await writeFile(path, GOOD + filler.repeat(Math.ceil((50 * 1024 * 1024) / filler.length)));
       const store = new FileFlagStore({ path, watch: false });
-      await expect(store.load()).rejects.toThrow(/flags\.yaml: the file is 50\.0 MB, over the limit of 2\.0 MB for a flag file; split it/);
+      await expect(store.load()).rejects.toThrow(/flags\.yaml: the file is 50\.0 MB, over the limit of 8\.0 MB for a flag file; split it/);
       const run = io(dir);
       const heapBefore = process.memoryUsage().heapUsed;
       expect(await runCli(['validate', path], run.io)).toBe(1);
-      expect(run.out.stderr).toMatch(/flags\.yaml: the file is 50\.0 MB, over the limit of 2\.0 MB/);
+      expect(run.out.stderr).toMatch(/flags\.yaml: the file is 50\.0 MB, over the limit of 8\.0 MB/);
       expect(run.out.stderr).not.toMatch(/unexpected failure|\n\s+at /);
       // Refused without being parsed: the heap grew by the text alone, not by a document tree.
       expect(process.memoryUsage().heapUsed - heapBefore).toBeLessThan(400 * 1024 * 1024);
