@@ -30,8 +30,8 @@ const FAST_SHARE = 0.01;
 const HOUR_MS = 3_600_000;
 /** Restarted tests kept at once besides the first; older ones are retired (retiring never adds a false alarm). */
 const MAX_RESTARTS = 12;
-/** Half the 95% quantile of chi-square(1): the profile-likelihood slack for dating a breach to the start of the evidence. */
-const ONSET_SLACK = 1.92;
+/** ln 100: how much better two rates (before and after a split) must explain the data than one for a change within them. */
+const CHANGE_EVIDENCE = Math.log(100);
 /** ln 100: a recent stretch (or a fifth of the span) this much likelier at the limit than at the breach's rate says the breach has passed (or was not one breach). */
 const RECOVERY_EVIDENCE = Math.log(100);
 /** Segments of history kept; older ones merge pairwise, so resolution coarsens with age. */
@@ -261,45 +261,48 @@ export class CheckEvidence {
   }
 
   /**
-   * When the breach began: the start of the suffix of history most above its limit (the
-   * largest likelihood ratio against the limit, the maximum-likelihood change point), or the
-   * start of the evidence when the data are as consistent with a breach since then (within a
-   * 95% profile-likelihood bound): a treatment bad from its first request has been breaching
-   * since the rollout began, not since the noise happened to peak. Never an earlier time the
-   * data merely allow: "held for N s" must not claim more than happened.
+   * When the breach began. If the data since the start show no change of rate (a rate before
+   * and another after the best split explain them no better than one rate, by less than
+   * CHANGE_EVIDENCE), the treatment has been as it is since the rollout or step began: the
+   * onset is the start. Otherwise it is the maximum-likelihood change point: the start of the
+   * suffix most above its limit. Never an earlier time the data merely allow, so "held for N s"
+   * does not claim more than happened.
    */
   private onset(): { segment: Segment; llr: number } | undefined {
+    const count = this.segments.length;
     let n = 0;
     let k = 0;
     let expected = 0;
-    const llrs: number[] = [];
     let bestLlr = 0;
-    for (let i = this.segments.length - 1; i >= 0; i--) {
+    let best = -1;
+    const suffixN = new Float64Array(count + 1);
+    const suffixK = new Float64Array(count + 1);
+    const suffixE = new Float64Array(count + 1);
+    for (let i = count - 1; i >= 0; i--) {
       const s = this.segments[i] as Segment;
       n += s.n;
       k += s.k;
       expected += s.expected;
-      const p0 = n > 0 ? expected / n : 0;
-      const llr = n === 0 || s.n === 0 || k / n <= p0 ? 0 : p0 > 0 && p0 < 1 ? binomialLlr(k, n, p0) : Number.POSITIVE_INFINITY;
-      llrs.push(llr);
-      if (llr > bestLlr) bestLlr = llr;
+      suffixN[i] = n;
+      suffixK[i] = k;
+      suffixE[i] = expected;
+      if (n === 0 || s.n === 0) continue;
+      const p0 = expected / n;
+      if (k / n <= p0) continue;
+      const llr = p0 > 0 && p0 < 1 ? binomialLlr(k, n, p0) : Number.POSITIVE_INFINITY;
+      if (llr > bestLlr) {
+        bestLlr = llr;
+        best = i;
+      }
     }
-    if (bestLlr <= 0) return undefined;
-    n = 0;
-    k = 0;
-    expected = 0;
-    let onset: Segment | undefined;
-    let sinceStart: Segment | undefined;
-    for (let i = this.segments.length - 1, j = 0; i >= 0; i--, j++) {
-      const s = this.segments[i] as Segment;
-      n += s.n;
-      k += s.k;
-      expected += s.expected;
-      if (onset === undefined && llrs[j] === bestLlr) onset = { startMs: s.startMs, endMs: this.throughMs, n, k, expected };
-      if (i === 0 && (llrs[j] as number) > 0 && (llrs[j] as number) >= bestLlr - ONSET_SLACK) sinceStart = { startMs: s.startMs, endMs: this.throughMs, n, k, expected };
-    }
-    if (sinceStart !== undefined) onset = sinceStart;
-    return onset === undefined ? undefined : { segment: onset, llr: bestLlr };
+    if (best < 0) return undefined;
+    const at = (i: number): Segment => ({ startMs: (this.segments[i] as Segment).startMs, endMs: this.throughMs, n: suffixN[i] as number, k: suffixK[i] as number, expected: suffixE[i] as number });
+    const first = this.segments.findIndex((s) => s.n > 0);
+    const allN = suffixN[0] as number;
+    const allK = suffixK[0] as number;
+    // Above the limit over the whole span, with no evidence of a change within it: since the start.
+    if (first >= 0 && allK / allN > (suffixE[0] as number) / allN && changeEvidence(suffixN, suffixK, first, count) < CHANGE_EVIDENCE) return { segment: at(first), llr: bestLlr };
+    return { segment: at(best), llr: bestLlr };
   }
 
   /**
@@ -352,4 +355,29 @@ export class CheckEvidence {
     if (!(p0 > 0 && p0 < 1 && p1 < 1)) return k > 0 || p0 <= 0 ? 0 : Number.NEGATIVE_INFINITY;
     return k * Math.log(p1 / p0) + (n - k) * Math.log((1 - p1) / (1 - p0));
   }
+}
+
+/** k ln p + (n - k) ln(1 - p) at the maximum-likelihood p = k/n (0 ln 0 = 0). */
+function maxLogLikelihood(k: number, n: number): number {
+  if (n <= 0 || k <= 0 || k >= n) return 0;
+  const p = k / n;
+  return k * Math.log(p) + (n - k) * Math.log1p(-p);
+}
+
+/**
+ * The log likelihood ratio of the best two-rate split of segments [first, count) against one
+ * rate for all: how strongly the data say the rate changed somewhere within them.
+ */
+function changeEvidence(suffixN: Float64Array, suffixK: Float64Array, first: number, count: number): number {
+  const allN = suffixN[first] as number;
+  const allK = suffixK[first] as number;
+  const one = maxLogLikelihood(allK, allN);
+  let best = 0;
+  for (let split = first + 1; split < count; split++) {
+    const afterN = suffixN[split] as number;
+    const afterK = suffixK[split] as number;
+    const gain = maxLogLikelihood(allK - afterK, allN - afterN) + maxLogLikelihood(afterK, afterN) - one;
+    if (gain > best) best = gain;
+  }
+  return best;
 }
