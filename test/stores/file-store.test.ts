@@ -105,7 +105,9 @@ describe('FileFlagStore', () => {
       const path = await fixture(dir);
       const store = new FileFlagStore({ path });
       const good = await store.load();
-      const invalid = eventsOf(store, (e) => e.type === 'invalid');
+      // A watcher may first read the file half-written (writeFile truncates first): wait for the
+      // complaint about the text as written.
+      const invalid = eventsOf(store, (e) => e.type === 'invalid' && /YAML syntax error/.test(e.message));
       await writeFile(path, 'flags:\n  new-checkout: [unclosed\n');
       const event = await invalid;
       expect(event.type === 'invalid' && event.message).toMatch(new RegExp(`${path.replace(/[.]/g, '\\.')}:\\d+:\\d+: YAML syntax error`));

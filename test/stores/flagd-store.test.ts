@@ -343,7 +343,9 @@ describe('FlagdFileStore', () => {
       await changed;
       expect(await provider.resolveBooleanEvaluation('pct-all', false, {})).toMatchObject({ value: true, reason: 'STATIC' });
 
-      const invalid = nextEvent<StoreEvent>((l) => store.watch(l), (e) => e.type === 'invalid');
+      // writeFile truncates before it writes: a watcher may read the empty file first, which is
+      // invalid too. Wait for the complaint about the text as written.
+      const invalid = nextEvent<StoreEvent>((l) => store.watch(l), (e) => e.type === 'invalid' && /flags\.flagd\.json:3:/.test(e.message));
       await writeFile(path, '{\n  "flags": {\n    "pct-all": {,\n');
       const event = await invalid;
       expect(event.type === 'invalid' && event.message).toMatch(/flags\.flagd\.json:3:\d+: JSON syntax error/);
