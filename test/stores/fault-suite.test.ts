@@ -6,7 +6,7 @@ import { faultTable, runFaultSuite } from '../../scripts/fault-suite.js';
 
 describe('the stores fault suite', () => {
   it('survives every fault in every trial, losing no definition, no state and no audit entry', async () => {
-    const rows = await runFaultSuite({ trials: 10, seed: 7 });
+    const rows = await runFaultSuite({ trials: 4, seed: 7 });
     expect(rows.map((r) => r.fault)).toHaveLength(10);
     const failed = rows.filter((r) => r.survived !== r.trials || r.definitionsLost + r.stateLost + r.auditMismatches > 0);
     expect(failed, faultTable(rows)).toEqual([]);
