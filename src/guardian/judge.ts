@@ -6,10 +6,11 @@
 import type { CheckName, FlagEvidence, LimitBasis } from './flag-evidence.js';
 import type { GuardPolicy } from './guard-policy.js';
 import { bernoulliKl } from './statistics.js';
+import type { Verdict } from '../telemetry/names.js';
 
 export type { CheckName } from './flag-evidence.js';
 export type CheckState = 'insufficient' | 'ok' | 'healthy' | 'breaching' | 'confirmed' | 'overwhelming';
-export type Verdict = 'insufficient' | 'watching' | 'healthy' | 'breaching' | 'rollback';
+export type { Verdict } from '../telemetry/names.js';
 
 export interface CheckResult {
   readonly check: CheckName;

@@ -392,6 +392,7 @@ export class RolloutGuardian {
         this.pending.delete(flagKey);
         this.reportedDryRun.add(flagKey);
         const record = { flagKey, reason: rollback.reason, cause: rollback.cause, evidence: rollback.evidence, decidedAtMs: rollback.decidedAtMs, landedAtMs: this.clock.now(), dryRun: true };
+        diag.warn(`rollout-guardian: [dry run] would roll back "${flagKey}": ${rollback.reason}`);
         this.emit((l) => l.rollback?.(record));
         continue;
       }
@@ -407,6 +408,8 @@ export class RolloutGuardian {
       }
       this.pending.delete(flagKey);
       this.stale = true;
+      // Never silent: a rollback is said through OpenTelemetry's diag even with no listener.
+      diag.warn(`rollout-guardian: rolled back "${flagKey}": ${rollback.reason}`);
       const record: RollbackRecord = {
         flagKey,
         reason: rollback.reason,

@@ -21,12 +21,11 @@ import { DEFAULT_GUARD_POLICY, type GuardPolicy } from '../guardian/guard-policy
 import type { GuardianSpanProcessorStats } from '../guardian/guardian-span-processor.js';
 import type { OtlpIngestStats } from '../ingest/otlp-ingest.js';
 import { requirePositiveInteger } from '../guardian/option-checks.js';
-import type { Verdict } from '../guardian/judge.js';
 import type { GuardedFlagStatus, RollbackRecord, RolloutGuardian } from '../guardian/rollout-guardian.js';
 import { systemClock } from '../runtime/system-clock.js';
 import type { FlagStore, StoreSnapshot } from '../stores/flag-store.js';
 import type { PlanStatus } from '../core/flag-schema.js';
-import { LATENESS_REASONS, REFUSAL_REASONS, ATTR_PLAN_STATE, PLAN_STATES, ATTR_CHECK, ATTR_FEATURE_FLAG_KEY, ATTR_METRIC_OVERFLOW, ATTR_REASON, ATTR_VARIANT, ATTR_VERDICT, METRICS, type MetricSpec, VERDICTS } from './names.js';
+import { type Verdict, LATENESS_REASONS, REFUSAL_REASONS, ATTR_PLAN_STATE, PLAN_STATES, ATTR_CHECK, ATTR_FEATURE_FLAG_KEY, ATTR_METRIC_OVERFLOW, ATTR_REASON, ATTR_VARIANT, ATTR_VERDICT, METRICS, type MetricSpec, VERDICTS } from './names.js';
 
 export interface GuardianTelemetryOptions {
   readonly meter: Meter;

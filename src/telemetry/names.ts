@@ -9,7 +9,6 @@ import {
   ATTR_FEATURE_FLAG_RESULT_VARIANT,
   EVENT_FEATURE_FLAG_EVALUATION,
 } from '@opentelemetry/semantic-conventions/incubating';
-import type { Verdict } from '../guardian/judge.js';
 import { type PlanStatus, planStatuses } from '../core/flag-schema.js';
 
 // The span side, from OpenTelemetry's semantic conventions: the flag (`feature_flag.key`,
@@ -315,14 +314,16 @@ export const PROMETHEUS_NAMES = {
   ingestUnattributable: 'rollout_guardian_ingest_unattributable_evaluations_total',
 } as const satisfies Record<MetricId, string>;
 
-// A record so the compiler insists on every verdict the judge can give.
 /** Values of the plan `state` label, each reported (0 or 1) for every flag with a plan. */
 export const PLAN_STATES: readonly PlanStatus[] = planStatuses;
 
-const VERDICT_SET: Record<Verdict, true> = { insufficient: true, watching: true, healthy: true, breaching: true, rollback: true };
-
-/** Values of the `verdict` label, each reported (0 or 1) for every guarded flag. */
-export const VERDICTS: readonly Verdict[] = Object.keys(VERDICT_SET) as Verdict[];
+/**
+ * The guardian's verdicts, which are also the values of the `verdict` label, each reported (0
+ * or 1) for every guarded flag. Defined here, where the label is, and taken by the judge, so
+ * telemetry's names depend on nothing in the guardian.
+ */
+export const VERDICTS = ['insufficient', 'watching', 'healthy', 'breaching', 'rollback'] as const;
+export type Verdict = (typeof VERDICTS)[number];
 
 /** The instrumentation scope the guardian's meter should be obtained under. */
 export const METER_NAME = 'rollout-guardian';

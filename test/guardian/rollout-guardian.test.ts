@@ -1,4 +1,4 @@
-import { context, trace } from '@opentelemetry/api';
+import { context, diag, DiagLogLevel, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { BasicTracerProvider } from '@opentelemetry/sdk-trace-base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -90,6 +90,19 @@ describe('RolloutGuardian', () => {
     await r.run(30, 10, 0.06);
     expect(r.rollbacks).toHaveLength(1);
     expect(r.guardian.status()).toEqual([]);
+  });
+
+  it('says every rollback through OpenTelemetry diag, with no listener needed', async () => {
+    const warnings: string[] = [];
+    const quiet = () => undefined;
+    diag.setLogger({ error: quiet, warn: (m: string) => warnings.push(m), info: quiet, debug: quiet, verbose: quiet }, DiagLogLevel.WARN);
+    try {
+      const r = rig({ checkout: checkout() });
+      await r.run(330, 10, 0.06);
+      expect(warnings).toEqual([expect.stringMatching(/^rollout-guardian: rolled back "checkout": breach held for \d+ s/)]);
+    } finally {
+      diag.disable();
+    }
   });
 
   it('keeps a rollback that fails to write and retries it every tick until it lands', async () => {
