@@ -9,7 +9,7 @@ import { request as httpRequest } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { join } from 'node:path';
 import { Client as GrpcClient, credentials as grpcCredentials, Metadata, status as grpcStatus } from '@grpc/grpc-js';
-import { gzipSync } from 'node:zlib';
+import { deflateSync, gzipSync } from 'node:zlib';
 import { context, propagation, ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
 import { logs } from '@opentelemetry/api-logs';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
@@ -147,6 +147,25 @@ describe('health on a serve that hears nothing', () => {
         expect(run.code).toBe(1);
         expect(run.stdout).toMatch(/telemetry arriving +fail +no outcomes in the last \d+ s: refused so far: 1 request\(s\) unsupported media type \(send OTLP as http\/protobuf or http\/json \(or gRPC\)\)/);
       });
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('compression the exporters do not send by default', () => {
+  it('takes a deflate-encoded body (Content-Encoding: deflate) as it takes gzip, and answers in the request encoding', async () => {
+    const clock = new FakeClock(Date.parse('2026-11-27T12:00:00Z'));
+    const server = await startServer({ clock, slotMs: 1000, slotCount: 600 });
+    try {
+      const body = deflateSync(Buffer.from(traces([jsonSpan(1, clock.now() - 1_000), jsonSpan(2, clock.now() - 2_000)])));
+      const response = await post(server, '/v1/traces', body, { 'content-type': 'application/json', 'content-encoding': 'deflate' });
+      expect(response.status).toBe(200);
+      expect(response.headers.get('content-type')).toBe('application/json');
+      expect(await ingestStats(server)).toMatchObject({ spans: 2, recordedOutcomes: 2 });
+      // A corrupt deflate stream is the payload's fault: a 400, not a 500.
+      const corrupt = await post(server, '/v1/traces', Buffer.from('not deflate at all'), { 'content-type': 'application/json', 'content-encoding': 'deflate' });
+      expect(corrupt.status).toBe(400);
     } finally {
       await server.close();
     }
