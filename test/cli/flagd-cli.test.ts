@@ -190,6 +190,27 @@ describe('flagd schema findings are warnings', () => {
     },
   };
 
+  it('eval answers a flagd file as flagd does: DISABLED and DEFAULT with no variant are the caller\'s default, matched against flagd-core', async () => {
+    const dir = await workspace();
+    const doc = {
+      flags: {
+        off: { state: 'DISABLED', variants: { on: true, off: false }, defaultVariant: 'on' },
+        'no-default': { state: 'ENABLED', variants: { a: 'a', b: 'b' }, targeting: { if: [{ '==': [{ var: 'tier' }, 'gold'] }, 'a', null] } },
+      },
+    };
+    await writeFile(join(dir, 'semantics.json'), `${JSON.stringify(doc, null, 2)}\n`);
+    const core = new FlagdCore(undefined, SILENT);
+    core.setConfigurations(JSON.stringify(doc));
+    const disabled = JSON.parse((await run(dir, ['eval', 'off', '--store', 'flagd:semantics.json', '--json'])).stdout) as Record<string, unknown>;
+    expect(disabled).toMatchObject({ value: null, variant: null, reason: 'DISABLED' });
+    expect(core.resolveBooleanEvaluation('off', false, {})).toMatchObject({ value: false, reason: 'DISABLED' });
+    const unmatched = JSON.parse((await run(dir, ['eval', 'no-default', '--store', 'flagd:semantics.json', '--context', '{"tier":"silver"}', '--json'])).stdout) as Record<string, unknown>;
+    expect(unmatched).toMatchObject({ value: null, variant: null, reason: 'DEFAULT' });
+    const matched = JSON.parse((await run(dir, ['eval', 'no-default', '--store', 'flagd:semantics.json', '--context', '{"tier":"gold"}', '--json'])).stdout) as Record<string, unknown>;
+    expect(matched).toMatchObject({ value: 'a', variant: 'a', reason: 'TARGETING_MATCH' });
+    expect(core.resolveStringEvaluation('no-default', 'x', { tier: 'gold' })).toMatchObject({ value: 'a', variant: 'a', reason: 'TARGETING_MATCH' });
+  });
+
   it('validate flagd:<file> accepts a file flagd serves and lists what its strict schema says, located', async () => {
     const dir = await workspace();
     await writeFile(join(dir, 'lenient.json'), `${JSON.stringify(LENIENT, null, 2)}\n`);

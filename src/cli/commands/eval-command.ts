@@ -95,6 +95,33 @@ export function registerEval(program: Command, ctx: CommandContext): void {
     const context = options.context ?? {};
     await withStore(options.store, io, async (store) => {
       const snapshot = await store.load();
+      const served = snapshot.serving?.get(flagKey);
+      if (served !== undefined) {
+        // A store with its own serving semantics (a flagd file) answers as the provider does.
+        const result = served.evaluate(context, nowMs);
+        const report: EvaluationReport = {
+          flag: flagKey,
+          at: new Date(nowMs).toISOString(),
+          context,
+          value: result.value,
+          variant: result.variant ?? null,
+          reason: result.reason,
+          errorCode: result.errorCode ?? null,
+          errorMessage: result.errorMessage ?? null,
+          metadata: result.flagMetadata,
+          rule: null,
+          bucket: null,
+          explanation:
+            result.value === null
+              ? `served as a flagd daemon serves it: no variant, so the caller's default value (${result.reason})`
+              : `served as a flagd daemon serves it (flagd's targeting rules): variant ${result.variant ?? '-'} (${result.reason})`,
+          errors: [],
+          rules: [],
+        };
+        io.stdout.write(options.json ? jsonText(report) : reportText(report));
+        if (result.reason === Reason.ERROR) ctx.exitCode = ExitCode.FAILURE;
+        return;
+      }
       knownFlag(snapshot, flagKey);
       const { set } = buildFlagSet(snapshot.parsed, snapshot.state, nowMs, undefined, snapshot.external);
       const entry = set.flags.get(flagKey);
