@@ -2,7 +2,7 @@
 // given time), and says why: the rule that matched, the bucket, the state that decided it.
 import { type Command, InvalidArgumentError } from 'commander';
 import { instantArgument } from '../arguments.js';
-import type { EvaluationContext, FlagMetadata, FlagValue } from '../../core/compile-flag.js';
+import type { EvaluationContext, EvaluationResult, FlagMetadata, FlagValue } from '../../core/compile-flag.js';
 import { evaluate } from '../../core/evaluate.js';
 import { buildFlagSet } from '../../core/flag-set.js';
 import { Reason } from '../../core/reasons.js';
@@ -96,40 +96,33 @@ export function registerEval(program: Command, ctx: CommandContext): void {
     await withStore(options.store, io, async (store) => {
       const snapshot = await store.load();
       const served = snapshot.serving?.get(flagKey);
+      let result: EvaluationResult;
+      let detail: Pick<EvaluationReport, 'rule' | 'bucket' | 'explanation' | 'errors' | 'rules'>;
       if (served !== undefined) {
         // A store with its own serving semantics (a flagd file) answers as the provider does.
-        const result = served.evaluate(context, nowMs);
-        const report: EvaluationReport = {
-          flag: flagKey,
-          at: new Date(nowMs).toISOString(),
-          context,
-          value: result.value,
-          variant: result.variant ?? null,
-          reason: result.reason,
-          errorCode: result.errorCode ?? null,
-          errorMessage: result.errorMessage ?? null,
-          metadata: result.flagMetadata,
-          rule: null,
-          bucket: null,
-          explanation:
-            result.value === null
-              ? `served as a flagd daemon serves it: no variant, so the caller's default value (${result.reason})`
-              : `served as a flagd daemon serves it (flagd's targeting rules): variant ${result.variant ?? '-'} (${result.reason})`,
-          errors: [],
-          rules: [],
+        result = served.evaluate(context, nowMs);
+        const explanation =
+          result.value === null
+            ? `served as a flagd daemon serves it: no variant, so the caller's default value (${result.reason})`
+            : `served as a flagd daemon serves it (flagd's targeting rules): variant ${result.variant ?? '-'} (${result.reason})`;
+        detail = { rule: null, bucket: null, explanation, errors: [], rules: [] };
+      } else {
+        knownFlag(snapshot, flagKey);
+        const { set } = buildFlagSet(snapshot.parsed, snapshot.state, nowMs, undefined, snapshot.external);
+        const entry = set.flags.get(flagKey);
+        if (entry === undefined) throw new Error(`flag "${flagKey}" is known but was not compiled`);
+        result = evaluate(entry, context, nowMs);
+        const rules = entry.kind === 'flag' ? checkRules(entry.definition.targeting ?? [], context) : [];
+        const match = result.reason === Reason.TARGETING_MATCH ? rules.find((r) => r.matched) : undefined;
+        const bucket = bucketView(flagKey, context, result);
+        detail = {
+          rule: match === undefined ? null : { index: match.index, name: match.name, variant: match.variant },
+          bucket: bucket ?? null,
+          explanation: explain(entry, result, match, bucket),
+          errors: entry.kind === 'invalid' ? (snapshot.flagErrors?.get(flagKey) ?? []) : [],
+          rules,
         };
-        io.stdout.write(options.json ? jsonText(report) : reportText(report));
-        if (result.reason === Reason.ERROR) ctx.exitCode = ExitCode.FAILURE;
-        return;
       }
-      knownFlag(snapshot, flagKey);
-      const { set } = buildFlagSet(snapshot.parsed, snapshot.state, nowMs, undefined, snapshot.external);
-      const entry = set.flags.get(flagKey);
-      if (entry === undefined) throw new Error(`flag "${flagKey}" is known but was not compiled`);
-      const result = evaluate(entry, context, nowMs);
-      const rules = entry.kind === 'flag' ? checkRules(entry.definition.targeting ?? [], context) : [];
-      const match = result.reason === Reason.TARGETING_MATCH ? rules.find((r) => r.matched) : undefined;
-      const bucket = bucketView(flagKey, context, result);
       const report: EvaluationReport = {
         flag: flagKey,
         at: new Date(nowMs).toISOString(),
@@ -140,11 +133,7 @@ export function registerEval(program: Command, ctx: CommandContext): void {
         errorCode: result.errorCode ?? null,
         errorMessage: result.errorMessage ?? null,
         metadata: result.flagMetadata,
-        rule: match === undefined ? null : { index: match.index, name: match.name, variant: match.variant },
-        bucket: bucket ?? null,
-        explanation: explain(entry, result, match, bucket),
-        errors: entry.kind === 'invalid' ? (snapshot.flagErrors?.get(flagKey) ?? []) : [],
-        rules,
+        ...detail,
       };
       io.stdout.write(options.json ? jsonText(report) : reportText(report));
       // A script that asks for a flag should notice that it does not resolve.
