@@ -90,7 +90,6 @@ export interface EvidenceReading {
   /** Requests and events since the onset. */
   readonly onsetSamples: number;
   readonly onsetEvents: number;
-  readonly onsetLimit: number;
   /** The likelihood ratio (log) of the suffix most above its limit: chosen after the fact, so a hint, never a test. */
   readonly onsetLlr: number;
   /** Whether the breach has held throughout its span since the onset and has not visibly passed (see holds()). */
@@ -113,7 +112,8 @@ export class CheckEvidence {
   private throughMs: number;
   private cachedP0 = Number.NaN;
   private steps = mixtureSteps(CONFIRM_COMPONENTS, 0.5);
-  private fastSteps = mixtureSteps(FAST_COMPONENTS, 0.5);
+  /** The fast path's steps, or undefined when its null (factor x limit) reaches 1 and it cannot act. */
+  private fastSteps: ReturnType<typeof mixtureSteps> | undefined;
 
   constructor(options: CheckEvidenceOptions) {
     this.alpha = options.alpha;
@@ -145,17 +145,14 @@ export class CheckEvidence {
       this.cachedP0 = p0;
       this.steps = mixtureSteps(CONFIRM_COMPONENTS, p0);
       const fastP0 = this.fastPathFactor === undefined ? 1 : this.fastPathFactor * p0;
-      this.fastSteps = fastP0 < 1 ? mixtureSteps(FAST_COMPONENTS, fastP0) : mixtureSteps(FAST_COMPONENTS, 0.5);
-      if (fastP0 >= 1) this.fastSteps.hit.fill(Number.NEGATIVE_INFINITY);
+      this.fastSteps = fastP0 < 1 ? mixtureSteps(FAST_COMPONENTS, fastP0) : undefined;
     }
     const { hit, miss } = this.steps;
     const fast = this.fastSteps;
     for (const test of this.tests) {
       for (let i = 0; i < hit.length; i++) test.logs[i] = (test.logs[i] as number) + k * (hit[i] as number) + (n - k) * (miss[i] as number);
-      for (let i = 0; i < fast.hit.length; i++) {
-        const step = k * (fast.hit[i] as number) + (n - k) * (fast.miss[i] as number);
-        test.fastLogs[i] = (test.fastLogs[i] as number) + (Number.isNaN(step) ? Number.NEGATIVE_INFINITY : step);
-      }
+      // A slot whose limit leaves the fast path nothing to reject gives it no evidence either way.
+      if (fast !== undefined) for (let i = 0; i < fast.hit.length; i++) test.fastLogs[i] = (test.fastLogs[i] as number) + k * (fast.hit[i] as number) + (n - k) * (fast.miss[i] as number);
     }
   }
 
@@ -196,7 +193,6 @@ export class CheckEvidence {
       onsetMs: onset?.startMs,
       onsetSamples: onset?.n ?? 0,
       onsetEvents: onset?.k ?? 0,
-      onsetLimit: onset && onset.n > 0 ? onset.expected / onset.n : limit,
       onsetLlr: found?.llr ?? 0,
       stillHolding: onset === undefined ? false : this.holds(onset),
       throughMs: this.throughMs,

@@ -36,11 +36,9 @@ export class FlagEvidence {
   readonly policy: GuardPolicy;
   readonly epochKey: string;
   readonly checks: CheckSlot[] = [];
-  private baselineSamples = 0;
   /** The baseline's counts per slot over the last sustainFor, newest last: the relative error limit's reference. */
   private readonly baselineRecent: { n: number; errors: number }[] = [];
   private readonly recentSlots: number;
-  private treatmentSamples = 0;
   private foldedThroughMs: number;
   private startedMs: number;
 
@@ -77,13 +75,9 @@ export class FlagEvidence {
     return this.foldedThroughMs;
   }
 
-  /** Baseline requests since the start, for the verdict's reason in relative mode. */
+  /** Baseline requests in the recent window the relative limits are taken from, for the verdict's reason. */
   get baselineCount(): number {
-    return this.baselineSamples;
-  }
-
-  get treatmentCount(): number {
-    return this.treatmentSamples;
+    return this.recentBaseline().n;
   }
 
   /**
@@ -96,7 +90,6 @@ export class FlagEvidence {
     this.foldedThroughMs = endMs;
     const relative = this.policy.relative;
     if (baseline !== undefined) {
-      this.baselineSamples += baseline.count;
       this.baselineRecent.push({ n: baseline.count, errors: baseline.errors });
       if (this.baselineRecent.length > this.recentSlots) this.baselineRecent.shift();
     }
@@ -136,7 +129,6 @@ export class FlagEvidence {
       const above = treatment.count === 0 ? 0 : treatment.sketch.countAbove(thresholdMs);
       check.evidence.fold(startMs, endMs, treatment.count, above, SHARE_ABOVE[check.name]);
     }
-    this.treatmentSamples += treatment.count;
   }
 
   /** The baseline's latest fifth of sustainFor, widened to the whole sustainFor when that is too thin. */
