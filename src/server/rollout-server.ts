@@ -150,7 +150,7 @@ export class RolloutServer {
           port: options.grpcPort,
           maxBodyBytes: server.otlpHttp.maxBodyBytes,
           tls: options.tls,
-          authenticate: auth === undefined ? undefined : (header) => auth.check(header, 'ingest'),
+          authenticate: auth === undefined ? undefined : (header) => auth.check(header, 'ingest').result,
         });
       } catch (err) {
         await server.close();
@@ -220,7 +220,7 @@ export class RolloutServer {
 
   /** Answers 401 or 403 (and counts it, for OTLP) unless the request carries a token with `role`. */
   private authorized(request: IncomingMessage, response: ServerResponse, role: Role, isOtlp: boolean): boolean {
-    const result = (this.auth as BearerAuth).check(request.headers.authorization, role);
+    const { result } = (this.auth as BearerAuth).check(request.headers.authorization, role);
     if (result === 'ok') return true;
     request.resume();
     const message =

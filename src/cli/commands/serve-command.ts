@@ -64,6 +64,8 @@ async function replayRecording(file: string, store: FlagStore, options: ServeOpt
 
 /** The env variable holding one bearer token (all roles) when no --token-file is given. */
 export const TOKEN_ENV_VAR = 'ROLLOUT_GUARDIAN_TOKEN';
+/** The name (audit actor) of the token from ROLLOUT_GUARDIAN_TOKEN. */
+export const ENV_TOKEN_NAME = 'env-token';
 
 function parseBytes(text: string): number {
   const m = /^(\d+)\s*(|k|ki|kib|m|mi|mib)$/i.exec(text.trim());
@@ -93,7 +95,7 @@ function authFrom(options: ServeOptions, env: Readonly<Record<string, string | u
   try {
     if (options.tokenFile !== undefined) return BearerAuth.parse(readFileFor('--token-file', options.tokenFile).toString('utf8'), options.tokenFile);
     const token = env[TOKEN_ENV_VAR];
-    if (token !== undefined && token !== '') return new BearerAuth([{ token: token.trim() }]);
+    if (token !== undefined && token !== '') return new BearerAuth([{ token: token.trim(), name: ENV_TOKEN_NAME }]);
   } catch (err) {
     if (err instanceof RangeError) throw new CliError(err.message.replace(/^BearerAuth: /, options.tokenFile === undefined ? `${TOKEN_ENV_VAR}: ` : ''));
     throw err;
@@ -121,7 +123,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       .option('--dry-run', 'judge and report rollbacks and plan steps without writing them')
       .option('--grpc-port <port>', 'OTLP/gRPC port (0 picks a free one)', parsePort, 4317)
       .option('--no-grpc-port', 'do not serve OTLP/gRPC')
-      .option('--token-file <file>', `bearer tokens, one per line with optional roles (read, ingest, operate); else ${TOKEN_ENV_VAR}; without either, only 127.0.0.1 is served`)
+      .option('--token-file <file>', `bearer tokens, one per line: TOKEN [ROLES] [NAME] (roles read, operate, ingest, default all; the name is the actor in the audit log); else ${TOKEN_ENV_VAR} (all roles, named ${ENV_TOKEN_NAME}); without either, only 127.0.0.1 is served`)
       .option('--tls-cert <file>', 'TLS certificate (PEM) for HTTP and gRPC; needs --tls-key')
       .option('--tls-key <file>', 'TLS private key (PEM); needs --tls-cert')
       .option('--max-body-bytes <size>', 'largest OTLP request body, compressed or not (default 16MiB)', parseBytes)
