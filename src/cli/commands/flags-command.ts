@@ -10,7 +10,7 @@ import { FlagdFileStore } from '../../stores/flagd-store.js';
 import { type OpenedStore, storedDefinitions } from '../../stores/open-store.js';
 import { StoreWriter, knownFlag } from '../../stores/store-writer.js';
 import type { Attribution } from '../../stores/flag-store.js';
-import { type FlagView, flagListView } from '../flag-view.js';
+import { type FlagView, flagListView } from '../../deploy/flag-view.js';
 import { differenceLines, differences, fields, jsonText, percentText, table, valueText, yamlBlock } from '../format.js';
 import { stateLocation, withStore } from '../store-location.js';
 import {

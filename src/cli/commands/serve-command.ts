@@ -30,6 +30,7 @@ interface ServeOptions extends StoreOptions {
   readonly maxBodyBytes?: number;
   readonly allowedLateness?: number;
   readonly replay?: string;
+  readonly corsOrigin?: string;
 }
 
 /**
@@ -103,6 +104,18 @@ function authFrom(options: ServeOptions, env: Readonly<Record<string, string | u
   return undefined;
 }
 
+/** One origin (scheme, host, port) the control API answers with CORS headers. */
+function parseOrigin(text: string): string {
+  let origin: string | undefined;
+  try {
+    origin = new URL(text).origin;
+  } catch {
+    origin = undefined;
+  }
+  if (origin === undefined || origin === 'null' || origin !== text.replace(/\/+$/, '')) throw new InvalidArgumentError(`"${text}" is not an origin; give scheme, host and port only, such as https://ops.example.com`);
+  return origin;
+}
+
 function parsePort(text: string): number {
   const port = Number(text);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError(`expected a port from 0 to 65535 (0 picks a free one), got "${text}"`);
@@ -116,7 +129,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
   withStoreOption(
     program
       .command('serve')
-      .description('run the guardian and the plans on a store; serves OTLP traces and logs (HTTP protobuf/JSON on /v1/traces and /v1/logs, gRPC), /metrics, /healthz, /readyz and /api/status')
+      .description('run the guardian and the plans on a store; serves OTLP traces and logs (HTTP protobuf/JSON on /v1/traces and /v1/logs, gRPC), /metrics, /healthz, /readyz, /api/status and the control API (/api/v1/*, described at /openapi.json)')
       .option('--port <port>', 'port to listen on (0 picks a free one)', parsePort, 8080)
       .option('--host <address>', 'address to listen on', '127.0.0.1')
       .option('--slot <duration>', "the guardian's slot: how often it judges", parseSlot, 5_000)
@@ -128,6 +141,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       .option('--tls-key <file>', 'TLS private key (PEM); needs --tls-cert')
       .option('--max-body-bytes <size>', 'largest OTLP request body, compressed or not (default 16MiB)', parseBytes)
       .option('--allowed-lateness <duration>', 'how far behind the clock an outcome may end and still count (default 30s); the guardian judges a slot this long (plus 10s for evaluation records) after it ends', parseLateness)
+      .option('--cors-origin <origin>', 'answer the control API (/api/v1/*, /openapi.json) with CORS headers for this one origin, such as https://ops.example.com (default: no CORS)', parseOrigin)
       .option('--replay <file>', 'judge a recorded OTLP stream (JSON lines of {timeUnixMs, traces|logs}) in dry run, faster than real time, then exit'),
   ).action(async (options: ServeOptions) => {
     const location = options.store ?? (ctx.io.env[FLAGS_ENV_VAR] || DEFAULT_FLAGS_FILE);
@@ -152,6 +166,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
         auth,
         tls,
         ingest: { maxBodyBytes: options.maxBodyBytes, allowedLatenessMs: options.allowedLateness },
+        control: { corsOrigin: options.corsOrigin },
         clock: ctx.io.clock,
         slotMs: options.slot,
         dryRun: options.dryRun,
