@@ -23,7 +23,7 @@ import { type OtlpHttpLimits, OtlpHttpReceiver } from './otlp-http-receiver.js';
 import { OtlpGrpcReceiver } from './otlp-grpc-receiver.js';
 import type { BearerAuth, Role } from './bearer-auth.js';
 import { type ServerStatus, serverStatus } from './server-status.js';
-import { type ControlApiOptions, ControlApi } from './control-api.js';
+import { ControlApi } from './control-api.js';
 
 export interface RolloutServerOptions {
   readonly store: FlagStore;
@@ -49,8 +49,8 @@ export interface RolloutServerOptions {
   readonly tls?: { readonly key: Buffer; readonly cert: Buffer };
   /** OTLP ingest: event-time limits, request kinds, join bounds, body limits. */
   readonly ingest?: Omit<OtlpIngestOptions, 'sink' | 'clock'> & OtlpHttpLimits;
-  /** The control API (src/server/control-api.ts): the one CORS origin, the body limit. */
-  readonly control?: Pick<ControlApiOptions, 'corsOrigin' | 'maxBodyBytes'>;
+  /** The control API (/api/v1/*): the one origin given CORS headers (none by default), the body limit (64 KiB). */
+  readonly control?: { readonly corsOrigin?: string; readonly maxBodyBytes?: number };
 }
 
 /** A port that cannot be listened on (in use, not permitted): a configuration problem, not a bug. */
