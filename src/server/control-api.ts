@@ -237,7 +237,9 @@ export class ControlApi {
     }
     const body = await this.readJson(request);
     const { request: actionRequest, reason, warnings } = this.actionRequest(action as OperatorAction, body);
-    const outcome = await runOperatorAction(this.store, this.clock, flagKey, actionRequest, { actor: this.actorFor(actor, body), reason });
+    const by = { actor: this.actorFor(actor, body), reason };
+    const outcome = await runOperatorAction(this.store, this.clock, flagKey, actionRequest, by);
+    if (outcome.entry !== null) this.log(`control API: ${action} ${flagKey} by ${by.actor} (${JSON.stringify(reason)})`);
     send(response, 200, { ok: true, flagKey, action, message: outcome.message, warnings, report: outcome.report }, cors);
   }
 

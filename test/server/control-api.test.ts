@@ -1,6 +1,8 @@
 // serve's control API against a real file store on a real HTTP port: every action lands in the
 // audit log as the token's name, roles are enforced, bad requests get a located error with the
 // right status, CORS stays off unless configured, and the server matches api/openapi.json.
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -418,6 +420,59 @@ describe('the server against api/openapi.json', () => {
         const status = (await call('DELETE', concrete, { token: OPERATE })).status;
         expect({ path, status }).toEqual({ path, status: path === '/' || path === '/api/v1/history' ? status : 405 });
       }
+    });
+  });
+});
+
+describe('serve --token-file and --cors-origin, as the real binary', () => {
+  const main = new URL('../../dist/cli/main.js', import.meta.url).pathname;
+
+  it('acts as the named token from the file, logs the action, and answers CORS for the one origin given', async () => {
+    await withTempDir(async (dir) => {
+      await writeFile(join(dir, 'flags.yaml'), FLAGS);
+      await writeFile(join(dir, 'tokens'), TOKENS);
+      const child = spawn(process.execPath, [main, 'serve', '--port', '0', '--no-grpc-port', '--token-file', join(dir, 'tokens'), '--cors-origin', 'https://ops.example.com', '--store', join(dir, 'flags.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stdout.setEncoding('utf8');
+      child.stderr.setEncoding('utf8');
+      child.stderr.on('data', (chunk: string) => (err += chunk));
+      const url = await new Promise<string>((resolve, reject) => {
+        child.stdout.on('data', (chunk: string) => {
+          out += chunk;
+          const m = /serve on (http:\/\/[\d.]+:\d+)/.exec(out);
+          if (m && out.includes('OTLP:')) resolve(m[1] as string);
+        });
+        child.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${out}${err}`)));
+      });
+      try {
+        const rollback = await fetch(`${url}/api/v1/flags/checkout/rollback`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${OPERATE}`, 'content-type': 'application/json', origin: 'https://ops.example.com' },
+          body: JSON.stringify({ reason: 'INC-9' }),
+        });
+        expect(rollback.status).toBe(200);
+        expect(rollback.headers.get('access-control-allow-origin')).toBe('https://ops.example.com');
+        const audit = JSON.parse(await readFile(join(dir, 'flags.audit.jsonl'), 'utf8').then((t) => t.trim().split('\n').at(-1) as string)) as { actor: string; action: string };
+        expect(audit).toMatchObject({ actor: 'alice-ops', action: 'rollback' });
+        expect(err).toContain('control API: rollback checkout by alice-ops ("INC-9")');
+      } finally {
+        const exited = once(child, 'exit');
+        child.kill('SIGTERM');
+        await exited;
+      }
+    });
+  });
+
+  it('refuses a token file with a mistake, naming the file and line, and a --cors-origin that is not an origin', async () => {
+    await withTempDir(async (dir) => {
+      await writeFile(join(dir, 'tokens'), `# ops\n${OPERATE} admin alice\n`);
+      const bad = spawnSync(process.execPath, [main, 'serve', '--port', '0', '--no-grpc-port', '--token-file', join(dir, 'tokens'), '--store', join(dir, 'flags.yaml')], { encoding: 'utf8' });
+      expect(bad.status).toBe(1);
+      expect(bad.stderr).toContain(`${join(dir, 'tokens')}:2: unknown role "admin"; roles are read, operate, ingest (or all), separated by commas`);
+      const cors = spawnSync(process.execPath, [main, 'serve', '--cors-origin', 'https://ops.example.com/page'], { encoding: 'utf8' });
+      expect(cors.status).toBe(2);
+      expect(cors.stderr).toContain('"https://ops.example.com/page" is not an origin; give scheme, host and port only, such as https://ops.example.com');
     });
   });
 });
