@@ -257,9 +257,19 @@ interface Schema {
   readonly maximum?: number;
 }
 
+interface ResponseObject {
+  readonly $ref?: string;
+  readonly content?: Record<string, { schema: Schema }>;
+}
+
 interface OpenApi {
-  readonly paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema: Schema }> }>; security?: unknown[] }>>;
-  readonly components: { readonly schemas: Record<string, Schema> };
+  readonly paths: Record<string, Record<string, { responses: Record<string, ResponseObject> }>>;
+  readonly components: { readonly schemas: Record<string, Schema>; readonly responses: Record<string, ResponseObject> };
+}
+
+/** A response as described, following a $ref to the shared ones. */
+function described(doc: OpenApi, response: ResponseObject | undefined): ResponseObject | undefined {
+  return response?.$ref === undefined ? response : doc.components.responses[response.$ref.replace('#/components/responses/', '')];
 }
 
 function typeOf(value: unknown): string {
@@ -383,11 +393,11 @@ describe('the server against api/openapi.json', () => {
             unserved.push(key);
             continue;
           }
-          const described = doc.paths[path]?.[method]?.responses[String(response.status)];
+          const answer = described(doc, doc.paths[path]?.[method]?.responses[String(response.status)]);
           expect({ key, url: c.path ?? path, status: response.status }).toEqual({ key, url: c.path ?? path, status: c.status });
-          expect(described, `${key} answered ${response.status}, which is not described`).toBeDefined();
+          expect(answer, `${key} answered ${response.status}, which is not described`).toBeDefined();
           const type = (response.headers.get('content-type') ?? '').split(';')[0] as string;
-          const content = described?.content?.[type];
+          const content = answer?.content?.[type];
           expect(content, `${key} ${response.status} answered ${type}, which is not described`).toBeDefined();
           if (type === 'application/json') expect({ key, status: response.status, errors: schemaErrors(await response.json(), content?.schema ?? {}, doc) }).toEqual({ key, status: response.status, errors: [] });
           else await response.arrayBuffer();
