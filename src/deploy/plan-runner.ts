@@ -177,7 +177,9 @@ export class PlanRunner {
    * first sight of it: a deploying host whose clock is behind cannot make a step advance early.
    */
   private observedElapsedMs(flagKey: string, plan: PlanState, nowMs: number): number | undefined {
-    if (plan['stepClock'] === 'runner') return undefined;
+    // Under a lease the runner that stamped the step may have been another replica, on another
+    // host's clock; a standby watches every step from its start, so its own sight is as good.
+    if (plan['stepClock'] === 'runner' && this.lease === undefined) return undefined;
     const step = `${plan.stepIndex}@${plan.stepStartedAt}`;
     let seen = this.firstSeen.get(flagKey);
     if (seen === undefined || seen.step !== step) {
