@@ -13,13 +13,14 @@ import { planSteps } from '../../src/deploy/plan.js';
 import { PlanWriter } from '../../src/deploy/plan-writer.js';
 import type { RollbackRecord } from '../../src/guardian/rollout-guardian.js';
 import { RolloutServer } from '../../src/server/rollout-server.js';
-import type { AuditEntry } from '../../src/stores/flag-store.js';
+import type { AuditEntry, StoreEvent } from '../../src/stores/flag-store.js';
 import { NotLeaseHolderError, RedisFlagStore } from '../../src/stores/redis-store.js';
 import { StoreWriter } from '../../src/stores/store-writer.js';
 import { PROMETHEUS_NAMES } from '../../src/telemetry/names.js';
 import { CLI_MAIN, requireBuiltCli } from '../helpers/cli-binary.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { RedisServer } from '../helpers/redis-server.js';
+import { nextEvent } from '../helpers/events.js';
 import { lognormal, mulberry32 } from '../helpers/seeded-random.js';
 
 const SLOT_MS = 5_000;
@@ -46,6 +47,7 @@ class ReplicaClock implements Clock {
 interface Replica {
   readonly name: string;
   readonly server: RolloutServer;
+  readonly store: RedisFlagStore;
   readonly clock: ReplicaClock;
   readonly log: string[];
   readonly rollbacks: RollbackRecord[];
@@ -99,7 +101,7 @@ class Fleet {
     const store = new RedisFlagStore({ url: this.url, clock });
     const server = await RolloutServer.start({ store, port: 0, clock, slotMs: SLOT_MS, autoTick: false, replicaName: name, log: (line) => log.push(line), ingest: { allowedLatenessMs: 0, joinWaitMs: 1 } });
     closers.push(() => server.close());
-    const replica: Replica = { name, server, clock, log, rollbacks: [], decided: new Set(), planMoves: [], running: true };
+    const replica: Replica = { name, server, store, clock, log, rollbacks: [], decided: new Set(), planMoves: [], running: true };
     server.guardian.addListener({ rollback: (r) => replica.rollbacks.push(r), decision: (d) => d.judgment.verdict === 'rollback' && replica.decided.add(d.flagKey) });
     server.plans.onEvent((e) => replica.planMoves.push(`${e.action.kind} ${e.flagKey}`));
     this.replicas.push(replica);
@@ -257,6 +259,26 @@ describe('a fleet of two serve replicas on one Redis store', () => {
     expect(a.log.at(-1)).toBe('guardian lease released by replica-a (token 1)');
     expect(await fleet.until(() => b.server.leaseStatus().acting, { checkout: 0.002 }, 1)).toBe(1);
     expect(b.server.leaseStatus()).toMatchObject({ holder: 'replica-b', token: 2 });
+  });
+
+  it('while Redis is away no one acts; the rollback decided meanwhile lands once when it is back', async () => {
+    const fleet = await Fleet.of({ checkout: guarded() });
+    const { a, b } = fleet;
+    for (let i = 0; i < 4; i++) await fleet.halfSlot({ checkout: 0.002 });
+    const back = fleet.replicas.map((r) => nextEvent<StoreEvent>((listener) => r.store.watch(listener), (e) => e.type === 'available', 20_000));
+    await redis.stop();
+    await fleet.until(() => a.server.guardian.pendingRollbacks.includes('checkout'), { checkout: 0.2 });
+    // The holder stopped acting one TTL after its last renewal; the standby could not take over.
+    expect([a.server.leaseStatus().acting, b.server.leaseStatus().acting]).toEqual([false, false]);
+    expect(a.log).toContainEqual(expect.stringMatching(/^guardian lease lost by replica-a: no renewal for 7500 ms; standing by until one lands/));
+    expect(a.rollbacks).toEqual([]);
+    await redis.resume();
+    await Promise.all(back);
+    await fleet.until(() => a.rollbacks.length + b.rollbacks.length > 0, { checkout: 0.2 }, 4);
+    for (let i = 0; i < 4; i++) await fleet.halfSlot({ checkout: 0.2 });
+    expect(a.rollbacks.length + b.rollbacks.length).toBe(1);
+    expect(await fleet.audit('checkout')).toHaveLength(1);
+    expect(fleet.replicas.filter((r) => r.server.leaseStatus().acting)).toHaveLength(1);
   });
 
   it('advances a deployment plan on the acting replica only, each step once, across a failover', async () => {
