@@ -3,7 +3,7 @@
 // breach is rolled back exactly once; a holder that lost the lease cannot write; a graceful
 // close hands over at once; plans advance on one replica only. Plus one smoke test that kills
 // a real `serve` process with SIGKILL.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -311,7 +311,7 @@ describe('a fleet of two serve replicas on one Redis store', () => {
   it('survives SIGKILL of a real serve process: the lease stays with the dead process until a standby has seen it unrenewed for its TTL', async () => {
     requireBuiltCli();
     const fleet = await Fleet.of({ checkout: guarded() }, []);
-    const child: ChildProcess = spawn(process.execPath, [CLI_MAIN, 'serve', '--store', fleet.url, '--port', '0', '--no-grpc-port', '--slot', '200ms'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child: ChildProcess = spawn(process.execPath, [CLI_MAIN, 'serve', '--store', fleet.url, '--port', '0', '--no-grpc-port', '--slot', '200ms', '--replica-name', 'serve-child'], { stdio: ['ignore', 'pipe', 'pipe'] });
     closers.push(() => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       return Promise.resolve();
@@ -321,7 +321,7 @@ describe('a fleet of two serve replicas on one Redis store', () => {
     await new Promise<void>((resolve, reject) => {
       child.stderr?.on('data', (chunk: string) => {
         err += chunk;
-        if (/guardian lease held by \S+: acquired with token 1/.test(err)) resolve();
+        if (err.includes('guardian lease held by serve-child: acquired with token 1')) resolve();
       });
       child.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${err}`)));
     });
@@ -329,7 +329,7 @@ describe('a fleet of two serve replicas on one Redis store', () => {
     closers.push(() => raw.quit());
     const key = `${fleet.url.split('prefix=')[1]}:guardian-lease`;
     const childName = await raw.hget(key, 'owner');
-    expect(childName).toMatch(/:\d+:[0-9a-f]{6}$/);
+    expect(childName).toBe('serve-child');
     expect(await raw.hget(key, 'ttlMs')).toBe('300');
     const exited = once(child, 'exit');
     child.kill('SIGKILL');
@@ -345,5 +345,12 @@ describe('a fleet of two serve replicas on one Redis store', () => {
     await b.server.lease?.tick();
     expect(b.server.leaseStatus()).toMatchObject({ acting: true, holder: 'replica-b', token: 2 });
     expect(err).not.toMatch(/released/);
+  });
+
+  it('refuses a replica name it cannot put in the lease, with what to give instead', () => {
+    requireBuiltCli();
+    const run = spawnSync(process.execPath, [CLI_MAIN, 'serve', '--replica-name', 'web 7'], { encoding: 'utf8' });
+    expect(run.status).toBe(2);
+    expect(run.stderr).toContain('"web 7" cannot name a replica; give printable characters without spaces, such as the pod name');
   });
 });

@@ -30,6 +30,7 @@ interface ServeOptions extends StoreOptions {
   readonly maxBodyBytes?: number;
   readonly allowedLateness?: number;
   readonly replay?: string;
+  readonly replicaName?: string;
 }
 
 /**
@@ -107,6 +108,11 @@ function parsePort(text: string): number {
   return port;
 }
 
+function parseReplicaName(text: string): string {
+  if (!/^[\x21-\x7e]{1,200}$/.test(text)) throw new InvalidArgumentError(`"${text}" cannot name a replica; give printable characters without spaces, such as the pod name`);
+  return text;
+}
+
 /** Slots from 100 ms (tests, replays) to an hour: a guardian that judges less often than that is not watching. */
 const parseSlot = durationArgument({ minMs: 100, maxMs: 3_600_000, example: '5s' });
 
@@ -126,6 +132,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       .option('--tls-key <file>', 'TLS private key (PEM); needs --tls-cert')
       .option('--max-body-bytes <size>', 'largest OTLP request body, compressed or not (default 16MiB)', parseBytes)
       .option('--allowed-lateness <duration>', 'how far behind the clock an outcome may end and still count (default 30s); the guardian judges a slot this long (plus 10s for evaluation records) after it ends', parseLateness)
+      .option('--replica-name <name>', 'this replica\u2019s name in the guardian lease on a Redis store, unique per replica (default host:pid:random; see docs/fleet.md)', parseReplicaName)
       .option('--replay <file>', 'judge a recorded OTLP stream (JSON lines of {timeUnixMs, traces|logs}) in dry run, faster than real time, then exit'),
   ).action(async (options: ServeOptions) => {
     const location = options.store ?? (ctx.io.env[FLAGS_ENV_VAR] || DEFAULT_FLAGS_FILE);
@@ -154,6 +161,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
         slotMs: options.slot,
         dryRun: options.dryRun,
         log: logLine,
+        replicaName: options.replicaName,
       });
     } catch (err) {
       // A store that never connected still retries in the background: close it, or the
