@@ -158,9 +158,11 @@ export class RedisLease implements Lease {
   /** One renewal or attempt. Never rejects; a tick already running is not doubled. */
   tick(): Promise<void> {
     if (this.stopped) return Promise.resolve();
-    this.ticking ??= this.runTick().finally(() => {
-      this.ticking = undefined;
-    });
+    this.ticking ??= this.runTick()
+      .catch((err: unknown) => this.log(`guardian lease: ${messageOf(err)}`))
+      .finally(() => {
+        this.ticking = undefined;
+      });
     return this.ticking;
   }
 
