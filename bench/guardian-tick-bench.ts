@@ -37,7 +37,7 @@ async function tickCost(measuredTicks: number): Promise<{ medianMs: number; p95M
     // One slot of 10 req/s per cohort.
     for (let i = 0; i < FLAGS; i++) {
       for (let r = 0; r < 50; r++, n++) {
-        const at = clock.ms + ((r * SLOT_MS) / 50) | 0;
+        const at = clock.ms + Math.floor((r * SLOT_MS) / 50);
         registry.record(`flag-${i}`, 'on', latencies[n & 4095] as number, (n * 7919) % 200 === 0, at);
         registry.record(`flag-${i}`, 'off', latencies[(n * 3) & 4095] as number, (n * 104729) % 200 === 0, at);
       }

@@ -8,7 +8,7 @@ import type { Clock } from '../core/clock.js';
 import { buildFlagSet } from '../core/flag-set.js';
 import type { FlagRuntimeState, PlanState } from '../core/flag-schema.js';
 import type { Judgment } from '../guardian/judge.js';
-import type { FlagStore } from '../stores/flag-store.js';
+import type { FlagStore, Lease } from '../stores/flag-store.js';
 import { systemClock } from '../runtime/system-clock.js';
 import { type PlanAction, applyPlanAction, nextPlanAction } from './plan.js';
 
@@ -32,6 +32,8 @@ export interface PlanRunnerOptions {
   readonly actor?: string;
   /** Judge and report, change nothing. */
   readonly dryRun?: boolean;
+  /** Asked before every write: a standby replica follows the plans but advances none. */
+  readonly lease?: Lease;
 }
 
 export class PlanRunner {
@@ -40,6 +42,7 @@ export class PlanRunner {
   private readonly clock: Clock;
   private readonly actor: string;
   private readonly dryRun: boolean;
+  private readonly lease: Lease | undefined;
   private readonly listeners = new Set<(event: PlanEvent) => void>();
   private readonly holdNotes = new Map<string, string>();
   /**
@@ -60,6 +63,7 @@ export class PlanRunner {
     this.clock = options.clock ?? systemClock;
     this.actor = options.actor ?? 'rollout-guardian/plan';
     this.dryRun = options.dryRun ?? false;
+    this.lease = options.lease;
   }
 
   start(intervalMs: number): void {
@@ -137,6 +141,10 @@ export class PlanRunner {
       }
       const next = applyPlanAction(state, action, nowMs);
       if (next === undefined) continue;
+      if (!this.dryRun && this.lease !== undefined && !this.lease.acting) {
+        this.holdNotes.set(flagKey, `standby: the replica holding the guardian lease will ${action.kind} (${action.reason})`);
+        continue;
+      }
       if (!this.dryRun) {
         const written = await this.write(flagKey, next, action, revision, judgment);
         if (written === undefined) return; // someone else wrote: look again next tick
@@ -169,7 +177,9 @@ export class PlanRunner {
    * first sight of it: a deploying host whose clock is behind cannot make a step advance early.
    */
   private observedElapsedMs(flagKey: string, plan: PlanState, nowMs: number): number | undefined {
-    if (plan['stepClock'] === 'runner') return undefined;
+    // Under a lease the runner that stamped the step may have been another replica, on another
+    // host's clock; a standby watches every step from its start, so its own sight is as good.
+    if (plan['stepClock'] === 'runner' && this.lease === undefined) return undefined;
     const step = `${plan.stepIndex}@${plan.stepStartedAt}`;
     let seen = this.firstSeen.get(flagKey);
     if (seen === undefined || seen.step !== step) {

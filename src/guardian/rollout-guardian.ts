@@ -12,7 +12,7 @@ import { buildFlagSet } from '../core/flag-set.js';
 import { isEmergencyFlag } from '../core/emergency.js';
 import { progressiveWeight } from '../core/evaluate.js';
 import { weightToPercentage } from '../core/bucketing.js';
-import type { Attribution, StoreEvent, StoreSnapshot } from '../stores/flag-store.js';
+import type { Attribution, Lease, StoreEvent, StoreSnapshot } from '../stores/flag-store.js';
 import { systemClock } from '../runtime/system-clock.js';
 import type { CohortRegistry } from './cohort-registry.js';
 import type { CohortWindow, SlotStats } from './cohort-window.js';
@@ -24,7 +24,11 @@ import { LatencyDistribution } from './latency-distribution.js';
 /** Stands in for the sketch of a slot that saw nothing; never written. */
 const EMPTY_SKETCH = new LatencyDistribution();
 
-/** What the guardian needs from a store: implemented by StoreWriter over any FlagStore. */
+/**
+ * What the guardian needs from a store: implemented by StoreWriter over any FlagStore. A
+ * result with no audit entries (`{ entries: [] }`, as StoreWriter.rollbackOnce gives for a flag
+ * already rolled back) means nothing was written: the guardian then claims no rollback.
+ */
 export interface RolloutWriter {
   rollback(flagKey: string, by: Attribution, evidence?: Readonly<Record<string, unknown>>): Promise<unknown>;
 }
@@ -85,6 +89,11 @@ export interface RolloutGuardianOptions {
    * slot once this has passed, so a late outcome is never missed once counted.
    */
   readonly allowedLatenessMs?: number;
+  /**
+   * Asked before every write: while another replica holds the lease, this one keeps judging
+   * (its evidence stays warm) and keeps its decisions pending, but writes nothing.
+   */
+  readonly lease?: Lease;
 }
 
 interface PendingRollback {
@@ -122,6 +131,7 @@ export class RolloutGuardian {
   private readonly healthCheckTimeoutMs: number;
   private readonly dryRun: boolean;
   private readonly allowedLatenessMs: number;
+  private readonly lease: Lease | undefined;
   /** Evidence of each guarded flag's current rollout or step. */
   private readonly evidence = new Map<string, FlagEvidence>();
   private internalErrors = 0;
@@ -149,6 +159,7 @@ export class RolloutGuardian {
     this.healthCheckTimeoutMs = options.healthCheckTimeoutMs ?? this.registry.slotMs;
     this.dryRun = options.dryRun ?? false;
     this.allowedLatenessMs = Math.max(0, options.allowedLatenessMs ?? this.registry.slotMs);
+    this.lease = options.lease;
     this.unwatch = this.source.watch((event) => {
       if (event.type === 'change') {
         this.snapshot = event.snapshot;
@@ -254,6 +265,9 @@ export class RolloutGuardian {
     }
     for (const key of this.latest.keys()) if (!live.has(key)) this.latest.delete(key);
     for (const key of this.evidence.keys()) if (!live.has(key)) this.evidence.delete(key);
+    // No longer guarded (rolled back by another replica or an operator, or its rollout ended):
+    // a decision still pending for it has nothing left to do.
+    for (const key of this.pending.keys()) if (!live.has(key)) this.pending.delete(key);
     await this.runHealthChecks(guarded, nowMs);
     await this.flushPending();
   }
@@ -396,9 +410,11 @@ export class RolloutGuardian {
         this.emit((l) => l.rollback?.(record));
         continue;
       }
+      if (this.lease !== undefined && !this.lease.acting) continue;
       rollback.attempts++;
+      let result: unknown;
       try {
-        await context.with(suppressTracing(context.active()), () =>
+        result = await context.with(suppressTracing(context.active()), () =>
           this.writer.rollback(flagKey, { actor: this.actor, reason: rollback.reason }, { cause: rollback.cause, ...rollback.evidence }),
         );
       } catch (err) {
@@ -408,6 +424,10 @@ export class RolloutGuardian {
       }
       this.pending.delete(flagKey);
       this.stale = true;
+      if (wroteNothing(result)) {
+        diag.info(`rollout-guardian: "${flagKey}" was already rolled back; nothing written`);
+        continue;
+      }
       // Never silent: a rollback is said through OpenTelemetry's diag even with no listener.
       diag.warn(`rollout-guardian: rolled back "${flagKey}": ${rollback.reason}`);
       const record: RollbackRecord = {
@@ -439,6 +459,10 @@ export class RolloutGuardian {
     diag.error(`rollout-guardian: ${error.message}`);
     this.emit((l) => l.error?.(error));
   }
+}
+
+function wroteNothing(result: unknown): boolean {
+  return typeof result === 'object' && result !== null && 'entries' in result && Array.isArray(result.entries) && result.entries.length === 0;
 }
 
 function emptySlot(startMs: number): SlotStats {

@@ -14,6 +14,8 @@ import { RolloutGuardian } from '../guardian/rollout-guardian.js';
 import { PlanRunner } from '../deploy/plan-runner.js';
 import type { FlagStore, StoreEvent } from '../stores/flag-store.js';
 import { StoreWriter } from '../stores/store-writer.js';
+import { RedisFlagStore } from '../stores/redis-store.js';
+import { type LeaseStatus, RedisLease } from '../stores/redis-lease.js';
 import { systemClock } from '../runtime/system-clock.js';
 import { GuardianTelemetry } from '../telemetry/guardian-telemetry.js';
 import { METER_NAME } from '../telemetry/names.js';
@@ -51,6 +53,8 @@ export interface RolloutServerOptions {
   readonly ingest?: Omit<OtlpIngestOptions, 'sink' | 'clock'> & OtlpHttpLimits;
   /** The control API (/api/v1/*): the one origin given CORS headers (none by default), the body limit (64 KiB). */
   readonly control?: { readonly corsOrigin?: string; readonly maxBodyBytes?: number };
+  /** This replica's name in the guardian lease on a Redis store (default host:pid:random). */
+  readonly replicaName?: string;
 }
 
 /** A port that cannot be listened on (in use, not permitted): a configuration problem, not a bug. */
@@ -74,7 +78,10 @@ export class RolloutServer {
   readonly ingest: OtlpIngest;
   /** OTLP/HTTP routes; its bodyBytesInFlight shows the body budget in use. */
   readonly otlpHttp: OtlpHttpReceiver;
+  /** On a Redis store (not in dry run): the lease that makes one replica of several the acting one. */
+  readonly lease: RedisLease | undefined;
   private readonly store: FlagStore;
+  private readonly dryRun: boolean;
   private readonly clock: Clock;
   private readonly log: (line: string) => void;
   private readonly meterProvider: MeterProvider;
@@ -103,11 +110,23 @@ export class RolloutServer {
     // A slot is judged once nothing more can arrive for it: the ingest's allowed lateness plus
     // the time a request may wait for its evaluation records.
     const allowedLatenessMs = this.ingest.gate.allowedLatenessMs + this.ingest.joinWaitMs;
-    this.guardian = new RolloutGuardian({ source: this.store, writer: new StoreWriter(this.store, this.clock), registry: this.registry, clock: this.clock, dryRun: options.dryRun, allowedLatenessMs });
-    this.plans = new PlanRunner({ store: this.store, judgments: this.guardian, clock: this.clock, dryRun: options.dryRun });
+    // Replicas on one Redis store share a lease: the holder acts through writes fenced by it,
+    // the others judge and stand by (docs/fleet.md). Other stores have a single guardian.
+    this.dryRun = options.dryRun ?? false;
+    this.lease = this.store instanceof RedisFlagStore && !this.dryRun ? new RedisLease({ store: this.store, slotMs, clock: this.clock, owner: options.replicaName, log: this.log }) : undefined;
+    const actingStore = this.lease?.fencedStore() ?? this.store;
+    const writer = new StoreWriter(actingStore, this.clock);
+    this.guardian = new RolloutGuardian({ source: this.store, writer: { rollback: (flagKey, by, evidence) => writer.rollbackOnce(flagKey, by, evidence) }, registry: this.registry, clock: this.clock, dryRun: options.dryRun, allowedLatenessMs, lease: this.lease });
+    this.plans = new PlanRunner({ store: actingStore, judgments: this.guardian, clock: this.clock, dryRun: options.dryRun, lease: this.lease });
+    // A new holder writes what it has already decided at once, not a slot later.
+    this.lease?.onChange((acting) => {
+      if (!acting) return;
+      void this.guardian.tick();
+      void this.plans.tick();
+    });
     const exporter = new PrometheusExporter({ preventServerStart: true });
     this.meterProvider = new MeterProvider({ readers: [exporter] });
-    this.telemetry = new GuardianTelemetry({ meter: this.meterProvider.getMeter(METER_NAME), registry: this.registry, guardian: this.guardian, processorStats: () => this.processor.stats, ingestStats: () => this.ingest.stats, clock: this.clock, plans: this.store, planRunner: this.plans });
+    this.telemetry = new GuardianTelemetry({ meter: this.meterProvider.getMeter(METER_NAME), registry: this.registry, guardian: this.guardian, processorStats: () => this.processor.stats, ingestStats: () => this.ingest.stats, clock: this.clock, plans: this.store, planRunner: this.plans, leaseHolder: () => this.leaseStatus().acting });
     const metrics = metricsHandler(exporter);
     this.unwatch = this.store.watch((event) => this.onStoreEvent(event));
     this.guardian.addListener({
@@ -131,6 +150,8 @@ export class RolloutServer {
     const server = new RolloutServer(options);
     await server.store.load();
     server.loaded = true;
+    // The first replica up acts from its first tick; a later one learns who does.
+    await server.lease?.tick();
     let host = options.host ?? '127.0.0.1';
     if (options.auth === undefined && !LOOPBACK.has(host)) {
       server.log(`no token configured: listening on 127.0.0.1 only, not ${host} (give --token-file or ROLLOUT_GUARDIAN_TOKEN to serve other hosts)`);
@@ -163,6 +184,7 @@ export class RolloutServer {
       }
     }
     if (options.autoTick ?? true) {
+      server.lease?.start();
       server.guardian.start();
       server.plans.start(server.registry.slotMs);
     }
@@ -192,10 +214,18 @@ export class RolloutServer {
       plans: this.plans,
       processor: this.processor.stats,
       ingest: this.ingest.stats,
+      lease: this.leaseStatus(),
       storeTrouble: this.storeTrouble,
       slotMs: this.registry.slotMs,
       ...this.recentOutcomes(),
     });
+  }
+
+  /** Whether this replica acts on its store, and who does. */
+  leaseStatus(): LeaseStatus {
+    if (this.lease !== undefined) return this.lease.status();
+    const mode = this.dryRun ? 'dry-run' : 'sole';
+    return { mode, acting: mode === 'sole', replica: null, holder: null, token: null, ttlMs: null, renewEveryMs: null };
   }
 
   /** Outcomes in every cohort over the last minute (or the ring, if shorter). */
@@ -214,6 +244,8 @@ export class RolloutServer {
       await Promise.all([new Promise<void>((resolve) => this.http.close(() => resolve())), this.grpc?.close()]);
       await this.guardian.shutdown();
       await this.plans.shutdown();
+      // Released once nothing more will be written, so a standby takes over at once.
+      await this.lease?.close();
       this.telemetry.shutdown();
       this.unwatch();
       await this.meterProvider.shutdown();

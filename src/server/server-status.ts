@@ -6,6 +6,7 @@ import type { RolloutGuardian } from '../guardian/rollout-guardian.js';
 import type { PlanRunner } from '../deploy/plan-runner.js';
 import { type FlagStatusView, rolloutStatus } from '../deploy/rollout-status.js';
 import type { StoreSnapshot } from '../stores/flag-store.js';
+import type { LeaseStatus } from '../stores/redis-lease.js';
 
 export interface ServerStatus {
   readonly generatedAt: string;
@@ -17,6 +18,8 @@ export interface ServerStatus {
   readonly spans: GuardianSpanProcessorStats;
   /** What OTLP ingest received, recorded and refused (HTTP and gRPC). */
   readonly ingest: OtlpIngestStats;
+  /** Whether this replica acts (holds the guardian lease) or stands by, and who holds it. */
+  readonly lease: LeaseStatus;
   /** Outcomes recorded into any cohort over the last `recentWindowMs`: is telemetry arriving? */
   readonly recentOutcomes: number;
   readonly recentWindowMs: number;
@@ -30,6 +33,7 @@ export interface ServerStatusInput {
   readonly plans: PlanRunner;
   readonly processor: GuardianSpanProcessorStats;
   readonly ingest: OtlpIngestStats;
+  readonly lease: LeaseStatus;
   readonly storeTrouble: string | undefined;
   readonly slotMs: number;
   readonly recentOutcomes: number;
@@ -49,6 +53,7 @@ export function serverStatus(input: ServerStatusInput): ServerStatus {
     plansLastTick: iso(input.plans.lastTick),
     spans: input.processor,
     ingest: input.ingest,
+    lease: input.lease,
     recentOutcomes: input.recentOutcomes,
     recentWindowMs: input.recentWindowMs,
     flags: rolloutStatus(input.snapshot, input.nowMs, { judgments, notes: input.plans.notes() }),

@@ -121,6 +121,15 @@ export interface FlagStore {
   close(): Promise<void>;
 }
 
+/**
+ * Whether this process may act on the store now (write rollbacks, advance plans). Replicas of
+ * `serve` on one Redis store share a lease and one of them acts at a time (docs/fleet.md); the
+ * guardian and the plan runner ask before every write, and keep judging either way.
+ */
+export interface Lease {
+  readonly acting: boolean;
+}
+
 export class RevisionConflictError extends Error {
   override readonly name = 'RevisionConflictError';
   constructor(

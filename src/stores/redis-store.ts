@@ -29,6 +29,24 @@ export const DEFAULT_KEY_PREFIX = 'rollout-guardian';
 /** Query parameters a store URL may carry besides what ioredis reads from the URL itself. */
 const REDIS_URL_PARAMETERS = ['prefix', 'ca'] as const;
 
+/** Who holds the guardian lease and with which fencing token: what a fenced write must still match. */
+export interface LeaseFence {
+  readonly owner: string;
+  readonly token: number;
+}
+
+/** A fenced write met a lease held by another replica (or by none): nothing was written. */
+export class NotLeaseHolderError extends Error {
+  override readonly name = 'NotLeaseHolderError';
+  constructor(
+    readonly source: string,
+    readonly holder: string | undefined,
+    readonly token: number | undefined,
+  ) {
+    super(`this replica no longer holds the guardian lease on ${source} (${holder === undefined ? 'no one holds it' : `${holder} holds it with token ${token ?? '?'}`}); nothing was written`);
+  }
+}
+
 export interface RedisFlagStoreOptions {
   /** `redis://[[user]:password@]host[:port][/db][?prefix=NAME][&ca=PEM-FILE]`; `rediss://` for TLS. */
   readonly url: string;
@@ -57,6 +75,8 @@ export interface RedisKeys {
   readonly state: string;
   readonly audit: string;
   readonly changes: string;
+  /** The guardian lease (src/stores/redis-lease.ts): a hash of owner, fencing token, version, TTL. */
+  readonly lease: string;
 }
 
 export function redisKeys(prefix: string): RedisKeys {
@@ -66,6 +86,7 @@ export function redisKeys(prefix: string): RedisKeys {
     state: `${prefix}:state`,
     audit: `${prefix}:audit`,
     changes: `${prefix}:changes`,
+    lease: `${prefix}:guardian-lease`,
   };
 }
 
@@ -124,9 +145,18 @@ function displayUrl(location: RedisLocation, tls: boolean, prefix: string): stri
 // Compare-and-set on the revision. Everything is checked before the first mutation, because
 // Redis does not roll a script back when it fails halfway. The audit entries already carry the
 // revision this write produces: it can only be the expected one plus one.
-// KEYS: revision, definitions, state, audit. ARGV: expected revision, definitions JSON ('' to
-// keep them), state JSON, channel, then a flag key and an audit entry (JSON) per entry.
+// A fenced write (the acting guardian's) lands only while the lease still names its owner and
+// fencing token: checked here, in the same script, so a replica that lost the lease while a
+// write was on its way (paused, partitioned) cannot land it.
+// KEYS: revision, definitions, state, audit, lease. ARGV: expected revision, definitions JSON
+// ('' to keep them), state JSON, channel, fence owner ('' for an unfenced write), fence token,
+// then a flag key and an audit entry (JSON) per entry.
 const WRITE_SCRIPT = `
+if ARGV[5] ~= '' then
+  local owner = redis.call('HGET', KEYS[5], 'owner') or ''
+  local token = redis.call('HGET', KEYS[5], 'token') or ''
+  if owner ~= ARGV[5] or token ~= ARGV[6] then return {'fenced', owner .. ' ' .. token} end
+end
 local current = redis.call('GET', KEYS[1]) or '0'
 if current ~= ARGV[1] then return {'conflict', current} end
 if not string.match(current, '^%d+$') then return redis.error_reply(KEYS[1] .. ' holds "' .. current .. '", not a revision number') end
@@ -135,14 +165,14 @@ if auditType ~= 'none' and auditType ~= 'stream' then return redis.error_reply(K
 if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
 redis.call('SET', KEYS[3], ARGV[3])
 local revision = redis.call('INCR', KEYS[1])
-for i = 5, #ARGV, 2 do
+for i = 7, #ARGV, 2 do
   redis.call('XADD', KEYS[4], '*', 'flag', ARGV[i], 'entry', ARGV[i + 1])
 end
 redis.call('PUBLISH', ARGV[4], revision)
 return {'ok', tostring(revision)}
 `;
 
-type WriteOutcome = [status: 'ok' | 'conflict', revision: string];
+type WriteOutcome = [status: 'ok' | 'conflict' | 'fenced', detail: string];
 type CasClient = Redis & { rolloutGuardianWrite(...args: string[]): Promise<WriteOutcome> };
 
 /** The three values that make up the store, read in one MGET so they belong together. */
@@ -240,7 +270,7 @@ export class RedisFlagStore implements FlagStore {
       retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 5), 1_000),
       ...options.redisOptions,
     }) as CasClient;
-    this.client.defineCommand('rolloutGuardianWrite', { numberOfKeys: 4, lua: WRITE_SCRIPT });
+    this.client.defineCommand('rolloutGuardianWrite', { numberOfKeys: 5, lua: WRITE_SCRIPT });
     this.client.on('error', (error: Error) => {
       this.lastError = error;
     });
@@ -279,7 +309,11 @@ export class RedisFlagStore implements FlagStore {
     return remove;
   }
 
-  async write(request: WriteRequest): Promise<WriteResult> {
+  /**
+   * `fence`: land the write only while this replica holds the guardian lease with that token
+   * (RedisLease passes it); otherwise NotLeaseHolderError and nothing is written.
+   */
+  async write(request: WriteRequest, fence?: LeaseFence): Promise<WriteResult> {
     this.assertOpen();
     for (let attempt = 1; ; attempt++) {
       let stored: Stored;
@@ -302,10 +336,10 @@ export class RedisFlagStore implements FlagStore {
       // definitions this process never read, and every instance would lose every flag.
       throw new FlagSourceError(`${this.emptyMessage()}; nothing was written`, this.source);
     }
-    const { args, entries } = this.prepare(stored, request, revision);
+    const { args, entries } = this.prepare(stored, request, revision, fence);
       let outcome: WriteOutcome;
       try {
-        outcome = await this.client.rolloutGuardianWrite(this.keys.revision, this.keys.definitions, this.keys.state, this.keys.audit, current, ...args);
+        outcome = await this.client.rolloutGuardianWrite(this.keys.revision, this.keys.definitions, this.keys.state, this.keys.audit, this.keys.lease, current, ...args);
       } catch (err) {
         if (err instanceof Error && err.name === 'ReplyError') {
           throw new FlagSourceError(`${this.source} refused the write: ${err.message}; nothing was written`, this.source);
@@ -317,6 +351,10 @@ export class RedisFlagStore implements FlagStore {
         );
       }
       if (outcome[0] === 'ok') return { revision: outcome[1], entries };
+      if (outcome[0] === 'fenced') {
+        const [holder = '', token = ''] = outcome[1].split(' ');
+        throw new NotLeaseHolderError(this.source, holder === '' ? undefined : holder, token === '' ? undefined : Number(token));
+      }
       // Without an expected revision the caller asked for "apply to whatever is there", as the
       // file store does under its lock: read again and re-apply, validation included.
       if (request.expectedRevision !== undefined || attempt >= WRITE_ATTEMPTS) {
@@ -352,6 +390,16 @@ export class RedisFlagStore implements FlagStore {
     } catch {
       return {};
     }
+  }
+
+  /**
+   * Runs a Lua script on the store's connection (the guardian lease's, in redis-lease.ts):
+   * fails at once while Redis is away, like every other command.
+   */
+  async runScript(lua: string, keys: readonly string[], args: readonly string[]): Promise<unknown> {
+    this.assertOpen();
+    await this.connected();
+    return this.client.eval(lua, keys.length, ...keys, ...args);
   }
 
   async close(): Promise<void> {
@@ -395,7 +443,7 @@ export class RedisFlagStore implements FlagStore {
   }
 
   /** The arguments of the write script after `request` is applied to what is stored. */
-  private prepare(stored: Stored, request: WriteRequest, revision: string): { args: string[]; entries: AuditEntry[] } {
+  private prepare(stored: Stored, request: WriteRequest, revision: string, fence: LeaseFence | undefined): { args: string[]; entries: AuditEntry[] } {
     const state = this.decodeState(stored.state);
     if (!state.ok) throw new FlagSourceError(`${this.source} is invalid; nothing was written:\n  ${state.errors.join('\n  ')}`, this.source);
     const definitions = this.decodeDefinitions(stored.definitions);
@@ -405,7 +453,7 @@ export class RedisFlagStore implements FlagStore {
     // The revision lives in its own key; a state document copied from a file may carry one.
     const { revision: _fileRevision, ...stateOut } = applied.stateDoc;
     const definitionsOut = applied.definitionsChanged || stored.definitions === null ? JSON.stringify(doc.toJS() ?? { flags: {} }) : '';
-    const args = [definitionsOut, JSON.stringify(stateOut), this.keys.changes];
+    const args = [definitionsOut, JSON.stringify(stateOut), this.keys.changes, fence?.owner ?? '', fence === undefined ? '' : String(fence.token)];
     for (const entry of entries) args.push(entry.flagKey, JSON.stringify(entry));
     return { args, entries };
   }

@@ -6,6 +6,9 @@ import type { FlagRuntimeState } from '../core/flag-schema.js';
 import { type Attribution, type FlagStore, type StoreSnapshot, type WriteRequest, type WriteResult, type DefinitionEdit, RevisionConflictError, InvalidWriteError } from './flag-store.js';
 import { systemClock } from '../runtime/system-clock.js';
 
+/** Thrown out of a build with nothing to change, to leave a store's update() without writing. */
+const NOTHING_TO_WRITE = new Error('nothing to write');
+
 export class UnknownFlagError extends Error {
   override readonly name = 'UnknownFlagError';
   constructor(
@@ -77,11 +80,25 @@ export class StoreWriter {
 
   /** Sends the flag's treatment to 0%: the baseline serves everyone until the state is reset. */
   rollback(flagKey: string, by: Attribution, evidence?: Readonly<Record<string, unknown>>): Promise<WriteResult> {
+    return this.rollbackIf(false, flagKey, by, evidence);
+  }
+
+  /**
+   * A guardian's rollback: as rollback(), unless the flag is already rolled back (by another
+   * replica that acted first, or an operator); then nothing is written and the result carries
+   * no audit entries. Decided on the state the write is checked against, so never twice.
+   */
+  rollbackOnce(flagKey: string, by: Attribution, evidence?: Readonly<Record<string, unknown>>): Promise<WriteResult> {
+    return this.rollbackIf(true, flagKey, by, evidence);
+  }
+
+  private rollbackIf(once: boolean, flagKey: string, by: Attribution, evidence: Readonly<Record<string, unknown>> | undefined): Promise<WriteResult> {
     return this.update(
       flagKey,
       'rollback',
       by,
       (state) => {
+        if (once && state?.rollback !== undefined) return undefined;
         const plan = state?.plan;
         // A rollback ends a plan in the same write, so no one reads a running plan on a rolled-back flag.
         const ended = plan && (plan.status === 'running' || plan.status === 'paused') ? { plan: { ...plan, status: 'rolled-back' as const, endedAt: this.stamp(by).at, note: `rolled back by ${by.actor}: ${by.reason}` } } : {};
@@ -121,30 +138,41 @@ export class StoreWriter {
     return this.update(flagKey, action, by, build, evidence);
   }
 
+  /** `build` returns undefined when there is nothing to do: then nothing is written. */
   private async update(
     flagKey: string,
     action: string,
     by: Attribution,
-    build: (state: FlagRuntimeState | undefined, snapshot: StoreSnapshot) => FlagUpdate,
+    build: (state: FlagRuntimeState | undefined, snapshot: StoreSnapshot) => FlagUpdate | undefined,
     evidence?: Readonly<Record<string, unknown>>,
   ): Promise<WriteResult> {
+    let unchangedAt: string | undefined;
     const requestFor = (snapshot: StoreSnapshot): WriteRequest => {
       knownFlag(snapshot, flagKey);
       const change = build(snapshot.state.get(flagKey), snapshot);
+      if (change === undefined) {
+        unchangedAt = snapshot.revision;
+        throw NOTHING_TO_WRITE;
+      }
       if (change.state === undefined && change.definitionEdits === undefined) {
         throw new InvalidWriteError(`nothing to change on flag "${flagKey}"`, []);
       }
       return { actor: by.actor, reason: by.reason, action, changes: [{ flagKey, ...change }], ...(evidence ? { evidence } : {}) };
     };
-    // Writers that can queue (the file store's lock) read and write in one turn: no conflicts.
-    if (this.store.update !== undefined) return this.store.update(requestFor);
-    for (let attempt = 1; ; attempt++) {
-      const snapshot = await this.store.load();
-      try {
-        return await this.store.write({ ...requestFor(snapshot), expectedRevision: snapshot.revision });
-      } catch (err) {
-        if (!(err instanceof RevisionConflictError) || attempt >= this.attempts) throw err;
+    try {
+      // Writers that can queue (the file store's lock) read and write in one turn: no conflicts.
+      if (this.store.update !== undefined) return await this.store.update(requestFor);
+      for (let attempt = 1; ; attempt++) {
+        const snapshot = await this.store.load();
+        try {
+          return await this.store.write({ ...requestFor(snapshot), expectedRevision: snapshot.revision });
+        } catch (err) {
+          if (!(err instanceof RevisionConflictError) || attempt >= this.attempts) throw err;
+        }
       }
+    } catch (err) {
+      if (err === NOTHING_TO_WRITE) return { revision: unchangedAt ?? '', entries: [] };
+      throw err;
     }
   }
 }

@@ -49,6 +49,8 @@ export interface GuardianTelemetryOptions {
   readonly plans?: Pick<FlagStore, 'load' | 'watch'>;
   /** The plan runner, whose background errors are counted beside the guardian's. */
   readonly planRunner?: { readonly errorCount: number };
+  /** Whether this replica acts on its store (the guardian lease, docs/fleet.md); default: it does. */
+  readonly leaseHolder?: () => boolean;
 }
 
 const GUARDIAN_ERRORS = Object.freeze({ [ATTR_REASON]: 'guardian' });
@@ -132,6 +134,7 @@ export class GuardianTelemetry {
   private readonly planRunner: { readonly errorCount: number } | undefined;
   private unwatchPlans: (() => void) | undefined;
   private removeIngest: (() => void) | undefined;
+  private removeLease: (() => void) | undefined;
   private unsubscribe: (() => void) | undefined;
   private warned = false;
   private closed = false;
@@ -200,6 +203,7 @@ export class GuardianTelemetry {
       this.droppedCohortOutcomes,
     ];
     this.removeIngest = this.observeIngest(meter, options.ingestStats);
+    this.removeLease = this.observeLease(meter, options.leaseHolder ?? (() => true));
     // One batch callback, so a scrape reads the guardian's status once for every gauge.
     meter.addBatchObservableCallback(this.collect, this.observables);
     this.unsubscribe = this.guardian?.addListener({ rollback: (record) => this.onRollback(record) });
@@ -261,6 +265,8 @@ export class GuardianTelemetry {
       this.meter.removeBatchObservableCallback(this.collect, this.observables);
       this.removeIngest?.();
       this.removeIngest = undefined;
+      this.removeLease?.();
+      this.removeLease = undefined;
     } catch (err) {
       this.warnOnce(err);
     }
@@ -369,6 +375,21 @@ export class GuardianTelemetry {
     };
     meter.addBatchObservableCallback(callback, observables);
     return () => meter.removeBatchObservableCallback(callback, observables);
+  }
+
+  /** 1 on the replica that holds the guardian lease (acts), 0 on a standby. */
+  private observeLease(meter: Meter, acting: () => boolean): () => void {
+    const spec = METRICS.leaseHolder;
+    const holder = meter.createObservableGauge(spec.name, { unit: spec.unit, description: spec.description });
+    const callback = (result: { observe(value: number): void }) => {
+      try {
+        result.observe(acting() ? 1 : 0);
+      } catch (err) {
+        this.warnOnce(err);
+      }
+    };
+    holder.addCallback(callback);
+    return () => holder.removeCallback(callback);
   }
 
   private observeEvaluations(result: BatchObservableResult): void {

@@ -283,6 +283,13 @@ export const METRICS = {
     instrument: 'observable-counter',
     attributes: [ATTR_REASON],
   },
+  leaseHolder: {
+    name: 'rollout_guardian.lease.holder',
+    unit: '',
+    description: "1 while this replica holds its store's guardian lease and acts (always, for a single guardian on a file, flagd or memory store), 0 while it stands by judging without writing (docs/fleet.md).",
+    instrument: 'gauge',
+    attributes: [],
+  },
   outOfTimeOutcomes: {
     name: 'rollout_guardian.cohort_registry.out_of_time_outcomes',
     unit: '{outcome}',
@@ -318,6 +325,7 @@ export const PROMETHEUS_NAMES = {
   pendingRollbacks: 'rollout_guardian_pending_rollbacks',
   lastTickAge: 'rollout_guardian_last_tick_age_seconds',
   guardianErrors: 'rollout_guardian_errors_total',
+  leaseHolder: 'rollout_guardian_lease_holder',
   outOfTimeOutcomes: 'rollout_guardian_cohort_registry_out_of_time_outcomes_total',
   cohortSource: 'rollout_guardian_cohort_source',
   refusedAggregates: 'rollout_guardian_cohort_registry_refused_aggregates_total',

@@ -123,6 +123,24 @@ describe('RolloutGuardian', () => {
     expect((await r.store.load()).state.get('checkout')?.rollback).toBeDefined();
   });
 
+  it('claims no rollback and writes no second entry when another writer rolled the flag back first', async () => {
+    const r = rig({ checkout: checkout() }, (store, clock) => {
+      const writer = new StoreWriter(store, clock);
+      return {
+        // Another replica (or an operator) lands its rollback just before this one's write.
+        rollback: async (flagKey: string, by: Attribution, evidence?: Readonly<Record<string, unknown>>) => {
+          await writer.rollback(flagKey, { actor: 'sre', reason: 'INC-7' });
+          return writer.rollbackOnce(flagKey, by, evidence);
+        },
+      };
+    });
+    await r.run(60, 10, 0.5);
+    expect(r.rollbacks).toEqual([]);
+    expect(r.errors).toEqual([]);
+    expect(r.guardian.pendingRollbacks).toEqual([]);
+    expect((await r.store.audit({ flagKey: 'checkout' })).map((e) => e.actor)).toEqual(['sre']);
+  });
+
   it('rolls back after the policy’s number of consecutive failed health checks, not before', async () => {
     const r = rig({ checkout: checkout({ healthCheckFailures: 5 }) });
     const results = [false, false, false, false, true, false, false, false, false, false];

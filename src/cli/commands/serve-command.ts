@@ -31,6 +31,7 @@ interface ServeOptions extends StoreOptions {
   readonly allowedLateness?: number;
   readonly replay?: string;
   readonly corsOrigin?: string;
+  readonly replicaName?: string;
 }
 
 /**
@@ -122,6 +123,11 @@ function parsePort(text: string): number {
   return port;
 }
 
+function parseReplicaName(text: string): string {
+  if (!/^[\x21-\x7e]{1,200}$/.test(text)) throw new InvalidArgumentError(`"${text}" cannot name a replica; give printable characters without spaces, such as the pod name`);
+  return text;
+}
+
 /** Slots from 100 ms (tests, replays) to an hour: a guardian that judges less often than that is not watching. */
 const parseSlot = durationArgument({ minMs: 100, maxMs: 3_600_000, example: '5s' });
 
@@ -142,6 +148,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       .option('--max-body-bytes <size>', 'largest OTLP request body, compressed or not (default 16MiB)', parseBytes)
       .option('--allowed-lateness <duration>', 'how far behind the clock an outcome may end and still count (default 30s); the guardian judges a slot this long (plus 10s for evaluation records) after it ends', parseLateness)
       .option('--cors-origin <origin>', 'answer the control API (/api/v1/*, /openapi.json) with CORS headers for this one origin, such as https://ops.example.com (default: no CORS)', parseOrigin)
+      .option('--replica-name <name>', 'this replica\u2019s name in the guardian lease on a Redis store, unique per replica (default host:pid:random; see docs/fleet.md)', parseReplicaName)
       .option('--replay <file>', 'judge a recorded OTLP stream (JSON lines of {timeUnixMs, traces|logs}) in dry run, faster than real time, then exit'),
   ).action(async (options: ServeOptions) => {
     const location = options.store ?? (ctx.io.env[FLAGS_ENV_VAR] || DEFAULT_FLAGS_FILE);
@@ -171,6 +178,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
         slotMs: options.slot,
         dryRun: options.dryRun,
         log: logLine,
+        replicaName: options.replicaName,
       });
     } catch (err) {
       // A store that never connected still retries in the background: close it, or the
