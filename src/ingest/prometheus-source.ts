@@ -201,7 +201,10 @@ export class PrometheusSource {
   private async pollFlag(flagKey: string, flag: Watched, dueMs: number): Promise<void> {
     let throughMs = this.cursors.get(flagKey) ?? dueMs - this.slotMs;
     // A clock stepped back: wait for the new present rather than query the future.
-    if (throughMs > dueMs) throughMs = dueMs;
+    if (throughMs > dueMs) {
+      throughMs = dueMs;
+      this.cursors.set(flagKey, dueMs);
+    }
     const oldestMs = dueMs - this.maxCatchUpSlots * this.slotMs;
     if (throughMs < oldestMs) {
       this.counters.skippedSlots += (oldestMs - throughMs) / this.slotMs;

@@ -1,0 +1,256 @@
+// The Prometheus source against a real Prometheus: a history of per-variant request counters and
+// latency histograms, written at fixed timestamps with promtool's backfill so every query has an
+// exact answer and no test waits for a scrape; bad PromQL, a Prometheus that is down or silent,
+// and series that do not exist each give a reported problem, never a number.
+import { type Server, createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FlagDefinitionInput, PrometheusGuard } from '../../src/core/flag-schema.js';
+import type { AggregateRefusal, AggregateSink, CohortAggregate } from '../../src/guardian/cohort-aggregate.js';
+import { CohortRegistry } from '../../src/guardian/cohort-registry.js';
+import { RolloutGuardian } from '../../src/guardian/rollout-guardian.js';
+import { SourceProblems } from '../../src/guardian/source-problems.js';
+import { PrometheusSource, fillQuery } from '../../src/ingest/prometheus-source.js';
+import { MemoryFlagStore } from '../../src/stores/memory-store.js';
+import { StoreWriter } from '../../src/stores/store-writer.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { type PrometheusServer, startPrometheus } from '../helpers/prometheus-server.js';
+
+const SLOT_MS = 5_000;
+/** The history's first sample; slot-aligned. */
+const T0 = Date.parse('2026-11-27T12:00:00Z');
+const HISTORY_S = 900;
+const BOUNDS_S = [0.1, 0.25, 0.5, 1];
+
+/** What one variant of one flag serves each second: whole numbers, so every increase is exact. */
+interface Traffic {
+  readonly requestsPerS: number;
+  readonly errorsPerS: number;
+  /** Per bucket of BOUNDS_S, +Inf last; sums to requestsPerS. */
+  readonly bucketsPerS: readonly number[];
+}
+
+const FAST: Traffic = { requestsPerS: 100, errorsPerS: 0, bucketsPerS: [60, 30, 10, 0, 0] };
+/** 8% errors and 20% of requests slower than 500 ms: breaches both the error rate and the P95 limits. */
+const BROKEN: Traffic = { requestsPerS: 100, errorsPerS: 8, bucketsPerS: [40, 30, 10, 15, 5] };
+
+const HISTORY: Readonly<Record<string, Readonly<Record<string, Traffic>>>> = {
+  'new-checkout': { on: BROKEN, off: FAST },
+  'steady-checkout': { on: FAST, off: FAST },
+  // Only the baseline is exposed: the treatment's series do not exist.
+  'half-checkout': { off: FAST },
+};
+
+/** The history as OpenMetrics, one sample a second from T0: counters by flag, variant and code, and a latency histogram. */
+function openMetrics(): string {
+  const lines = ['# TYPE http_requests counter'];
+  for (const [flag, variants] of Object.entries(HISTORY)) {
+    for (const [variant, t] of Object.entries(variants)) {
+      const codes: [string, number][] = t.errorsPerS > 0 ? [['200', t.requestsPerS - t.errorsPerS], ['500', t.errorsPerS]] : [['200', t.requestsPerS]];
+      for (const [code, perS] of codes) {
+        for (let s = 0; s <= HISTORY_S; s++) lines.push(`http_requests_total{flag="${flag}",variant="${variant}",code="${code}"} ${s * perS} ${T0 / 1000 + s}`);
+      }
+    }
+  }
+  lines.push('# TYPE http_request_duration_seconds histogram');
+  for (const [flag, variants] of Object.entries(HISTORY)) {
+    for (const [variant, t] of Object.entries(variants)) {
+      for (let s = 0; s <= HISTORY_S; s++) {
+        const at = T0 / 1000 + s;
+        let cumulative = 0;
+        t.bucketsPerS.forEach((perS, i) => {
+          cumulative += perS;
+          lines.push(`http_request_duration_seconds_bucket{flag="${flag}",variant="${variant}",le="${BOUNDS_S[i] ?? '+Inf'}"} ${s * cumulative} ${at}`);
+        });
+        lines.push(`http_request_duration_seconds_count{flag="${flag}",variant="${variant}"} ${s * t.requestsPerS} ${at}`);
+        lines.push(`http_request_duration_seconds_sum{flag="${flag}",variant="${variant}"} ${s * t.requestsPerS * 0.1} ${at}`);
+      }
+    }
+  }
+  lines.push('# EOF');
+  return `${lines.join('\n')}\n`;
+}
+
+/** The queries the docs give for Flagger-style metrics; errors answer 0 for a variant that never failed. */
+const QUERIES = {
+  requests: 'sum by (variant) (increase(http_requests_total{flag="$flag"}[$__interval]))',
+  errors: 'sum by (variant) (increase(http_requests_total{flag="$flag", code=~"5.."}[$__interval])) or 0 * sum by (variant) (increase(http_requests_total{flag="$flag"}[$__interval]))',
+  latencyBuckets: 'sum by (variant, le) (increase(http_request_duration_seconds_bucket{flag="$flag"}[$__interval]))',
+  latencyUnit: 's',
+} as const;
+
+function guarded(prometheus: PrometheusGuard): FlagDefinitionInput {
+  return {
+    variants: { on: true, off: false },
+    defaultVariant: 'off',
+    rollout: { variant: 'on', percentage: 50 },
+    guard: { maxErrorRate: 0.01, maxP95Ms: 500, maxP99Ms: 1000, sustainFor: '30s', minSamples: 50, prometheus },
+  };
+}
+
+/** Every aggregate the source delivered, accepted. */
+class RecordingSink implements AggregateSink {
+  readonly aggregates: CohortAggregate[] = [];
+  recordAggregate(aggregate: CohortAggregate): AggregateRefusal | undefined {
+    this.aggregates.push(aggregate);
+    return undefined;
+  }
+  of(flagKey: string): CohortAggregate[] {
+    return this.aggregates.filter((a) => a.flagKey === flagKey);
+  }
+}
+
+/** Per-bucket counts over one slot of `t`. */
+function slotOf(t: Traffic, flagKey: string, variant: string, atMs: number): CohortAggregate {
+  const slotS = SLOT_MS / 1000;
+  return {
+    flagKey,
+    variant,
+    atMs,
+    requests: t.requestsPerS * slotS,
+    errors: t.errorsPerS * slotS,
+    latency: { boundsMs: BOUNDS_S.map((s) => s * 1000), counts: t.bucketsPerS.map((n) => n * slotS) },
+    source: 'prometheus',
+  };
+}
+
+describe('the Prometheus source against a real Prometheus with a backfilled history', () => {
+  let prometheus: PrometheusServer | undefined;
+  let silent: Server | undefined;
+
+  beforeAll(async () => {
+    prometheus = await startPrometheus({ scrapeIntervalS: 1, backfill: openMetrics() });
+    // Takes connections and never answers: a Prometheus that hangs.
+    silent = createServer(() => undefined);
+    await new Promise<void>((resolve) => silent?.listen(0, '127.0.0.1', resolve));
+  }, 60_000);
+  afterAll(async () => {
+    silent?.closeAllConnections();
+    await new Promise<void>((resolve) => (silent === undefined ? resolve() : silent.close(() => resolve())));
+    await prometheus?.stop();
+  });
+
+  function source(flags: Record<string, FlagDefinitionInput>, options: { url?: string; queryTimeoutMs?: number; clock?: FakeClock } = {}) {
+    const clock = options.clock ?? new FakeClock(T0 + 100_000);
+    const store = new MemoryFlagStore({ flags, clock });
+    const sink = new RecordingSink();
+    const problems = new SourceProblems();
+    const prom = new PrometheusSource({ url: options.url ?? (prometheus as PrometheusServer).url, flags: store, sink, slotMs: SLOT_MS, problems, clock, queryDelayMs: 0, queryTimeoutMs: options.queryTimeoutMs ?? 5_000 });
+    return { clock, store, sink, problems, prom };
+  }
+
+  it("delivers each variant's requests, errors and latency buckets for the slot that just ended, exactly, in milliseconds with +Inf last", async () => {
+    const s = source({ 'new-checkout': guarded(QUERIES), 'steady-checkout': guarded(QUERIES) });
+    await s.prom.poll();
+    const at = T0 + 100_000;
+    expect(s.sink.of('new-checkout').sort((a, b) => a.variant.localeCompare(b.variant))).toEqual([slotOf(FAST, 'new-checkout', 'off', at), slotOf(BROKEN, 'new-checkout', 'on', at)]);
+    // A variant that never failed has no 5xx series at all; the query's `or 0 * ...` answers 0.
+    expect(s.sink.of('steady-checkout').map((a) => [a.variant, a.requests, a.errors])).toEqual(expect.arrayContaining([['on', 500, 0], ['off', 500, 0]]));
+    expect(s.problems.problemsFor('new-checkout')).toEqual([]);
+    expect(s.prom.stats).toMatchObject({ queries: 6, delivered: 4 });
+    await s.prom.shutdown();
+  });
+
+  it('queries each slot once, in order, catching up the slots a poll missed and never querying one twice', async () => {
+    const s = source({ 'new-checkout': guarded(QUERIES) });
+    await s.prom.poll();
+    s.clock.advance(3 * SLOT_MS + 2_000);
+    await s.prom.poll();
+    await s.prom.poll();
+    const ends = s.sink.of('new-checkout').filter((a) => a.variant === 'on').map((a) => (a.atMs - T0) / 1000);
+    expect(ends).toEqual([100, 105, 110, 115]);
+    await s.prom.shutdown();
+  });
+
+  it('reports a flag whose series do not exist as an empty result, and a missing treatment as no samples for it, delivering no numbers for it', async () => {
+    const s = source({ 'quiet-checkout': guarded(QUERIES), 'half-checkout': guarded(QUERIES) });
+    await s.prom.poll();
+    expect(s.sink.of('quiet-checkout')).toEqual([]);
+    const quiet = s.problems.problemsFor('quiet-checkout');
+    expect(quiet.map((p) => [p.source, p.reason])).toEqual([['prometheus', 'empty'], ['prometheus', 'empty']]);
+    expect(quiet[0]?.message).toContain('query for requests returned no series');
+    expect(quiet[1]?.message).toContain('query for latencyBuckets returned no series');
+    // The baseline's numbers arrive; the treatment's absence is said, not read as zero.
+    expect(s.sink.of('half-checkout').map((a) => a.variant)).toEqual(['off']);
+    expect(s.problems.problemsFor('half-checkout').map((p) => p.message)).toEqual([expect.stringContaining('has no samples for variant "on"')]);
+    expect(s.problems.count('prometheus', 'empty')).toBe(3);
+    await s.prom.shutdown();
+  });
+
+  it("reports bad PromQL with Prometheus's own error, and delivers nothing for the slot", async () => {
+    const s = source({ 'new-checkout': guarded({ ...QUERIES, errors: 'sum by (variant) (increase(http_requests_total{flag="$flag", code=~"5.."}[$__interval])' }) });
+    await s.prom.poll();
+    expect(s.sink.aggregates).toEqual([]);
+    const [problem] = s.problems.problemsFor('new-checkout');
+    expect(problem).toMatchObject({ reason: 'query_failed', slotEndMs: T0 + 100_000 });
+    expect(problem?.message).toMatch(/^Prometheus query for errors failed: bad_data: .*parse error/);
+    expect(s.problems.count('prometheus', 'query_failed')).toBe(1);
+    await s.prom.shutdown();
+  });
+
+  it('reports a Prometheus that is down, and one that does not answer within the timeout', async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const downUrl = `http://127.0.0.1:${(closed.address() as AddressInfo).port}`;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const down = source({ 'new-checkout': guarded(QUERIES) }, { url: downUrl });
+    await down.prom.poll();
+    expect(down.sink.aggregates).toEqual([]);
+    expect(down.problems.problemsFor('new-checkout')[0]?.reason).toBe('query_failed');
+    expect(down.problems.problemsFor('new-checkout')[0]?.message).toMatch(/cannot reach .*ECONNREFUSED/);
+
+    const hung = source({ 'new-checkout': guarded(QUERIES) }, { url: `http://127.0.0.1:${(silent?.address() as AddressInfo).port}`, queryTimeoutMs: 200 });
+    await hung.prom.poll();
+    expect(hung.sink.aggregates).toEqual([]);
+    expect(hung.problems.problemsFor('new-checkout')[0]?.reason).toBe('timeout');
+    expect(hung.problems.problemsFor('new-checkout')[0]?.message).toContain('no answer within 200 ms');
+    await Promise.all([down.prom.shutdown(), hung.prom.shutdown()]);
+  });
+
+  it('clears a problem once a later slot is delivered in full', async () => {
+    const clock = new FakeClock(T0 + HISTORY_S * 1000 + 60_000);
+    const s = source({ 'new-checkout': guarded(QUERIES) }, { clock });
+    await s.prom.poll();
+    expect(s.problems.problemsFor('new-checkout').map((p) => p.reason)).toEqual(['empty', 'empty']);
+    clock.set(T0 + 200_000);
+    await s.prom.poll();
+    // The clock stepped back: the source waits for the new present, then goes on.
+    clock.advance(SLOT_MS);
+    await s.prom.poll();
+    expect(s.problems.problemsFor('new-checkout')).toEqual([]);
+    expect(s.sink.of('new-checkout').map((a) => a.atMs)).toEqual([T0 + 205_000, T0 + 205_000]);
+    await s.prom.shutdown();
+  });
+
+  it('never lets a failed or empty query read as healthy or as a breach: the verdict says why it cannot judge', async () => {
+    const clock = new FakeClock(T0 + 60_000);
+    const flags = {
+      'broken-query': guarded({ ...QUERIES, requests: 'sum by (variant) (rate(http_requests_total{flag="$flag"}[$__interval]' }),
+      'quiet-checkout': guarded(QUERIES),
+    };
+    const store = new MemoryFlagStore({ flags, clock });
+    const registry = new CohortRegistry({ slotMs: SLOT_MS, slotCount: 72 });
+    const problems = new SourceProblems();
+    const prom = new PrometheusSource({ url: (prometheus as PrometheusServer).url, flags: store, sink: new RecordingSink(), slotMs: SLOT_MS, problems, clock, queryDelayMs: 0 });
+    const guardian = new RolloutGuardian({ source: store, writer: new StoreWriter(store, clock), registry, clock, sourceProblems: problems });
+    const verdicts = new Set<string>();
+    guardian.addListener({ decision: (s) => verdicts.add(s.judgment.verdict) });
+    for (let slot = 0; slot < 24; slot++) {
+      clock.advance(SLOT_MS);
+      await prom.poll();
+      await guardian.tick();
+    }
+    expect([...verdicts]).toEqual(['insufficient']);
+    const reasons = new Map(guardian.status().map((s) => [s.flagKey, s.judgment.reason]));
+    expect(reasons.get('broken-query')).toMatch(/^Prometheus query for requests failed: bad_data: .*; too few treatment requests/);
+    expect(reasons.get('quiet-checkout')).toMatch(/^Prometheus query for requests returned no series: .*; too few treatment requests/);
+    expect((await store.load()).state.get('quiet-checkout')?.rollback).toBeUndefined();
+    await prom.shutdown();
+    await guardian.shutdown();
+  });
+
+  it('fills $__interval with the slot and $flag with the key, escaped for a PromQL string', () => {
+    expect(fillQuery('increase(x{flag="$flag"}[$__interval]) / ${__interval}', 'a"b\\c', 5_000)).toBe('increase(x{flag="a\\"b\\\\c"}[5s]) / 5s');
+    expect(fillQuery('increase(x{flag="${flag}"}[$__interval])', 'k', 1_500)).toBe('increase(x{flag="k"}[1500ms])');
+  });
+});
