@@ -265,7 +265,9 @@ export class PrometheusSource {
         this.carry(flagKey, `${variant}\u0000errors`, e - n);
         e = n;
       }
-      const aggregate: CohortAggregate = histogram === undefined ? { flagKey, variant, atMs: endMs, requests: n, errors: e, source: SOURCE } : { flagKey, variant, atMs: endMs, requests: n, errors: e, latency: histogram, source: SOURCE };
+      // Dated a millisecond before the slot's end: counted in the slot it measured, not the next.
+      const atMs = endMs - 1;
+      const aggregate: CohortAggregate = histogram === undefined ? { flagKey, variant, atMs, requests: n, errors: e, source: SOURCE } : { flagKey, variant, atMs, requests: n, errors: e, latency: histogram, source: SOURCE };
       const refused = this.sink.recordAggregate(aggregate);
       if (refused === undefined) this.counters.delivered++;
       else if (refused === 'late') problem('late', `numbers for variant "${variant}" arrived after the guardian judged their slot: give the guardian an allowed lateness above the query delay plus the query timeout`);

@@ -100,13 +100,13 @@ class RecordingSink implements AggregateSink {
   }
 }
 
-/** Per-bucket counts over one slot of `t`. */
-function slotOf(t: Traffic, flagKey: string, variant: string, atMs: number): CohortAggregate {
+/** One slot of `t` ending at `endMs`, as delivered: dated a millisecond before the end, in the slot it measured. */
+function slotOf(t: Traffic, flagKey: string, variant: string, endMs: number): CohortAggregate {
   const slotS = SLOT_MS / 1000;
   return {
     flagKey,
     variant,
-    atMs,
+    atMs: endMs - 1,
     requests: t.requestsPerS * slotS,
     errors: t.errorsPerS * slotS,
     latency: { boundsMs: BOUNDS_S.map((s) => s * 1000), counts: t.bucketsPerS.map((n) => n * slotS) },
@@ -157,7 +157,7 @@ describe('the Prometheus source against a real Prometheus with a backfilled hist
     s.clock.advance(3 * SLOT_MS + 2_000);
     await s.prom.poll();
     await s.prom.poll();
-    const ends = s.sink.of('new-checkout').filter((a) => a.variant === 'on').map((a) => (a.atMs - T0) / 1000);
+    const ends = s.sink.of('new-checkout').filter((a) => a.variant === 'on').map((a) => (a.atMs + 1 - T0) / 1000);
     expect(ends).toEqual([100, 105, 110, 115]);
     await s.prom.shutdown();
   });
@@ -218,7 +218,7 @@ describe('the Prometheus source against a real Prometheus with a backfilled hist
     clock.advance(SLOT_MS);
     await s.prom.poll();
     expect(s.problems.problemsFor('new-checkout')).toEqual([]);
-    expect(s.sink.of('new-checkout').map((a) => a.atMs)).toEqual([T0 + 205_000, T0 + 205_000]);
+    expect(s.sink.of('new-checkout').map((a) => a.atMs)).toEqual([T0 + 204_999, T0 + 204_999]);
     await s.prom.shutdown();
   });
 
