@@ -19,6 +19,8 @@ import { GuardianTelemetry } from '../telemetry/guardian-telemetry.js';
 import { METER_NAME } from '../telemetry/names.js';
 import { metricsHandler } from '../telemetry/prometheus-endpoint.js';
 import { OtlpIngest, type OtlpIngestOptions } from '../ingest/otlp-ingest.js';
+import { PrometheusSource, type PrometheusSourceOptions } from '../ingest/prometheus-source.js';
+import { SourceProblems } from '../guardian/source-problems.js';
 import { type OtlpHttpLimits, OtlpHttpReceiver } from './otlp-http-receiver.js';
 import { OtlpGrpcReceiver } from './otlp-grpc-receiver.js';
 import type { BearerAuth, Role } from './bearer-auth.js';
@@ -48,6 +50,8 @@ export interface RolloutServerOptions {
   readonly tls?: { readonly key: Buffer; readonly cert: Buffer };
   /** OTLP ingest: event-time limits, request kinds, join bounds, body limits. */
   readonly ingest?: Omit<OtlpIngestOptions, 'sink' | 'clock'> & OtlpHttpLimits;
+  /** Query this Prometheus each slot for the flags whose guard names PromQL (docs/prometheus-source.md). */
+  readonly prometheus?: Omit<PrometheusSourceOptions, 'flags' | 'sink' | 'slotMs' | 'problems' | 'clock'>;
 }
 
 /** A port that cannot be listened on (in use, not permitted): a configuration problem, not a bug. */
@@ -71,6 +75,10 @@ export class RolloutServer {
   readonly ingest: OtlpIngest;
   /** OTLP/HTTP routes; its bodyBytesInFlight shows the body budget in use. */
   readonly otlpHttp: OtlpHttpReceiver;
+  /** The Prometheus query source, when a Prometheus URL was given. */
+  readonly prometheus: PrometheusSource | undefined;
+  /** Metric sources' standing problems per flag, shown in verdicts and counted for /metrics. */
+  readonly sourceProblems = new SourceProblems();
   private readonly store: FlagStore;
   private readonly clock: Clock;
   private readonly log: (line: string) => void;
@@ -98,12 +106,14 @@ export class RolloutServer {
     this.otlpHttp = new OtlpHttpReceiver(this.ingest, options.ingest);
     // A slot is judged once nothing more can arrive for it: the ingest's allowed lateness plus
     // the time a request may wait for its evaluation records.
-    const allowedLatenessMs = this.ingest.gate.allowedLatenessMs + this.ingest.joinWaitMs;
-    this.guardian = new RolloutGuardian({ source: this.store, writer: new StoreWriter(this.store, this.clock), registry: this.registry, clock: this.clock, dryRun: options.dryRun, allowedLatenessMs });
+    this.prometheus = options.prometheus === undefined ? undefined : new PrometheusSource({ ...options.prometheus, flags: this.store, sink: this.registry, slotMs, problems: this.sourceProblems, clock: this.clock });
+    // ... and the time a slot's Prometheus numbers take to arrive: query delay, poll, timeout.
+    const allowedLatenessMs = Math.max(this.ingest.gate.allowedLatenessMs + this.ingest.joinWaitMs, this.prometheus?.latenessNeededMs ?? 0);
+    this.guardian = new RolloutGuardian({ source: this.store, writer: new StoreWriter(this.store, this.clock), registry: this.registry, clock: this.clock, dryRun: options.dryRun, allowedLatenessMs, sourceProblems: this.sourceProblems });
     this.plans = new PlanRunner({ store: this.store, judgments: this.guardian, clock: this.clock, dryRun: options.dryRun });
     const exporter = new PrometheusExporter({ preventServerStart: true });
     this.meterProvider = new MeterProvider({ readers: [exporter] });
-    this.telemetry = new GuardianTelemetry({ meter: this.meterProvider.getMeter(METER_NAME), registry: this.registry, guardian: this.guardian, processorStats: () => this.processor.stats, ingestStats: () => this.ingest.stats, clock: this.clock, plans: this.store, planRunner: this.plans });
+    this.telemetry = new GuardianTelemetry({ meter: this.meterProvider.getMeter(METER_NAME), registry: this.registry, guardian: this.guardian, processorStats: () => this.processor.stats, ingestStats: () => this.ingest.stats, clock: this.clock, plans: this.store, planRunner: this.plans, sourceProblems: this.sourceProblems });
     const metrics = metricsHandler(exporter);
     this.unwatch = this.store.watch((event) => this.onStoreEvent(event));
     this.guardian.addListener({
@@ -160,6 +170,7 @@ export class RolloutServer {
     if (options.autoTick ?? true) {
       server.guardian.start();
       server.plans.start(server.registry.slotMs);
+      server.prometheus?.start();
     }
     return server;
   }
@@ -207,6 +218,7 @@ export class RolloutServer {
     this.closing ??= (async () => {
       this.http.closeAllConnections();
       await Promise.all([new Promise<void>((resolve) => this.http.close(() => resolve())), this.grpc?.close()]);
+      await this.prometheus?.shutdown();
       await this.guardian.shutdown();
       await this.plans.shutdown();
       this.telemetry.shutdown();
