@@ -13,6 +13,10 @@ import { SourceProblems } from '../../src/guardian/source-problems.js';
 import { PrometheusSource, fillQuery } from '../../src/ingest/prometheus-source.js';
 import { MemoryFlagStore } from '../../src/stores/memory-store.js';
 import { StoreWriter } from '../../src/stores/store-writer.js';
+import { RolloutServer } from '../../src/server/rollout-server.js';
+import type { RollbackRecord } from '../../src/guardian/rollout-guardian.js';
+import type { ServerStatus } from '../../src/server/server-status.js';
+import { PROMETHEUS_NAMES } from '../../src/telemetry/names.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { type PrometheusServer, startPrometheus } from '../helpers/prometheus-server.js';
 
@@ -31,11 +35,14 @@ interface Traffic {
 }
 
 const FAST: Traffic = { requestsPerS: 100, errorsPerS: 0, bucketsPerS: [60, 30, 10, 0, 0] };
-/** 8% errors and 20% of requests slower than 500 ms: breaches both the error rate and the P95 limits. */
-const BROKEN: Traffic = { requestsPerS: 100, errorsPerS: 8, bucketsPerS: [40, 30, 10, 15, 5] };
+/** 8% errors against a 1% limit; as fast as the baseline. */
+const FAILING: Traffic = { requestsPerS: 100, errorsPerS: 8, bucketsPerS: [60, 30, 10, 0, 0] };
+/** No errors, but 20% of requests between 500 ms and 1 s: above a 500 ms P95, within a 1 s P99. */
+const SLOW: Traffic = { requestsPerS: 100, errorsPerS: 0, bucketsPerS: [40, 30, 10, 20, 0] };
 
 const HISTORY: Readonly<Record<string, Readonly<Record<string, Traffic>>>> = {
-  'new-checkout': { on: BROKEN, off: FAST },
+  'new-checkout': { on: FAILING, off: FAST },
+  'slow-checkout': { on: SLOW, off: FAST },
   'steady-checkout': { on: FAST, off: FAST },
   // Only the baseline is exposed: the treatment's series do not exist.
   'half-checkout': { off: FAST },
@@ -140,14 +147,16 @@ describe('the Prometheus source against a real Prometheus with a backfilled hist
   }
 
   it("delivers each variant's requests, errors and latency buckets for the slot that just ended, exactly, in milliseconds with +Inf last", async () => {
-    const s = source({ 'new-checkout': guarded(QUERIES), 'steady-checkout': guarded(QUERIES) });
+    const s = source({ 'new-checkout': guarded(QUERIES), 'slow-checkout': guarded(QUERIES), 'steady-checkout': guarded(QUERIES) });
     await s.prom.poll();
     const at = T0 + 100_000;
-    expect(s.sink.of('new-checkout').sort((a, b) => a.variant.localeCompare(b.variant))).toEqual([slotOf(FAST, 'new-checkout', 'off', at), slotOf(BROKEN, 'new-checkout', 'on', at)]);
+    const byVariant = (a: CohortAggregate, b: CohortAggregate) => a.variant.localeCompare(b.variant);
+    expect(s.sink.of('new-checkout').sort(byVariant)).toEqual([slotOf(FAST, 'new-checkout', 'off', at), slotOf(FAILING, 'new-checkout', 'on', at)]);
+    expect(s.sink.of('slow-checkout').sort(byVariant)).toEqual([slotOf(FAST, 'slow-checkout', 'off', at), slotOf(SLOW, 'slow-checkout', 'on', at)]);
     // A variant that never failed has no 5xx series at all; the query's `or 0 * ...` answers 0.
     expect(s.sink.of('steady-checkout').map((a) => [a.variant, a.requests, a.errors])).toEqual(expect.arrayContaining([['on', 500, 0], ['off', 500, 0]]));
     expect(s.problems.problemsFor('new-checkout')).toEqual([]);
-    expect(s.prom.stats).toMatchObject({ queries: 6, delivered: 4 });
+    expect(s.prom.stats).toMatchObject({ queries: 9, delivered: 6 });
     await s.prom.shutdown();
   });
 
@@ -247,6 +256,54 @@ describe('the Prometheus source against a real Prometheus with a backfilled hist
     expect((await store.load()).state.get('quiet-checkout')?.rollback).toBeUndefined();
     await prom.shutdown();
     await guardian.shutdown();
+  });
+
+  it('through serve: rolls back a failing and a slow treatment on exact buckets, keeps a healthy one, and says which flag it cannot judge', async () => {
+    const clock = new FakeClock(T0 + 60_000);
+    const flags = { 'new-checkout': guarded(QUERIES), 'slow-checkout': guarded(QUERIES), 'steady-checkout': guarded(QUERIES), 'quiet-checkout': guarded(QUERIES) };
+    const store = new MemoryFlagStore({ flags, clock });
+    const server = await RolloutServer.start({ store, port: 0, clock, slotMs: SLOT_MS, autoTick: false, prometheus: { url: (prometheus as PrometheusServer).url, queryDelayMs: 0 } });
+    try {
+      const rollbacks: RollbackRecord[] = [];
+      const verdicts = new Map<string, Set<string>>();
+      server.guardian.addListener({
+        rollback: (r) => rollbacks.push(r),
+        decision: (d) => verdicts.set(d.flagKey, (verdicts.get(d.flagKey) ?? new Set()).add(d.judgment.verdict)),
+      });
+      const prom = server.prometheus as PrometheusSource;
+      while (clock.now() < T0 + 300_000) {
+        clock.advance(SLOT_MS);
+        await prom.poll();
+        await server.guardian.tick();
+      }
+      const decided = new Map(rollbacks.map((r) => [r.flagKey, r]));
+      expect([...decided.keys()].sort()).toEqual(['new-checkout', 'slow-checkout']);
+      expect(decided.get('new-checkout')?.reason).toMatch(/error rate 8\.00% over .* requests, limit 1\.00%/);
+      // 500 ms is a bucket bound: the share slower than it is counted, not interpolated.
+      const slow = decided.get('slow-checkout')?.evidence.check as { check: string; observed: number; interpolatedBetweenMs?: unknown };
+      expect(slow.check).toBe('p95');
+      expect(slow.observed).toBe(0.2);
+      expect(slow.interpolatedBetweenMs).toBeUndefined();
+      const snapshot = await store.load();
+      expect(snapshot.state.get('new-checkout')?.rollback?.actor).toBe('rollout-guardian');
+      expect(snapshot.state.get('steady-checkout')?.rollback).toBeUndefined();
+      expect(snapshot.state.get('quiet-checkout')?.rollback).toBeUndefined();
+      expect([...(verdicts.get('steady-checkout') ?? [])]).not.toContain('breaching');
+      expect([...(verdicts.get('quiet-checkout') ?? [])]).toEqual(['insufficient']);
+
+      const status = (await (await fetch(`${server.url}/api/status`)).json()) as ServerStatus;
+      const view = new Map(status.flags.map((f) => [f.flag, f.guardian]));
+      expect(view.get('steady-checkout')).toMatchObject({ verdict: 'healthy', treatment: { sources: ['prometheus'] } });
+      expect(view.get('quiet-checkout')?.reason).toMatch(/^Prometheus query for requests returned no series: .*; too few treatment requests/);
+      const metrics = await (await fetch(`${server.url}/metrics`)).text();
+      const errors = (reason: string) => Number(new RegExp(`^${PROMETHEUS_NAMES.sourceErrors}\\{source="prometheus",reason="${reason}"[^}]*\\} (\\d+)`, 'm').exec(metrics)?.[1]);
+      // Two empty answers (requests and latency) each slot for the quiet flag, nothing else.
+      expect(errors('empty')).toBeGreaterThan(0);
+      expect(errors('query_failed')).toBe(0);
+      expect(errors('late')).toBe(0);
+    } finally {
+      await server.close();
+    }
   });
 
   it('fills $__interval with the slot and $flag with the key, escaped for a PromQL string', () => {
