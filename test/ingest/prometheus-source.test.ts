@@ -17,6 +17,7 @@ import { RolloutServer } from '../../src/server/rollout-server.js';
 import type { RollbackRecord } from '../../src/guardian/rollout-guardian.js';
 import type { ServerStatus } from '../../src/server/server-status.js';
 import { PROMETHEUS_NAMES } from '../../src/telemetry/names.js';
+import { runCliIn } from '../helpers/cli-in-process.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { type PrometheusServer, startPrometheus } from '../helpers/prometheus-server.js';
 
@@ -309,5 +310,144 @@ describe('the Prometheus source against a real Prometheus with a backfilled hist
   it('fills $__interval with the slot and $flag with the key, escaped for a PromQL string', () => {
     expect(fillQuery('increase(x{flag="$flag"}[$__interval]) / ${__interval}', 'a"b\\c', 5_000)).toBe('increase(x{flag="a\\"b\\\\c"}[5s]) / 5s');
     expect(fillQuery('increase(x{flag="${flag}"}[$__interval])', 'k', 1_500)).toBe('increase(x{flag="k"}[1500ms])');
+  });
+});
+
+/**
+ * A checkout service as an application would run it: real HTTP requests per flag and variant,
+ * counted and timed, exposed on /metrics in the Prometheus text format for a real scrape. Every
+ * `failEvery`th request of a failing cohort answers 500.
+ */
+function checkoutService(failEvery: Readonly<Record<string, number>>): { server: Server; metricsUrl: () => string; checkoutUrl: () => string } {
+  const bounds = [0.005, 0.025, 0.1, 0.5, 1];
+  const counts = new Map<string, { ok: number; failed: number; buckets: number[]; sum: number }>();
+  const cohort = (flag: string, variant: string) => {
+    const key = `${flag}/${variant}`;
+    let c = counts.get(key);
+    if (c === undefined) {
+      c = { ok: 0, failed: 0, buckets: bounds.map(() => 0), sum: 0 };
+      counts.set(key, c);
+    }
+    return c;
+  };
+  // Every series exists from the start, at 0, as client libraries create them: the first requests count.
+  for (const flag of ['new-checkout', 'steady-checkout']) for (const variant of ['on', 'off']) cohort(flag, variant);
+  const server = createServer((request, response) => {
+    const url = new URL(request.url ?? '/', 'http://localhost');
+    if (url.pathname === '/metrics') {
+      const lines = ['# TYPE http_requests_total counter'];
+      for (const [key, c] of counts) {
+        const [flag, variant] = key.split('/');
+        lines.push(`http_requests_total{flag="${flag}",variant="${variant}",code="200"} ${c.ok}`, `http_requests_total{flag="${flag}",variant="${variant}",code="500"} ${c.failed}`);
+      }
+      lines.push('# TYPE http_request_duration_seconds histogram');
+      for (const [key, c] of counts) {
+        const [flag, variant] = key.split('/');
+        const labels = `flag="${flag}",variant="${variant}"`;
+        bounds.forEach((le, i) => lines.push(`http_request_duration_seconds_bucket{${labels},le="${le}"} ${c.buckets[i]}`));
+        lines.push(`http_request_duration_seconds_bucket{${labels},le="+Inf"} ${c.ok + c.failed}`, `http_request_duration_seconds_sum{${labels}} ${c.sum}`, `http_request_duration_seconds_count{${labels}} ${c.ok + c.failed}`);
+      }
+      response.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(`${lines.join('\n')}\n`);
+      return;
+    }
+    const started = process.hrtime.bigint();
+    const flag = url.searchParams.get('flag') ?? '';
+    const variant = url.searchParams.get('variant') ?? '';
+    const c = cohort(flag, variant);
+    const n = c.ok + c.failed + 1;
+    const every = failEvery[`${flag}/${variant}`];
+    const failed = every !== undefined && n % every === 0;
+    response.writeHead(failed ? 500 : 200).end(failed ? 'payment service unavailable' : 'ok');
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    if (failed) c.failed++;
+    else c.ok++;
+    c.sum += seconds;
+    bounds.forEach((le, i) => {
+      if (seconds <= le) c.buckets[i] = (c.buckets[i] ?? 0) + 1;
+    });
+  });
+  const base = () => `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return { server, metricsUrl: () => `${base()}/metrics`, checkoutUrl: () => `${base()}/checkout` };
+}
+
+describe('the Prometheus source against a real Prometheus scraping a real service', () => {
+  const SCRAPE_SLOT_MS = 3_000;
+  const PER_BURST = 60;
+  const BURSTS = 6;
+  const service = checkoutService({ 'new-checkout/on': 4 });
+  let prometheus: PrometheusServer | undefined;
+
+  beforeAll(async () => {
+    await new Promise<void>((resolve) => service.server.listen(0, '127.0.0.1', resolve));
+    prometheus = await startPrometheus({ target: service.metricsUrl(), scrapeIntervalS: 1 });
+  }, 60_000);
+  afterAll(async () => {
+    await prometheus?.stop();
+    service.server.closeAllConnections();
+    await new Promise<void>((resolve) => service.server.close(() => resolve()));
+  });
+
+  it('rolls back the treatment failing one request in four and not the healthy one, on what Prometheus scraped', async () => {
+    const prom = prometheus as PrometheusServer;
+    await prom.nextScrape();
+    // Prometheus stamps samples with its own clock: the guardian's fake clock is set to it, and
+    // walked over the stored traffic slot by slot once all of it has been scraped.
+    const fromMs = Date.now();
+    for (let burst = 0; burst < BURSTS; burst++) {
+      await Promise.all(
+        ['new-checkout', 'steady-checkout'].flatMap((flag) =>
+          ['on', 'off'].flatMap((variant) =>
+            Array.from({ length: PER_BURST }, async () => {
+              const response = await fetch(`${service.checkoutUrl()}?flag=${flag}&variant=${variant}`);
+              await response.text();
+            }),
+          ),
+        ),
+      );
+      await prom.nextScrape();
+    }
+    await prom.nextScrape();
+    const toMs = Date.now();
+
+    const clock = new FakeClock(Math.floor(fromMs / SCRAPE_SLOT_MS) * SCRAPE_SLOT_MS);
+    const store = new MemoryFlagStore({ flags: { 'new-checkout': guarded(QUERIES), 'steady-checkout': guarded(QUERIES) }, clock });
+    const registry = new CohortRegistry({ slotMs: SCRAPE_SLOT_MS, slotCount: 72 });
+    const problems = new SourceProblems();
+    const source = new PrometheusSource({ url: prom.url, flags: store, sink: registry, slotMs: SCRAPE_SLOT_MS, problems, clock, queryDelayMs: 0 });
+    const guardian = new RolloutGuardian({ source: store, writer: new StoreWriter(store, clock), registry, clock, sourceProblems: problems });
+    const rollbacks: RollbackRecord[] = [];
+    const verdicts = new Map<string, Set<string>>();
+    guardian.addListener({
+      rollback: (r) => rollbacks.push(r),
+      decision: (d) => verdicts.set(d.flagKey, (verdicts.get(d.flagKey) ?? new Set()).add(d.judgment.verdict)),
+    });
+    while (clock.now() + SCRAPE_SLOT_MS <= toMs) {
+      clock.advance(SCRAPE_SLOT_MS);
+      await source.poll();
+      await guardian.tick();
+    }
+    await source.shutdown();
+    await guardian.shutdown();
+
+    expect(source.stats.delivered).toBeGreaterThan(0);
+    expect(rollbacks.map((r) => r.flagKey)).toEqual(['new-checkout']);
+    expect(rollbacks[0]?.reason).toMatch(/error rate 2\d\.\d\d% over/);
+    expect((await store.load()).state.get('steady-checkout')?.rollback).toBeUndefined();
+    expect([...(verdicts.get('steady-checkout') ?? [])]).not.toContain('breaching');
+    expect([...(verdicts.get('steady-checkout') ?? [])]).not.toContain('rollback');
+  });
+});
+
+describe('serve --prometheus-*', () => {
+  it('refuses a Prometheus URL, header or option it cannot use, with what to type instead', async () => {
+    const badUrl = await runCliIn(process.cwd(), ['serve', '--prometheus-url', 'prometheus:9090']);
+    expect(badUrl.code).toBe(2);
+    expect(badUrl.stderr).toContain('"prometheus:9090" is not an http(s) URL; give Prometheus\' base URL such as http://prometheus:9090');
+    const badHeader = await runCliIn(process.cwd(), ['serve', '--prometheus-url', 'http://127.0.0.1:9090', '--prometheus-header', 'X-Scope-OrgID=payments']);
+    expect(badHeader.code).toBe(2);
+    expect(badHeader.stderr).toContain('"X-Scope-OrgID=payments" is not a header; write it like "X-Scope-OrgID: tenant-1"');
+    const noUrl = await runCliIn(process.cwd(), ['serve', '--prometheus-query-delay', '30s']);
+    expect(noUrl.code).toBe(1);
+    expect(noUrl.stderr).toContain('the --prometheus-* options need --prometheus-url URL');
   });
 });

@@ -173,6 +173,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       .option('--prometheus-query-delay <duration>', "query a slot this long after it ends, at least Prometheus' scrape interval (default 15s)", durationArgument({ minMs: 0, maxMs: 600_000, example: '15s' }))
       .option('--prometheus-timeout <duration>', 'limit on one Prometheus query (default 5s)', durationArgument({ minMs: 100, maxMs: 120_000, example: '5s' })),
   ).action(async (options: ServeOptions) => {
+    const prometheus = prometheusOptionsFrom(options);
     const location = options.store ?? (ctx.io.env[FLAGS_ENV_VAR] || DEFAULT_FLAGS_FILE);
     // Watching: serve follows edits to the file and changes other instances make in Redis.
     const store = openLocation(location, options.store !== undefined ? '--store' : FLAGS_ENV_VAR, ctx.io, true);
@@ -180,7 +181,6 @@ export function registerServe(program: Command, ctx: CommandContext): void {
     if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new CliError('TLS needs both --tls-cert FILE and --tls-key FILE');
     const tls = options.tlsCert !== undefined && options.tlsKey !== undefined ? { cert: readFileFor('--tls-cert', options.tlsCert), key: readFileFor('--tls-key', options.tlsKey) } : undefined;
     const auth = authFrom(options, ctx.io.env);
-    const prometheus = prometheusOptionsFrom(options);
     const logLine = (line: string) => ctx.io.stderr.write(`${new Date(ctx.io.clock.now()).toISOString()} ${line}\n`);
     // Refusals, drops and exporter trouble are reported through OpenTelemetry's diag, once per
     // kind: without a logger they would vanish, and "the app sends, serve hears nothing" with them.
