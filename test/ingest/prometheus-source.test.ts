@@ -198,6 +198,45 @@ describe('the Prometheus source against a real Prometheus with a backfilled hist
     await s.prom.shutdown();
   });
 
+  it('sends its headers with every query, and never more queries at once than maxConcurrentQueries', async () => {
+    const seen: (string | undefined)[] = [];
+    let inFlight = 0;
+    let mostInFlight = 0;
+    // A proxy in front of Prometheus, as an authenticating gateway would be.
+    const gateway = createServer((request, response) => {
+      inFlight++;
+      mostInFlight = Math.max(mostInFlight, inFlight);
+      seen.push(request.headers.authorization);
+      const chunks: Buffer[] = [];
+      request.on('data', (chunk: Buffer) => chunks.push(chunk));
+      request.on('end', () => {
+        void fetch(`${(prometheus as PrometheusServer).url}${request.url ?? ''}`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: Buffer.concat(chunks) })
+          .then(async (answer) => {
+            const text = await answer.text();
+            inFlight--;
+            response.writeHead(answer.status, { 'content-type': 'application/json' }).end(text);
+          })
+          .catch(() => response.destroy());
+      });
+    });
+    await new Promise<void>((resolve) => gateway.listen(0, '127.0.0.1', resolve));
+    try {
+      const clock = new FakeClock(T0 + 100_000);
+      const store = new MemoryFlagStore({ flags: { 'new-checkout': guarded(QUERIES), 'slow-checkout': guarded(QUERIES), 'steady-checkout': guarded(QUERIES) }, clock });
+      const sink = new RecordingSink();
+      const url = `http://127.0.0.1:${(gateway.address() as AddressInfo).port}/`;
+      const prom = new PrometheusSource({ url, flags: store, sink, slotMs: SLOT_MS, clock, queryDelayMs: 0, maxConcurrentQueries: 2, headers: { authorization: 'Bearer s3cret' } });
+      await prom.poll();
+      expect(seen).toEqual(Array.from({ length: 9 }, () => 'Bearer s3cret'));
+      expect(mostInFlight).toBeLessThanOrEqual(2);
+      expect(sink.aggregates).toHaveLength(6);
+      await prom.shutdown();
+    } finally {
+      gateway.closeAllConnections();
+      await new Promise<void>((resolve) => gateway.close(() => resolve()));
+    }
+  });
+
   it('reports a Prometheus that is down, and one that does not answer within the timeout', async () => {
     const closed = createServer();
     await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
