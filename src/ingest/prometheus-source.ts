@@ -3,7 +3,7 @@
 // and latency buckets, delivered to the cohort windows as CohortAggregates. Queries run on their
 // own timer, bounded in number and in time, so a slow Prometheus never holds up the guardian's
 // tick. A failed query or an empty answer is a reported source problem, never a number.
-import { context } from '@opentelemetry/api';
+import { context, diag } from '@opentelemetry/api';
 import { suppressTracing } from '@opentelemetry/core';
 import type { Clock } from '../core/clock.js';
 import type { PrometheusGuard } from '../core/flag-schema.js';
@@ -113,6 +113,7 @@ export class PrometheusSource {
   private timer: NodeJS.Timeout | undefined;
   private polling: Promise<void> | undefined;
   private closed = false;
+  private saidFailure = false;
 
   constructor(options: PrometheusSourceOptions) {
     let base: URL;
@@ -166,7 +167,7 @@ export class PrometheusSource {
   poll(): Promise<void> {
     if (this.closed) return Promise.resolve();
     this.polling ??= this.runPoll()
-      .catch(() => undefined)
+      .catch((err: unknown) => this.failedOnce(err))
       .finally(() => {
         this.polling = undefined;
       });
@@ -182,6 +183,13 @@ export class PrometheusSource {
     this.unwatch?.();
     this.unwatch = undefined;
     await this.polling;
+  }
+
+  /** A poll that failed as a whole (the store could not be read): said once, and the next poll tries again. */
+  private failedOnce(err: unknown): void {
+    if (this.saidFailure) return;
+    this.saidFailure = true;
+    diag.error(`rollout-guardian: the Prometheus source could not poll; it retries every poll and says this once: ${err instanceof Error ? err.message : String(err)}`);
   }
 
   private async runPoll(): Promise<void> {
@@ -225,10 +233,9 @@ export class PrometheusSource {
     const problems: SourceProblem[] = [];
     const problem = (reason: SourceErrorReason, message: string) => problems.push({ source: SOURCE, reason, message: `Prometheus ${message} (slot ending ${at})`, slotEndMs: endMs });
     const label = guard.variantLabel ?? DEFAULT_VARIANT_LABEL;
-    const failed = (name: string, a: Answer) => !a.ok && problem(a.reason, `query for ${name} failed: ${a.message}`);
-    failed('requests', requests);
-    failed('errors', errors);
-    if (latency !== undefined) failed('latencyBuckets', latency);
+    for (const [name, answer] of [['requests', requests], ['errors', errors], ['latencyBuckets', latency]] as const) {
+      if (answer !== undefined && !answer.ok) problem(answer.reason, `query for ${name} failed: ${answer.message}`);
+    }
     if (!requests.ok || !errors.ok) {
       // Requests without their errors would read as error-free: nothing is delivered.
       this.problems.settle(flagKey, SOURCE, problems);
@@ -410,6 +417,11 @@ export class PrometheusSource {
     if (next !== undefined) next();
     else this.inFlight--;
   }
+}
+
+/** Flags whose guard names Prometheus queries, live rollouts or not: for telling a user who configured no Prometheus. */
+export function flagsWithPrometheusGuards(snapshot: StoreSnapshot): string[] {
+  return [...snapshot.parsed.definitions].filter(([, definition]) => definition.guard?.prometheus !== undefined).map(([flagKey]) => flagKey);
 }
 
 /** Flags with a live, guarded rollout whose guard names Prometheus queries. */

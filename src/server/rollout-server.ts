@@ -19,7 +19,7 @@ import { GuardianTelemetry } from '../telemetry/guardian-telemetry.js';
 import { METER_NAME } from '../telemetry/names.js';
 import { metricsHandler } from '../telemetry/prometheus-endpoint.js';
 import { OtlpIngest, type OtlpIngestOptions } from '../ingest/otlp-ingest.js';
-import { PrometheusSource, type PrometheusSourceOptions } from '../ingest/prometheus-source.js';
+import { PrometheusSource, type PrometheusSourceOptions, flagsWithPrometheusGuards } from '../ingest/prometheus-source.js';
 import { SourceProblems } from '../guardian/source-problems.js';
 import { type OtlpHttpLimits, OtlpHttpReceiver } from './otlp-http-receiver.js';
 import { OtlpGrpcReceiver } from './otlp-grpc-receiver.js';
@@ -134,8 +134,10 @@ export class RolloutServer {
   /** Loads the flags, starts listening and, unless told not to, ticking. */
   static async start(options: RolloutServerOptions): Promise<RolloutServer> {
     const server = new RolloutServer(options);
-    await server.store.load();
+    const snapshot = await server.store.load();
     server.loaded = true;
+    const unqueried = server.prometheus === undefined ? flagsWithPrometheusGuards(snapshot) : [];
+    if (unqueried.length > 0) server.log(`${unqueried.join(', ')}: guard.prometheus is set but no Prometheus URL is (give --prometheus-url URL); these guards get no numbers from Prometheus`);
     let host = options.host ?? '127.0.0.1';
     if (options.auth === undefined && !LOOPBACK.has(host)) {
       server.log(`no token configured: listening on 127.0.0.1 only, not ${host} (give --token-file or ROLLOUT_GUARDIAN_TOKEN to serve other hosts)`);

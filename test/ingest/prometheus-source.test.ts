@@ -481,6 +481,15 @@ describe('the Prometheus source against a real Prometheus scraping a real servic
 });
 
 describe('serve --prometheus-*', () => {
+  it('says which flags name Prometheus queries when serve was given no Prometheus URL', async () => {
+    const lines: string[] = [];
+    const store = new MemoryFlagStore({ flags: { 'new-checkout': guarded(QUERIES) } });
+    const server = await RolloutServer.start({ store, port: 0, autoTick: false, log: (line) => lines.push(line) });
+    await server.close();
+    expect(server.prometheus).toBeUndefined();
+    expect(lines).toContain('new-checkout: guard.prometheus is set but no Prometheus URL is (give --prometheus-url URL); these guards get no numbers from Prometheus');
+  });
+
   it('refuses a Prometheus URL, header or option it cannot use, with what to type instead', async () => {
     const badUrl = await runCliIn(process.cwd(), ['serve', '--prometheus-url', 'prometheus:9090']);
     expect(badUrl.code).toBe(2);
