@@ -32,7 +32,7 @@ interface ServeOptions extends StoreOptions {
   readonly replay?: string;
   readonly prometheusUrl?: string;
   readonly prometheusBearerTokenFile?: string;
-  readonly prometheusHeader: readonly [string, string][];
+  readonly prometheusHeader?: readonly [string, string][];
   readonly prometheusQueryDelay?: number;
   readonly prometheusTimeout?: number;
   readonly corsOrigin?: string;
@@ -138,7 +138,7 @@ function parsePrometheusUrl(text: string): string {
   return text;
 }
 
-function collectHeader(text: string, previous: readonly [string, string][]): [string, string][] {
+function collectHeader(text: string, previous: readonly [string, string][] = []): [string, string][] {
   const m = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):\s*(.*)$/.exec(text);
   if (m === null) throw new InvalidArgumentError(`"${text}" is not a header; write it like "X-Scope-OrgID: tenant-1"`);
   return [...previous, [m[1] as string, (m[2] as string).trim()]];
@@ -148,12 +148,12 @@ function collectHeader(text: string, previous: readonly [string, string][]): [st
 function prometheusOptionsFrom(options: ServeOptions): { url: string; headers: Record<string, string>; queryDelayMs?: number; queryTimeoutMs?: number } | undefined {
   const url = options.prometheusUrl;
   if (url === undefined) {
-    const given = options.prometheusBearerTokenFile !== undefined || options.prometheusHeader.length > 0 || options.prometheusQueryDelay !== undefined || options.prometheusTimeout !== undefined;
+    const given = options.prometheusBearerTokenFile !== undefined || options.prometheusHeader !== undefined || options.prometheusQueryDelay !== undefined || options.prometheusTimeout !== undefined;
     if (given) throw new CliError('the --prometheus-* options need --prometheus-url URL (Prometheus\' base URL, such as http://prometheus:9090)');
     return undefined;
   }
   const headers: Record<string, string> = {};
-  for (const [name, value] of options.prometheusHeader) headers[name.toLowerCase()] = value;
+  for (const [name, value] of options.prometheusHeader ?? []) headers[name.toLowerCase()] = value;
   if (options.prometheusBearerTokenFile !== undefined) {
     const token = readFileFor('--prometheus-bearer-token-file', options.prometheusBearerTokenFile).toString('utf8').trim();
     if (token === '') throw new CliError(`--prometheus-bearer-token-file ${options.prometheusBearerTokenFile}: the file is empty; put the token in it`);
@@ -185,7 +185,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       .option('--replay <file>', 'judge a recorded OTLP stream (JSON lines of {timeUnixMs, traces|logs}) in dry run, faster than real time, then exit')
       .option('--prometheus-url <url>', "query this Prometheus each slot for flags whose guard names PromQL (guard.prometheus; see docs/prometheus-source.md)", parsePrometheusUrl)
       .option('--prometheus-bearer-token-file <file>', 'send the token in this file as authorization: Bearer with every Prometheus query')
-      .option('--prometheus-header <header>', 'send this header with every Prometheus query, like "X-Scope-OrgID: tenant-1" (repeatable)', collectHeader, [])
+      .option('--prometheus-header <header>', 'send this header with every Prometheus query, like "X-Scope-OrgID: tenant-1" (repeatable)', collectHeader)
       .option('--prometheus-query-delay <duration>', "query a slot this long after it ends, at least Prometheus' scrape interval (default 15s)", durationArgument({ minMs: 0, maxMs: 600_000, example: '15s' }))
       .option('--prometheus-timeout <duration>', 'limit on one Prometheus query (default 5s)', durationArgument({ minMs: 100, maxMs: 120_000, example: '5s' })),
   ).action(async (options: ServeOptions) => {
