@@ -51,6 +51,7 @@ export type {
   FlagRuntimeState,
   FlagFile,
   GuardPolicyInput,
+  PrometheusGuard,
   FlagValueType,
   PlanState,
 } from './core/flag-schema.js';
@@ -104,6 +105,12 @@ export { EventTimeGate } from './ingest/event-time-gate.js';
 export type { EventTimeGateOptions } from './ingest/event-time-gate.js';
 export { replayOtlp, ReplayClock, ReplayError } from './ingest/otlp-replay.js';
 export type { ReplayLine, ReplayOptions, ReplayResult } from './ingest/otlp-replay.js';
+
+// Prometheus as a source: PromQL per guarded flag, queried each slot.
+export { PrometheusSource } from './ingest/prometheus-source.js';
+export type { PrometheusSourceOptions, PrometheusSourceStats } from './ingest/prometheus-source.js';
+export { SourceProblems } from './guardian/source-problems.js';
+export type { SourceProblem, SourceProblemView } from './guardian/source-problems.js';
 
 // Telemetry: instruments, the Prometheus endpoint, and every name they use.
 export { GuardianTelemetry } from './telemetry/guardian-telemetry.js';

@@ -78,6 +78,24 @@ export const rolloutSchema = z
     error: 'expected either percentage or progressive, not both',
   });
 
+/** Prometheus label names: what `variantLabel` may be. */
+const PROMETHEUS_LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
+const promql = z.string({ error: 'expected a PromQL query (a string)' }).trim().min(1, { error: 'expected a PromQL query, not an empty string' });
+
+/**
+ * Where a guard's numbers come from when they are in Prometheus: one instant query per slot for
+ * each, grouped by the variant label; `$__interval` is the slot as a PromQL duration and `$flag`
+ * the flag key (see docs/prometheus-source.md).
+ */
+export const prometheusGuardSchema = z.strictObject({
+  requests: promql,
+  errors: promql,
+  latencyBuckets: promql.optional(),
+  latencyUnit: z.enum(['s', 'ms'], { error: 'expected the unit of the le label: s (seconds, the Prometheus convention) or ms' }).optional(),
+  variantLabel: z.string().regex(PROMETHEUS_LABEL_NAME, { error: 'expected a Prometheus label name such as variant or feature_flag_variant' }).optional(),
+});
+
 export const guardSchema = z.strictObject({
   enabled: z.boolean().optional(),
   maxErrorRate: z.number().min(0).max(1, { error: 'expected an error rate from 0 to 1 (0.01 is 1%)' }).optional(),
@@ -105,6 +123,7 @@ export const guardSchema = z.strictObject({
       ceiling: z.boolean().optional(),
     })
     .optional(),
+  prometheus: prometheusGuardSchema.optional(),
 });
 
 const variantValueType = (v: unknown): FlagValueType =>
@@ -177,6 +196,7 @@ export type TargetingRule = z.output<typeof targetingRuleSchema>;
 export type Condition = z.output<typeof conditionSchema>;
 export type Rollout = z.output<typeof rolloutSchema>;
 export type GuardPolicyInput = z.output<typeof guardSchema>;
+export type PrometheusGuard = z.output<typeof prometheusGuardSchema>;
 export type FlagFile = z.output<typeof flagFileSchema>;
 
 export function flagValueType(value: unknown): FlagValueType {

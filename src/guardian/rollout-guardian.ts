@@ -20,6 +20,7 @@ import { FlagEvidence } from './flag-evidence.js';
 import { type GuardPolicy, DEFAULT_GUARD_POLICY, resolveGuardPolicy } from './guard-policy.js';
 import { type CohortSummary, type Judgment, judge } from './judge.js';
 import { LatencyDistribution } from './latency-distribution.js';
+import { type SourceProblemView, withSourceProblems } from './source-problems.js';
 
 /** Stands in for the sketch of a slot that saw nothing; never written. */
 const EMPTY_SKETCH = new LatencyDistribution();
@@ -94,6 +95,8 @@ export interface RolloutGuardianOptions {
    * (its evidence stays warm) and keeps its decisions pending, but writes nothing.
    */
   readonly lease?: Lease;
+  /** Metric sources' standing problems (a failed Prometheus query), said in each flag's verdict. */
+  readonly sourceProblems?: SourceProblemView;
 }
 
 interface PendingRollback {
@@ -132,6 +135,7 @@ export class RolloutGuardian {
   private readonly dryRun: boolean;
   private readonly allowedLatenessMs: number;
   private readonly lease: Lease | undefined;
+  private readonly sourceProblems: SourceProblemView | undefined;
   /** Evidence of each guarded flag's current rollout or step. */
   private readonly evidence = new Map<string, FlagEvidence>();
   private internalErrors = 0;
@@ -160,6 +164,7 @@ export class RolloutGuardian {
     this.dryRun = options.dryRun ?? false;
     this.allowedLatenessMs = Math.max(0, options.allowedLatenessMs ?? this.registry.slotMs);
     this.lease = options.lease;
+    this.sourceProblems = options.sourceProblems;
     this.unwatch = this.source.watch((event) => {
       if (event.type === 'change') {
         this.snapshot = event.snapshot;
@@ -284,7 +289,8 @@ export class RolloutGuardian {
     const baselineWindow = this.registry.window(flag.flagKey, baselineVariant);
     const sustainFromMs = watermarkMs - flag.policy.sustainForMs;
     if (evidence.throughMs < watermarkMs) this.fold(evidence, treatmentWindow, baselineWindow, watermarkMs, sustainFromMs);
-    const judgment = judge({ evidence, treatment: summaryOf(treatmentWindow, sustainFromMs, watermarkMs), baseline: summaryOf(baselineWindow, sustainFromMs, watermarkMs) });
+    const judged = judge({ evidence, treatment: summaryOf(treatmentWindow, sustainFromMs, watermarkMs), baseline: summaryOf(baselineWindow, sustainFromMs, watermarkMs) });
+    const judgment = withSourceProblems(judged, this.sourceProblems?.problemsFor(flag.flagKey));
     const status: GuardedFlagStatus = {
       flagKey: flag.flagKey,
       treatmentVariant: flag.treatmentVariant,

@@ -21,6 +21,8 @@ import { GuardianTelemetry } from '../telemetry/guardian-telemetry.js';
 import { METER_NAME } from '../telemetry/names.js';
 import { metricsHandler } from '../telemetry/prometheus-endpoint.js';
 import { OtlpIngest, type OtlpIngestOptions } from '../ingest/otlp-ingest.js';
+import { PrometheusSource, type PrometheusSourceOptions, flagsWithPrometheusGuards } from '../ingest/prometheus-source.js';
+import { SourceProblems } from '../guardian/source-problems.js';
 import { type OtlpHttpLimits, OtlpHttpReceiver } from './otlp-http-receiver.js';
 import { OtlpGrpcReceiver } from './otlp-grpc-receiver.js';
 import type { BearerAuth, Role } from './bearer-auth.js';
@@ -51,6 +53,8 @@ export interface RolloutServerOptions {
   readonly tls?: { readonly key: Buffer; readonly cert: Buffer };
   /** OTLP ingest: event-time limits, request kinds, join bounds, body limits. */
   readonly ingest?: Omit<OtlpIngestOptions, 'sink' | 'clock'> & OtlpHttpLimits;
+  /** Query this Prometheus each slot for the flags whose guard names PromQL (docs/prometheus-source.md). */
+  readonly prometheus?: Omit<PrometheusSourceOptions, 'flags' | 'sink' | 'slotMs' | 'problems' | 'clock'>;
   /** The control API (/api/v1/*): the one origin given CORS headers (none by default), the body limit (64 KiB). */
   readonly control?: { readonly corsOrigin?: string; readonly maxBodyBytes?: number };
   /** This replica's name in the guardian lease on a Redis store (default host:pid:random). */
@@ -80,6 +84,10 @@ export class RolloutServer {
   readonly otlpHttp: OtlpHttpReceiver;
   /** On a Redis store (not in dry run): the lease that makes one replica of several the acting one. */
   readonly lease: RedisLease | undefined;
+  /** The Prometheus query source, when a Prometheus URL was given. */
+  readonly prometheus: PrometheusSource | undefined;
+  /** Metric sources' standing problems per flag, shown in verdicts and counted for /metrics. */
+  readonly sourceProblems = new SourceProblems();
   private readonly store: FlagStore;
   private readonly dryRun: boolean;
   private readonly clock: Clock;
@@ -109,14 +117,16 @@ export class RolloutServer {
     this.otlpHttp = new OtlpHttpReceiver(this.ingest, options.ingest);
     // A slot is judged once nothing more can arrive for it: the ingest's allowed lateness plus
     // the time a request may wait for its evaluation records.
-    const allowedLatenessMs = this.ingest.gate.allowedLatenessMs + this.ingest.joinWaitMs;
+    this.prometheus = options.prometheus === undefined ? undefined : new PrometheusSource({ ...options.prometheus, flags: this.store, sink: this.registry, slotMs, problems: this.sourceProblems, clock: this.clock });
+    // ... and the time a slot's Prometheus numbers take to arrive: query delay, poll, timeout.
+    const allowedLatenessMs = Math.max(this.ingest.gate.allowedLatenessMs + this.ingest.joinWaitMs, this.prometheus?.latenessNeededMs ?? 0);
     // Replicas on one Redis store share a lease: the holder acts through writes fenced by it,
     // the others judge and stand by (docs/fleet.md). Other stores have a single guardian.
     this.dryRun = options.dryRun ?? false;
     this.lease = this.store instanceof RedisFlagStore && !this.dryRun ? new RedisLease({ store: this.store, slotMs, clock: this.clock, owner: options.replicaName, log: this.log }) : undefined;
     const actingStore = this.lease?.fencedStore() ?? this.store;
     const writer = new StoreWriter(actingStore, this.clock);
-    this.guardian = new RolloutGuardian({ source: this.store, writer: { rollback: (flagKey, by, evidence) => writer.rollbackOnce(flagKey, by, evidence) }, registry: this.registry, clock: this.clock, dryRun: options.dryRun, allowedLatenessMs, lease: this.lease });
+    this.guardian = new RolloutGuardian({ source: this.store, writer: { rollback: (flagKey, by, evidence) => writer.rollbackOnce(flagKey, by, evidence) }, registry: this.registry, clock: this.clock, dryRun: options.dryRun, allowedLatenessMs, lease: this.lease, sourceProblems: this.sourceProblems });
     this.plans = new PlanRunner({ store: actingStore, judgments: this.guardian, clock: this.clock, dryRun: options.dryRun, lease: this.lease });
     // A new holder writes what it has already decided at once, not a slot later.
     this.lease?.onChange((acting) => {
@@ -126,7 +136,7 @@ export class RolloutServer {
     });
     const exporter = new PrometheusExporter({ preventServerStart: true });
     this.meterProvider = new MeterProvider({ readers: [exporter] });
-    this.telemetry = new GuardianTelemetry({ meter: this.meterProvider.getMeter(METER_NAME), registry: this.registry, guardian: this.guardian, processorStats: () => this.processor.stats, ingestStats: () => this.ingest.stats, clock: this.clock, plans: this.store, planRunner: this.plans, leaseHolder: () => this.leaseStatus().acting });
+    this.telemetry = new GuardianTelemetry({ meter: this.meterProvider.getMeter(METER_NAME), registry: this.registry, guardian: this.guardian, processorStats: () => this.processor.stats, ingestStats: () => this.ingest.stats, clock: this.clock, plans: this.store, planRunner: this.plans, leaseHolder: () => this.leaseStatus().acting, sourceProblems: this.sourceProblems });
     const metrics = metricsHandler(exporter);
     this.unwatch = this.store.watch((event) => this.onStoreEvent(event));
     this.guardian.addListener({
@@ -148,10 +158,12 @@ export class RolloutServer {
   /** Loads the flags, starts listening and, unless told not to, ticking. */
   static async start(options: RolloutServerOptions): Promise<RolloutServer> {
     const server = new RolloutServer(options);
-    await server.store.load();
+    const snapshot = await server.store.load();
     server.loaded = true;
     // The first replica up acts from its first tick; a later one learns who does.
     await server.lease?.tick();
+    const unqueried = server.prometheus === undefined ? flagsWithPrometheusGuards(snapshot) : [];
+    if (unqueried.length > 0) server.log(`${unqueried.join(', ')}: guard.prometheus is set but no Prometheus URL is (give --prometheus-url URL); these guards get no numbers from Prometheus`);
     let host = options.host ?? '127.0.0.1';
     if (options.auth === undefined && !LOOPBACK.has(host)) {
       server.log(`no token configured: listening on 127.0.0.1 only, not ${host} (give --token-file or ROLLOUT_GUARDIAN_TOKEN to serve other hosts)`);
@@ -187,6 +199,7 @@ export class RolloutServer {
       server.lease?.start();
       server.guardian.start();
       server.plans.start(server.registry.slotMs);
+      server.prometheus?.start();
     }
     return server;
   }
@@ -242,6 +255,7 @@ export class RolloutServer {
     this.closing ??= (async () => {
       this.http.closeAllConnections();
       await Promise.all([new Promise<void>((resolve) => this.http.close(() => resolve())), this.grpc?.close()]);
+      await this.prometheus?.shutdown();
       await this.guardian.shutdown();
       await this.plans.shutdown();
       // Released once nothing more will be written, so a standby takes over at once.

@@ -13,6 +13,7 @@ import {
   type Observable,
   type ObservableCounter,
   type ObservableGauge,
+  type ObservableResult,
   diag,
 } from '@opentelemetry/api';
 import type { Clock } from '../core/clock.js';
@@ -21,12 +22,13 @@ import type { CohortRegistry } from '../guardian/cohort-registry.js';
 import { DEFAULT_GUARD_POLICY, type GuardPolicy } from '../guardian/guard-policy.js';
 import type { GuardianSpanProcessorStats } from '../guardian/guardian-span-processor.js';
 import type { OtlpIngestStats } from '../ingest/otlp-ingest.js';
+import type { SourceProblems } from '../guardian/source-problems.js';
 import { requirePositiveInteger } from '../guardian/option-checks.js';
 import type { GuardedFlagStatus, RollbackRecord, RolloutGuardian } from '../guardian/rollout-guardian.js';
 import { systemClock } from '../runtime/system-clock.js';
 import type { FlagStore, StoreSnapshot } from '../stores/flag-store.js';
 import type { PlanStatus } from '../core/flag-schema.js';
-import { type Verdict, LATENESS_REASONS, REFUSAL_REASONS, ATTR_PLAN_STATE, PLAN_STATES, ATTR_CHECK, ATTR_FEATURE_FLAG_KEY, ATTR_METRIC_OVERFLOW, ATTR_REASON, ATTR_SOURCE, ATTR_VARIANT, ATTR_VERDICT, METRICS, type MetricSpec, VERDICTS } from './names.js';
+import { type Verdict, LATENESS_REASONS, REFUSAL_REASONS, ATTR_PLAN_STATE, PLAN_STATES, ATTR_CHECK, ATTR_FEATURE_FLAG_KEY, ATTR_METRIC_OVERFLOW, ATTR_REASON, ATTR_SOURCE, SOURCE_ERROR_REASONS, SOURCES_WITH_ERRORS, ATTR_VARIANT, ATTR_VERDICT, METRICS, type MetricSpec, VERDICTS } from './names.js';
 
 export interface GuardianTelemetryOptions {
   readonly meter: Meter;
@@ -51,6 +53,8 @@ export interface GuardianTelemetryOptions {
   readonly planRunner?: { readonly errorCount: number };
   /** Whether this replica acts on its store (the guardian lease, docs/fleet.md); default: it does. */
   readonly leaseHolder?: () => boolean;
+  /** Metric sources' problems (failed Prometheus queries, empty answers); without it the source errors stay 0. */
+  readonly sourceProblems?: Pick<SourceProblems, 'count'>;
 }
 
 const GUARDIAN_ERRORS = Object.freeze({ [ATTR_REASON]: 'guardian' });
@@ -135,6 +139,7 @@ export class GuardianTelemetry {
   private unwatchPlans: (() => void) | undefined;
   private removeIngest: (() => void) | undefined;
   private removeLease: (() => void) | undefined;
+  private removeSources: (() => void) | undefined;
   private unsubscribe: (() => void) | undefined;
   private warned = false;
   private closed = false;
@@ -204,6 +209,7 @@ export class GuardianTelemetry {
     ];
     this.removeIngest = this.observeIngest(meter, options.ingestStats);
     this.removeLease = this.observeLease(meter, options.leaseHolder ?? (() => true));
+    this.removeSources = this.observeSourceErrors(meter, options.sourceProblems);
     // One batch callback, so a scrape reads the guardian's status once for every gauge.
     meter.addBatchObservableCallback(this.collect, this.observables);
     this.unsubscribe = this.guardian?.addListener({ rollback: (record) => this.onRollback(record) });
@@ -267,6 +273,8 @@ export class GuardianTelemetry {
       this.removeIngest = undefined;
       this.removeLease?.();
       this.removeLease = undefined;
+      this.removeSources?.();
+      this.removeSources = undefined;
     } catch (err) {
       this.warnOnce(err);
     }
@@ -390,6 +398,22 @@ export class GuardianTelemetry {
     };
     holder.addCallback(callback);
     return () => holder.removeCallback(callback);
+  }
+
+  /** Source errors by source and reason, every pair reported from the start so a failure shows as a rise. */
+  private observeSourceErrors(meter: Meter, problems: Pick<SourceProblems, 'count'> | undefined): () => void {
+    const spec = METRICS.sourceErrors;
+    const errors = meter.createObservableCounter(spec.name, { unit: spec.unit, description: spec.description });
+    const series = SOURCES_WITH_ERRORS.flatMap((source) => SOURCE_ERROR_REASONS.map((reason) => [source, reason, Object.freeze({ [ATTR_SOURCE]: source, [ATTR_REASON]: reason })] as const));
+    const callback = (result: ObservableResult) => {
+      try {
+        for (const [source, reason, attributes] of series) result.observe(problems?.count(source, reason) ?? 0, attributes);
+      } catch (err) {
+        this.warnOnce(err);
+      }
+    };
+    errors.addCallback(callback);
+    return () => errors.removeCallback(callback);
   }
 
   private observeEvaluations(result: BatchObservableResult): void {

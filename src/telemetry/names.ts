@@ -297,6 +297,13 @@ export const METRICS = {
     instrument: 'observable-counter',
     attributes: [ATTR_REASON],
   },
+  sourceErrors: {
+    name: 'rollout_guardian.source.errors',
+    unit: '{error}',
+    description: "Times a metric source could not deliver a guarded flag's numbers for a slot, by source and reason: query_failed, timeout, empty (no series, or none for a variant), malformed (an answer it cannot read), late (delivered after the guardian judged the slot), refused.",
+    instrument: 'observable-counter',
+    attributes: [ATTR_SOURCE, ATTR_REASON],
+  },
 } as const satisfies Record<string, MetricSpec>;
 
 export type MetricId = keyof typeof METRICS;
@@ -339,6 +346,7 @@ export const PROMETHEUS_NAMES = {
   ingestSpans: 'rollout_guardian_ingest_spans_total',
   ingestLogRecords: 'rollout_guardian_ingest_log_records_total',
   ingestUnattributable: 'rollout_guardian_ingest_unattributable_evaluations_total',
+  sourceErrors: 'rollout_guardian_source_errors_total',
 } as const satisfies Record<MetricId, string>;
 
 /** Values of the plan `state` label, each reported (0 or 1) for every flag with a plan. */
@@ -361,3 +369,9 @@ export const REFUSAL_REASONS: readonly RefusalReason[] = ['unsupported_media_typ
 /** Why an outcome was refused for its event time. */
 export type LatenessReason = 'late' | 'future';
 export const LATENESS_REASONS: readonly LatenessReason[] = ['late', 'future'];
+
+/** Why a metric source could not deliver a flag's numbers for a slot: the `reason` label of the source errors. */
+export type SourceErrorReason = 'query_failed' | 'timeout' | 'empty' | 'malformed' | 'late' | 'refused';
+export const SOURCE_ERROR_REASONS: readonly SourceErrorReason[] = ['query_failed', 'timeout', 'empty', 'malformed', 'late', 'refused'];
+/** Sources whose errors /metrics reports from the start, each reason at 0 until it happens. */
+export const SOURCES_WITH_ERRORS = ['prometheus'] as const;

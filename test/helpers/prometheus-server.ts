@@ -56,10 +56,15 @@ export interface PrometheusServer {
 }
 
 export interface PrometheusOptions {
-  /** The metrics URL to scrape, e.g. http://127.0.0.1:9464/metrics. */
-  readonly target: string;
-  readonly job: string;
+  /** The metrics URL to scrape, e.g. http://127.0.0.1:9464/metrics; none scrapes nothing. */
+  readonly target?: string;
+  readonly job?: string;
   readonly scrapeIntervalS: number;
+  /**
+   * OpenMetrics text (with `# EOF`) loaded into the TSDB before start with `promtool tsdb
+   * create-blocks-from openmetrics`: a history at fixed timestamps, kept whatever its age.
+   */
+  readonly backfill?: string;
   /** Path to the prometheus binary (default: from $PATH). */
   readonly binary?: string;
   /** How long to wait for /-/ready (default 20 s). */
@@ -102,13 +107,15 @@ function exited(child: ChildProcess): Promise<void> {
 
 /** A Prometheus config as JSON, which is YAML too. */
 function config(options: PrometheusOptions): string {
-  const target = new URL(options.target);
   const interval = `${options.scrapeIntervalS}s`;
+  const global = { scrape_interval: interval, scrape_timeout: interval, evaluation_interval: interval };
+  if (options.target === undefined) return JSON.stringify({ global, scrape_configs: [] });
+  const target = new URL(options.target);
   return JSON.stringify({
-    global: { scrape_interval: interval, scrape_timeout: interval, evaluation_interval: interval },
+    global,
     scrape_configs: [
       {
-        job_name: options.job,
+        job_name: options.job ?? 'rollout-guardian-test',
         scrape_interval: interval,
         scrape_timeout: interval,
         scheme: target.protocol.replace(':', ''),
@@ -127,11 +134,13 @@ export async function startPrometheus(options: PrometheusOptions): Promise<Prome
   await writeFile(configFile, config(options));
   let child: ChildProcess | undefined;
   try {
+    if (options.backfill !== undefined) await backfill(options.backfill, dir);
     // A free port can be taken between finding it and binding it: try again on another.
     for (let attempt = 0; ; attempt++) {
       const port = await freePort();
       const url = `http://127.0.0.1:${port}`;
-      const started = spawn(binary, [`--config.file=${configFile}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], {
+      // A backfilled history stays however old it is: retention counts from the newest block.
+      const started = spawn(binary, [`--config.file=${configFile}`, `--storage.tsdb.path=${join(dir, 'data')}`, '--storage.tsdb.retention.time=100y', `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], {
         stdio: ['ignore', 'ignore', 'pipe'],
       });
       child = started;
@@ -237,6 +246,20 @@ function server(url: string, child: ChildProcess, dir: string): PrometheusServer
 }
 
 const execFileAsync = promisify(execFile);
+
+/** Writes `openMetrics` as TSDB blocks into `dir`/data, where the server will find them. */
+async function backfill(openMetrics: string, dir: string): Promise<void> {
+  const promtool = findExecutable('promtool');
+  if (promtool === undefined) throw new Error('promtool is not installed (Debian: the prometheus package): run scripts/install-test-deps.sh');
+  const input = join(dir, 'backfill.om');
+  await writeFile(input, openMetrics);
+  try {
+    await execFileAsync(promtool, ['tsdb', 'create-blocks-from', 'openmetrics', input, join(dir, 'data')]);
+  } catch (err) {
+    const failure = err as { stdout?: string; stderr?: string; message: string };
+    throw new Error(`promtool could not backfill: ${`${failure.stdout ?? ''}${failure.stderr ?? ''}` || failure.message}`, { cause: err });
+  }
+}
 
 /**
  * `promtool check rules` on every expression, written as recording rules: promtool parses each

@@ -30,6 +30,11 @@ interface ServeOptions extends StoreOptions {
   readonly maxBodyBytes?: number;
   readonly allowedLateness?: number;
   readonly replay?: string;
+  readonly prometheusUrl?: string;
+  readonly prometheusBearerTokenFile?: string;
+  readonly prometheusHeader?: readonly [string, string][];
+  readonly prometheusQueryDelay?: number;
+  readonly prometheusTimeout?: number;
   readonly corsOrigin?: string;
   readonly replicaName?: string;
 }
@@ -128,6 +133,41 @@ function parseReplicaName(text: string): string {
   return text;
 }
 
+function parsePrometheusUrl(text: string): string {
+  let url: URL | undefined;
+  try {
+    url = new URL(text);
+  } catch {
+    url = undefined;
+  }
+  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) throw new InvalidArgumentError(`"${text}" is not an http(s) URL; give Prometheus' base URL such as http://prometheus:9090`);
+  return text;
+}
+
+function collectHeader(text: string, previous: readonly [string, string][] = []): [string, string][] {
+  const m = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):\s*(.*)$/.exec(text);
+  if (m === null) throw new InvalidArgumentError(`"${text}" is not a header; write it like "X-Scope-OrgID: tenant-1"`);
+  return [...previous, [m[1] as string, (m[2] as string).trim()]];
+}
+
+/** The headers every Prometheus query carries: --prometheus-header, and the bearer token from its file. */
+function prometheusOptionsFrom(options: ServeOptions): { url: string; headers: Record<string, string>; queryDelayMs?: number; queryTimeoutMs?: number } | undefined {
+  const url = options.prometheusUrl;
+  if (url === undefined) {
+    const given = options.prometheusBearerTokenFile !== undefined || options.prometheusHeader !== undefined || options.prometheusQueryDelay !== undefined || options.prometheusTimeout !== undefined;
+    if (given) throw new CliError('the --prometheus-* options need --prometheus-url URL (Prometheus\' base URL, such as http://prometheus:9090)');
+    return undefined;
+  }
+  const headers: Record<string, string> = {};
+  for (const [name, value] of options.prometheusHeader ?? []) headers[name.toLowerCase()] = value;
+  if (options.prometheusBearerTokenFile !== undefined) {
+    const token = readFileFor('--prometheus-bearer-token-file', options.prometheusBearerTokenFile).toString('utf8').trim();
+    if (token === '') throw new CliError(`--prometheus-bearer-token-file ${options.prometheusBearerTokenFile}: the file is empty; put the token in it`);
+    headers.authorization = `Bearer ${token}`;
+  }
+  return { url, headers, queryDelayMs: options.prometheusQueryDelay, queryTimeoutMs: options.prometheusTimeout };
+}
+
 /** Slots from 100 ms (tests, replays) to an hour: a guardian that judges less often than that is not watching. */
 const parseSlot = durationArgument({ minMs: 100, maxMs: 3_600_000, example: '5s' });
 
@@ -149,8 +189,14 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       .option('--allowed-lateness <duration>', 'how far behind the clock an outcome may end and still count (default 30s); the guardian judges a slot this long (plus 10s for evaluation records) after it ends', parseLateness)
       .option('--cors-origin <origin>', 'answer the control API (/api/v1/*, /openapi.json) with CORS headers for this one origin, such as https://ops.example.com (default: no CORS)', parseOrigin)
       .option('--replica-name <name>', 'this replica\u2019s name in the guardian lease on a Redis store, unique per replica (default host:pid:random; see docs/fleet.md)', parseReplicaName)
-      .option('--replay <file>', 'judge a recorded OTLP stream (JSON lines of {timeUnixMs, traces|logs}) in dry run, faster than real time, then exit'),
+      .option('--replay <file>', 'judge a recorded OTLP stream (JSON lines of {timeUnixMs, traces|logs}) in dry run, faster than real time, then exit')
+      .option('--prometheus-url <url>', "query this Prometheus each slot for flags whose guard names PromQL (guard.prometheus; see docs/prometheus-source.md)", parsePrometheusUrl)
+      .option('--prometheus-bearer-token-file <file>', 'send the token in this file as authorization: Bearer with every Prometheus query')
+      .option('--prometheus-header <header>', 'send this header with every Prometheus query, like "X-Scope-OrgID: tenant-1" (repeatable)', collectHeader)
+      .option('--prometheus-query-delay <duration>', "query a slot this long after it ends, at least Prometheus' scrape interval (default 15s)", durationArgument({ minMs: 0, maxMs: 600_000, example: '15s' }))
+      .option('--prometheus-timeout <duration>', 'limit on one Prometheus query (default 5s)', durationArgument({ minMs: 100, maxMs: 120_000, example: '5s' })),
   ).action(async (options: ServeOptions) => {
+    const prometheus = prometheusOptionsFrom(options);
     const location = options.store ?? (ctx.io.env[FLAGS_ENV_VAR] || DEFAULT_FLAGS_FILE);
     // Watching: serve follows edits to the file and changes other instances make in Redis.
     const store = openLocation(location, options.store !== undefined ? '--store' : FLAGS_ENV_VAR, ctx.io, true);
@@ -173,6 +219,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
         auth,
         tls,
         ingest: { maxBodyBytes: options.maxBodyBytes, allowedLatenessMs: options.allowedLateness },
+        prometheus,
         control: { corsOrigin: options.corsOrigin },
         clock: ctx.io.clock,
         slotMs: options.slot,
@@ -189,6 +236,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
     }
     ctx.io.stdout.write(`rollout-guardian serve on ${server.url} (store ${store.source}${options.dryRun ? ', dry run' : ''})\n`);
     ctx.io.stdout.write(`OTLP: ${server.url}/v1/traces and /v1/logs${server.grpcPort === undefined ? '' : `, gRPC on port ${server.grpcPort}`}; ${auth === undefined ? 'no token: only 127.0.0.1 is served' : 'bearer tokens required'}${tls === undefined ? '' : ', TLS'}\n`);
+    if (prometheus !== undefined) ctx.io.stdout.write(`Prometheus: ${prometheus.url}, each slot queried ${(prometheus.queryDelayMs ?? 15_000) / 1000} s after it ends, for flags whose guard names PromQL\n`);
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {
         ctx.io.stderr.write(`${signal}: stopping\n`);
