@@ -10,9 +10,10 @@ import { EventTimeGate } from './event-time-gate.js';
 import { type MetricsMapping, type MetricRule, DEFAULT_METRICS_MAPPING, unitToMs } from './metrics-mapping.js';
 import type { AttributeValue, DecodedMetrics, MetricPoint } from './otlp-metric-points.js';
 import type { IngestResult } from './otlp-ingest.js';
+import type { UnusedMetricPointReason } from '../telemetry/names.js';
 
-/** Why a data point was not used (besides metrics the mapping does not read at all). */
-export type MetricPointRefusal = 'late' | 'future' | 'invalid' | 'unit' | 'kind' | 'cohort-limit';
+/** Why a data point was refused (answered as rejected data points); a subset of the telemetry's unused reasons. */
+export type MetricPointRefusal = Extract<UnusedMetricPointReason, 'late' | 'future' | 'invalid' | 'unit' | 'kind' | 'cohort-limit'>;
 export const METRIC_POINT_REFUSALS: readonly MetricPointRefusal[] = ['late', 'future', 'invalid', 'unit', 'kind', 'cohort-limit'];
 
 export interface OtlpMetricsIngestOptions {

@@ -259,6 +259,21 @@ export const METRICS = {
     instrument: 'observable-counter',
     attributes: [],
   },
+  ingestMetricDataPoints: {
+    name: 'rollout_guardian.ingest.metric_data_points',
+    unit: '{data_point}',
+    description: 'OTLP metric data points received (HTTP, gRPC, or an in-process GuardianMetricReader) in metrics the metrics mapping reads.',
+    instrument: 'observable-counter',
+    attributes: [],
+  },
+  ingestUnusedMetricDataPoints: {
+    name: 'rollout_guardian.ingest.unused_metric_data_points',
+    unit: '{data_point}',
+    description:
+      'Metric data points received but not recorded in a cohort, by reason: refused (late, future, invalid, unit, kind, cohort-limit: answered as rejected data points) or passed over (baseline: the first cumulative point of a stream or one after a reset; stale; unattributed: no flag and variant, or not a request span kind; unmapped: a metric the mapping does not read; summary).',
+    instrument: 'observable-counter',
+    attributes: [ATTR_REASON],
+  },
   guardianErrors: {
     name: 'rollout_guardian.errors',
     unit: '{error}',
@@ -312,6 +327,8 @@ export const PROMETHEUS_NAMES = {
   ingestSpans: 'rollout_guardian_ingest_spans_total',
   ingestLogRecords: 'rollout_guardian_ingest_log_records_total',
   ingestUnattributable: 'rollout_guardian_ingest_unattributable_evaluations_total',
+  ingestMetricDataPoints: 'rollout_guardian_ingest_metric_data_points_total',
+  ingestUnusedMetricDataPoints: 'rollout_guardian_ingest_unused_metric_data_points_total',
 } as const satisfies Record<MetricId, string>;
 
 /** Values of the plan `state` label, each reported (0 or 1) for every flag with a plan. */
@@ -334,3 +351,6 @@ export const REFUSAL_REASONS: readonly RefusalReason[] = ['unsupported_media_typ
 /** Why an outcome was refused for its event time. */
 export type LatenessReason = 'late' | 'future';
 export const LATENESS_REASONS: readonly LatenessReason[] = ['late', 'future'];
+/** Why a metric data point was not recorded: the `reason` label of the unused-data-points counter. */
+export type UnusedMetricPointReason = 'late' | 'future' | 'invalid' | 'unit' | 'kind' | 'cohort-limit' | 'baseline' | 'stale' | 'unattributed' | 'unmapped' | 'summary';
+export const UNUSED_METRIC_POINT_REASONS: readonly UnusedMetricPointReason[] = ['late', 'future', 'invalid', 'unit', 'kind', 'cohort-limit', 'baseline', 'stale', 'unattributed', 'unmapped', 'summary'];
