@@ -77,6 +77,7 @@ export { GuardianSpanProcessor } from './guardian/guardian-span-processor.js';
 export type { GuardianSpanProcessorOptions, GuardianSpanProcessorStats } from './guardian/guardian-span-processor.js';
 export { CohortRegistry } from './guardian/cohort-registry.js';
 export type { CohortRegistryOptions, Cohort, KnownFlags } from './guardian/cohort-registry.js';
+export type { AggregateRefusal, AggregateSink, CohortAggregate, LatencyHistogram, OutcomeSource } from './guardian/cohort-aggregate.js';
 export type { Judgment, CheckResult, CheckName, CheckState, Verdict, CohortSummary } from './guardian/judge.js';
 export { DEFAULT_GUARD_POLICY } from './guardian/guard-policy.js';
 export type { GuardPolicy, RelativePolicy } from './guardian/guard-policy.js';

@@ -11,6 +11,8 @@ import type { StoreSnapshot } from '../stores/flag-store.js';
 import { planSchedule } from './plan.js';
 
 export interface CohortView {
+  /** Where the numbers came from: spans, otlp-metrics, prometheus, metric-reader. */
+  readonly sources: readonly string[];
   readonly samples: number;
   readonly errorRate: number | null;
   readonly p95Ms: number | null;
@@ -58,7 +60,7 @@ export interface StatusSources {
 }
 
 function cohort(summary: CohortSummary): CohortView {
-  return { samples: summary.samples, errorRate: summary.errorRate ?? null, p95Ms: summary.p95Ms ?? null, p99Ms: summary.p99Ms ?? null };
+  return { sources: summary.sources ?? [], samples: summary.samples, errorRate: summary.errorRate ?? null, p95Ms: summary.p95Ms ?? null, p99Ms: summary.p99Ms ?? null };
 }
 
 /** Every flag with a rollout (and every flag with a plan), in file order. */

@@ -18,10 +18,15 @@ export interface LatencyHistogram {
   readonly counts: readonly number[];
 }
 
-/** One cohort's counts over an interval that ended at `atMs` (event time, epoch ms). */
+/** One cohort's counts over an interval, dated at `atMs` (event time, epoch ms). */
 export interface CohortAggregate {
   readonly flagKey: string;
   readonly variant: string;
+  /**
+   * Counted in the guardian's slot that contains `atMs`, under the same watermark as spans. A
+   * source reporting the interval [start, end) passes `end - 1` so the counts land in the slot
+   * they were made in rather than the next.
+   */
   readonly atMs: number;
   /** Requests in the interval (non-negative; may be 0 when only latency is reported). */
   readonly requests: number;

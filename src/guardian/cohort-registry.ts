@@ -3,7 +3,9 @@
 // are kept while they are live and everything else shares a small pool, oldest evicted first:
 // junk flag keys cannot crowd out a live rollout. Outcomes older than the watermark (late) or
 // ahead of the clock (future-dated) are counted and dropped, never mixed in.
+import type { AggregateRefusal, AggregateSink, CohortAggregate } from './cohort-aggregate.js';
 import { CohortWindow } from './cohort-window.js';
+import { histogramProblem } from './latency-distribution.js';
 import { requirePositiveInteger } from './option-checks.js';
 import { QuantileSketch } from './quantile-sketch.js';
 
@@ -33,7 +35,7 @@ const DEFAULT_MAX_COHORTS = 1000;
 const DEFAULT_MAX_UNKNOWN_COHORTS = 64;
 const DEFAULT_MAX_FUTURE_MS = 60_000;
 
-export class CohortRegistry {
+export class CohortRegistry implements AggregateSink {
   readonly slotMs: number;
   readonly slotCount: number;
   private readonly maxCohorts: number;
@@ -49,6 +51,8 @@ export class CohortRegistry {
   private dropped = 0;
   private lateOutcomes = 0;
   private futureOutcomes = 0;
+  private readonly refusals: Record<AggregateRefusal, number> = { invalid: 0, late: 0, future: 0, 'cohort-limit': 0 };
+  private lastInvalid: string | undefined;
   private watermarkMs = Number.NEGATIVE_INFINITY;
   private horizonMs = Number.POSITIVE_INFINITY;
 
@@ -95,6 +99,41 @@ export class CohortRegistry {
       if (window === undefined) return;
     }
     window.record(durationMs, failed, atMs);
+  }
+
+  /**
+   * Counts what a metric source reported for one cohort over an interval, in the slot of
+   * `atMs`, under the same watermark, horizon and cohort caps as outcomes. Never throws: bad
+   * numbers, late or future-dated intervals and cohorts over the caps are refused, counted by
+   * reason, and the reason returned.
+   */
+  recordAggregate(aggregate: CohortAggregate): AggregateRefusal | undefined {
+    const problem = aggregateProblem(aggregate);
+    if (problem !== undefined) {
+      this.refusals.invalid++;
+      this.lastInvalid = problem;
+      return 'invalid';
+    }
+    const { flagKey, variant, atMs } = aggregate;
+    if (atMs < this.watermarkMs) {
+      this.refusals.late++;
+      return 'late';
+    }
+    if (atMs > this.horizonMs) {
+      this.refusals.future++;
+      return 'future';
+    }
+    const window = this.windows.get(flagKey)?.get(variant) ?? this.create(flagKey, variant);
+    if (window === undefined || !window.recordAggregate(aggregate.requests, aggregate.errors, aggregate.latency, atMs, aggregate.source)) {
+      this.refusals['cohort-limit']++;
+      return 'cohort-limit';
+    }
+    return undefined;
+  }
+
+  /** Aggregates refused, by reason, and the last reason an aggregate was invalid. */
+  get aggregateRefusals(): Readonly<Record<AggregateRefusal, number>> & { readonly lastInvalid?: string } {
+    return { ...this.refusals, lastInvalid: this.lastInvalid };
   }
 
   window(flagKey: string, variant: string): CohortWindow | undefined {
@@ -180,4 +219,17 @@ export class CohortRegistry {
     const at = this.unknown.findIndex((c) => c.window === window);
     if (at >= 0) this.unknown.splice(at, 1);
   }
+}
+
+/** What is wrong with an aggregate's fields, or undefined; the message names the field. */
+function aggregateProblem(a: CohortAggregate): string | undefined {
+  if (typeof a.flagKey !== 'string' || a.flagKey === '' || typeof a.variant !== 'string' || a.variant === '') return 'flagKey and variant must be non-empty strings';
+  if (!(Number.isFinite(a.atMs) && a.atMs >= 0)) return `atMs is ${String(a.atMs)}; expected epoch milliseconds`;
+  if (!(Number.isFinite(a.requests) && a.requests >= 0)) return `requests is ${String(a.requests)}; expected a count`;
+  if (!(Number.isFinite(a.errors) && a.errors >= 0 && a.errors <= a.requests)) return `errors is ${String(a.errors)}; expected a count no larger than requests (${a.requests})`;
+  if (a.latency !== undefined) {
+    const problem = histogramProblem(a.latency);
+    if (problem !== undefined) return `latency: ${problem}`;
+  }
+  return undefined;
 }

@@ -1,8 +1,11 @@
 // The sliding window of one cohort (flag x variant): a ring of fixed time slots, each with a
-// request count, an error count and a latency sketch, merged on read. Memory is bounded by
-// slotCount sketches of bounded size, whatever the traffic.
+// request count, an error count and a latency distribution (a sketch of span durations plus
+// metric histograms as bucketed), merged on read. Memory is bounded by slotCount
+// distributions of bounded size, whatever the traffic.
+import type { LatencyHistogram, OutcomeSource } from './cohort-aggregate.js';
+import { OUTCOME_SOURCES } from './cohort-aggregate.js';
+import { LatencyDistribution } from './latency-distribution.js';
 import { requirePositiveInteger } from './option-checks.js';
-import { QuantileSketch } from './quantile-sketch.js';
 
 export interface CohortWindowOptions {
   /** Width of a slot in ms; slot i covers [i * slotMs, (i + 1) * slotMs) in epoch ms. */
@@ -13,12 +16,14 @@ export interface CohortWindowOptions {
   readonly relativeAccuracy?: number;
 }
 
-/** One slot as it is now; `sketch` is the slot's live sketch, to be read, never written. */
+/** One slot as it is now; `sketch` is the slot's live latency distribution, to be read, never written. */
 export interface SlotStats {
   readonly startMs: number;
+  /** Requests. */
   readonly count: number;
   readonly errors: number;
-  readonly sketch: QuantileSketch;
+  /** Latency observations (for spans, one per request; metric sources count them apart). */
+  readonly sketch: LatencyDistribution;
 }
 
 /** Slots merged: `fromMs` and `toMs` are the slot-aligned span actually covered. */
@@ -27,8 +32,8 @@ export interface WindowStats {
   readonly toMs: number;
   readonly count: number;
   readonly errors: number;
-  /** A fresh sketch of every duration in the window; the caller owns it. */
-  readonly sketch: QuantileSketch;
+  /** A fresh distribution of every latency in the window; the caller owns it. */
+  readonly sketch: LatencyDistribution;
 }
 
 // The window object and the objects of its three typed arrays, measured like the sketch's;
@@ -52,21 +57,23 @@ export class CohortWindow {
   private readonly counts: Float64Array;
   private readonly errors: Float64Array;
   /** Created on a position's first write: a quiet cohort pays for no sketches. */
-  private readonly sketches: (QuantileSketch | undefined)[];
+  private readonly sketches: (LatencyDistribution | undefined)[];
   /** Stands in for slots that saw nothing; shared, never written. */
-  private readonly emptySketch: QuantileSketch;
+  private readonly emptySketch: LatencyDistribution;
   private newestIndex = NO_SLOT;
+  /** Which sources have written to this window, one bit per OUTCOME_SOURCES entry. */
+  private sourceBits = 0;
 
   constructor(options: CohortWindowOptions) {
     this.slotMs = requirePositiveInteger('CohortWindow', 'slotMs', options.slotMs);
     this.slotCount = requirePositiveInteger('CohortWindow', 'slotCount', options.slotCount);
     this.relativeAccuracy = options.relativeAccuracy ?? DEFAULT_COHORT_ACCURACY;
     // Built now so a bad relativeAccuracy throws here rather than on the first record.
-    this.emptySketch = new QuantileSketch({ relativeAccuracy: this.relativeAccuracy });
+    this.emptySketch = new LatencyDistribution(this.relativeAccuracy);
     this.slotIndex = new Float64Array(this.slotCount).fill(NO_SLOT);
     this.counts = new Float64Array(this.slotCount);
     this.errors = new Float64Array(this.slotCount);
-    this.sketches = new Array<QuantileSketch | undefined>(this.slotCount).fill(undefined);
+    this.sketches = new Array<LatencyDistribution | undefined>(this.slotCount).fill(undefined);
   }
 
   /**
@@ -75,27 +82,54 @@ export class CohortWindow {
    * dropped; a duration the sketch cannot hold (NaN, negative) still counts as a request.
    */
   record(durationMs: number, failed: boolean, nowMs: number): void {
-    if (!(nowMs >= 0 && nowMs < Number.POSITIVE_INFINITY)) return;
+    const position = this.positionFor(nowMs);
+    if (position < 0) return;
+    this.counts[position] = (this.counts[position] as number) + 1;
+    if (failed) this.errors[position] = (this.errors[position] as number) + 1;
+    (this.sketches[position] as LatencyDistribution).add(durationMs);
+    this.sourceBits |= 1;
+  }
+
+  /**
+   * Counts what a metric source reported for an interval, in the slot of `nowMs`; the caller
+   * has checked the numbers (see CohortRegistry.recordAggregate). Dropped like record()'s
+   * outcomes when the slot is gone; returns whether it was counted.
+   */
+  recordAggregate(requests: number, errors: number, latency: LatencyHistogram | undefined, nowMs: number, source: OutcomeSource): boolean {
+    const position = this.positionFor(nowMs);
+    if (position < 0) return false;
+    this.counts[position] = (this.counts[position] as number) + requests;
+    this.errors[position] = (this.errors[position] as number) + errors;
+    if (latency !== undefined) (this.sketches[position] as LatencyDistribution).addHistogram(latency);
+    this.sourceBits |= 1 << OUTCOME_SOURCES.indexOf(source);
+    return true;
+  }
+
+  /** The sources that have written to this window, in OUTCOME_SOURCES order. */
+  sources(): OutcomeSource[] {
+    return OUTCOME_SOURCES.filter((_, i) => (this.sourceBits & (1 << i)) !== 0);
+  }
+
+  /**
+   * The ring position for event time `nowMs`, its slot made current (emptied if it held an
+   * older slot), or -1 when the time is not a finite non-negative number or its slot is gone.
+   */
+  private positionFor(nowMs: number): number {
+    if (!(nowMs >= 0 && nowMs < Number.POSITIVE_INFINITY)) return -1;
     const index = Math.floor(nowMs / this.slotMs);
     const position = index % this.slotCount;
-    let sketch = this.sketches[position];
     if (this.slotIndex[position] !== index) {
       // A late outcome for a slot the ring has moved past has nowhere to go.
-      if (index < (this.slotIndex[position] as number) || index <= this.newestIndex - this.slotCount) return;
+      if (index < (this.slotIndex[position] as number) || index <= this.newestIndex - this.slotCount) return -1;
       this.slotIndex[position] = index;
       this.counts[position] = 0;
       this.errors[position] = 0;
-      if (sketch === undefined) {
-        sketch = new QuantileSketch({ relativeAccuracy: this.relativeAccuracy });
-        this.sketches[position] = sketch;
-      } else {
-        sketch.clear();
-      }
+      const sketch = this.sketches[position];
+      if (sketch === undefined) this.sketches[position] = new LatencyDistribution(this.relativeAccuracy);
+      else sketch.clear();
       if (index > this.newestIndex) this.newestIndex = index;
     }
-    this.counts[position] = (this.counts[position] as number) + 1;
-    if (failed) this.errors[position] = (this.errors[position] as number) + 1;
-    (sketch as QuantileSketch).add(durationMs);
+    return position;
   }
 
   /**
@@ -122,7 +156,7 @@ export class CohortWindow {
 
   /** The slots overlapping [fromMs, toMs) merged into one count, error count and fresh sketch. */
   merged(fromMs: number, toMs: number): WindowStats {
-    const sketch = new QuantileSketch({ relativeAccuracy: this.relativeAccuracy });
+    const sketch = new LatencyDistribution(this.relativeAccuracy);
     const range = this.slotRange(fromMs, toMs);
     if (range === undefined) {
       const at = Number.isFinite(toMs) ? toMs : 0;

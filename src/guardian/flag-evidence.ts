@@ -5,7 +5,7 @@
 import { CheckEvidence } from './check-evidence.js';
 import type { SlotStats } from './cohort-window.js';
 import type { GuardPolicy } from './guard-policy.js';
-import type { QuantileSketch } from './quantile-sketch.js';
+import type { LatencyDistribution } from './latency-distribution.js';
 import { confidenceSequence } from './statistics.js';
 
 export type CheckName = 'errorRate' | 'p95' | 'p99';
@@ -21,6 +21,12 @@ export interface CheckSlot {
   /** The latency threshold of the latest slot (latency checks). */
   thresholdMs: number | undefined;
   basis: LimitBasis;
+  /**
+   * Latency checks on metric histograms: the bucket the threshold fell inside in the latest
+   * slot, whose counts were interpolated; undefined when the threshold is a bucket boundary
+   * (exact) or only spans were counted.
+   */
+  interpolatedBetweenMs: readonly [number, number] | undefined;
 }
 
 export interface FlagEvidenceOptions {
@@ -58,7 +64,7 @@ export class FlagEvidence {
         fastPathFactor: this.policy.fastPath ? this.policy.fastPathFactor : undefined,
         startMs: options.startMs,
       });
-      this.checks.push({ name, evidence, thresholdMs: name === 'errorRate' ? undefined : this.absoluteMs(name), basis: relative === undefined ? 'absolute' : 'absolute-fallback' });
+      this.checks.push({ name, evidence, thresholdMs: name === 'errorRate' ? undefined : this.absoluteMs(name), basis: relative === undefined ? 'absolute' : 'absolute-fallback', interpolatedBetweenMs: undefined });
     };
     if (ceiling || relative?.maxErrorRateIncrease !== undefined) make('errorRate');
     if (ceiling || relative?.maxP95IncreasePct !== undefined) make('p95');
@@ -85,7 +91,7 @@ export class FlagEvidence {
    * limits, relative ones taken from the baseline's data before this slot (`baselineReference`
    * is the baseline's recent latency, asked for only in relative latency mode).
    */
-  fold(startMs: number, endMs: number, treatment: SlotStats, baseline: SlotStats | undefined, baselineReference: () => QuantileSketch | undefined): void {
+  fold(startMs: number, endMs: number, treatment: SlotStats, baseline: SlotStats | undefined, baselineReference: () => LatencyDistribution | undefined): void {
     if (endMs <= this.foldedThroughMs) return;
     this.foldedThroughMs = endMs;
     const relative = this.policy.relative;
@@ -126,8 +132,10 @@ export class FlagEvidence {
         }
       }
       check.thresholdMs = thresholdMs;
-      const above = treatment.count === 0 ? 0 : treatment.sketch.countAbove(thresholdMs);
-      check.evidence.fold(startMs, endMs, treatment.count, above, SHARE_ABOVE[check.name]);
+      const observed = treatment.sketch.count;
+      const above = observed === 0 ? 0 : treatment.sketch.countAbove(thresholdMs);
+      if (observed > 0) check.interpolatedBetweenMs = treatment.sketch.resolutionAt(thresholdMs).betweenMs;
+      check.evidence.fold(startMs, endMs, observed, above, SHARE_ABOVE[check.name]);
     }
   }
 
@@ -172,7 +180,7 @@ export class FlagEvidence {
  * A latency the baseline's q-quantile is confidently below: the empirical quantile at the rank
  * the share above could still reach, so a baseline with few requests gives a generous limit.
  */
-function baselineQuantileUpper(sketch: QuantileSketch, q: number, alpha: number): number | undefined {
+function baselineQuantileUpper(sketch: LatencyDistribution, q: number, alpha: number): number | undefined {
   const n = sketch.count;
   const share = confidenceSequence(Math.round((1 - q) * n), n, alpha).lower;
   return sketch.quantile(Math.min(1, Math.max(q, 1 - share)));

@@ -7,6 +7,7 @@ import type { CheckName, FlagEvidence, LimitBasis } from './flag-evidence.js';
 import type { GuardPolicy } from './guard-policy.js';
 import { bernoulliKl } from './statistics.js';
 import type { Verdict } from '../telemetry/names.js';
+import type { OutcomeSource } from './cohort-aggregate.js';
 
 export type { CheckName } from './flag-evidence.js';
 export type CheckState = 'insufficient' | 'ok' | 'healthy' | 'breaching' | 'confirmed' | 'overwhelming';
@@ -20,6 +21,8 @@ export interface CheckResult {
   readonly thresholdMs: number | undefined;
   /** Where the limit came from: the policy, the baseline, or the policy because the baseline was too thin. */
   readonly basis: LimitBasis;
+  /** Latency from metric histograms: the bucket the threshold fell inside (its counts interpolated); undefined when exact. */
+  readonly interpolatedBetweenMs?: readonly [number, number];
   /** Since the rollout or plan step began. */
   readonly samples: number;
   readonly events: number;
@@ -41,6 +44,8 @@ export interface CheckResult {
 }
 
 export interface CohortSummary {
+  /** Where the cohort's numbers came from (spans, OTLP metrics, Prometheus, a MetricReader); absent when unknown. */
+  readonly sources?: readonly OutcomeSource[];
   readonly samples: number;
   readonly errorRate: number | undefined;
   readonly p95Ms: number | undefined;
@@ -104,6 +109,7 @@ function judgeCheck(slot: FlagEvidence['checks'][number], policy: GuardPolicy): 
     limit: r.limit,
     thresholdMs: slot.thresholdMs,
     basis: slot.basis,
+    ...(slot.interpolatedBetweenMs === undefined ? {} : { interpolatedBetweenMs: slot.interpolatedBetweenMs }),
     samples: r.samples,
     events: r.events,
     observed,
@@ -121,7 +127,15 @@ function judgeCheck(slot: FlagEvidence['checks'][number], policy: GuardPolicy): 
 
 function what(c: CheckResult): string {
   if (c.check === 'errorRate') return `error rate ${pct(c.breachObserved)} over ${count(c.breachSamples)} requests, limit ${pct(c.limit)}`;
-  return `${pct(c.breachObserved)} of ${count(c.breachSamples)} requests slower than ${Math.round(c.thresholdMs ?? 0)} ms, so ${CHECK_WORDS[c.check]} is above it (limit ${pct(c.limit)} of requests)`;
+  return `${pct(c.breachObserved)} of ${count(c.breachSamples)} requests slower than ${Math.round(c.thresholdMs ?? 0)} ms, so ${CHECK_WORDS[c.check]} is above it (limit ${pct(c.limit)} of requests)${interpolationWords(c)}`;
+}
+
+/** Histogram buckets only say how many requests fell between two bounds: say when the threshold was not one. */
+function interpolationWords(c: CheckResult): string {
+  const between = c.interpolatedBetweenMs;
+  if (between === undefined) return '';
+  const upper = Number.isFinite(between[1]) ? `${Math.round(between[1])} ms` : 'infinity';
+  return `; approximate: ${Math.round(c.thresholdMs ?? 0)} ms is not a bucket bound, so the bucket ${Math.round(between[0])} ms to ${upper} was interpolated (make the limit a bucket bound to judge it exactly)`;
 }
 
 function basisWords(c: CheckResult): string {

@@ -138,6 +138,22 @@ export class QuantileSketch {
     if (value > this.maxValue) this.maxValue = value;
   }
 
+  /** Adds `n` values equal to `value` (n a positive integer); what add() ignores, this ignores too. */
+  addMany(value: number, n: number): void {
+    if (!(n >= 1 && Number.isInteger(n))) return;
+    if (value > this.scale.minValueMs) {
+      if (value === Number.POSITIVE_INFINITY) return;
+      this.addToBin(Math.ceil(Math.log(value) * this.scale.multiplier), n);
+    } else if (value >= 0) {
+      this.zeroCount += n;
+    } else {
+      return;
+    }
+    this.total += n;
+    if (value < this.minValue) this.minValue = value;
+    if (value > this.maxValue) this.maxValue = value;
+  }
+
   /** Adds every value of `other` to this sketch; throws, before changing anything, if their buckets differ. */
   merge(other: QuantileSketch): void {
     const mine = this.scale;

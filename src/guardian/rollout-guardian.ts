@@ -19,10 +19,10 @@ import type { CohortWindow, SlotStats } from './cohort-window.js';
 import { FlagEvidence } from './flag-evidence.js';
 import { type GuardPolicy, DEFAULT_GUARD_POLICY, resolveGuardPolicy } from './guard-policy.js';
 import { type CohortSummary, type Judgment, judge } from './judge.js';
-import { QuantileSketch } from './quantile-sketch.js';
+import { LatencyDistribution } from './latency-distribution.js';
 
 /** Stands in for the sketch of a slot that saw nothing; never written. */
-const EMPTY_SKETCH = new QuantileSketch();
+const EMPTY_SKETCH = new LatencyDistribution();
 
 /** What the guardian needs from a store: implemented by StoreWriter over any FlagStore. */
 export interface RolloutWriter {
@@ -297,7 +297,7 @@ export class RolloutGuardian {
     }
     // The baseline's latest minute or so (the sustainFor when that is too thin) is the reference
     // for relative latency: a global slowdown moves both cohorts' limits together.
-    let reference: QuantileSketch | undefined | null = null;
+    let reference: LatencyDistribution | undefined | null = null;
     const baselineReference = () => {
       if (reference !== null || baselineWindow === undefined) return reference ?? undefined;
       const recent = baselineWindow.merged(watermarkMs - Math.max(this.registry.slotMs, evidence.policy.sustainForMs / 5), watermarkMs);
@@ -454,9 +454,10 @@ function summaryOf(window: CohortWindow | undefined, fromMs: number, toMs: numbe
     samples += slot.count;
     errors += slot.errors;
   }
-  let merged: QuantileSketch | undefined;
+  let merged: LatencyDistribution | undefined;
   const sketch = () => (merged ??= window.merged(fromMs, toMs).sketch);
   return {
+    sources: window.sources(),
     samples,
     errorRate: samples > 0 ? errors / samples : undefined,
     get p95Ms() {

@@ -5,6 +5,7 @@
 import { diag } from '@opentelemetry/api';
 import type { Clock } from '../core/clock.js';
 import type { AggregateRefusal, AggregateSink, CohortAggregate, LatencyHistogram, OutcomeSource } from '../guardian/cohort-aggregate.js';
+import { MAX_HISTOGRAM_BOUNDS } from '../guardian/latency-distribution.js';
 import { CumulativeToDelta, type CumulativeToDeltaStats } from './cumulative-to-delta.js';
 import { EventTimeGate } from './event-time-gate.js';
 import { type MetricsMapping, type MetricRule, DEFAULT_METRICS_MAPPING, unitToMs } from './metrics-mapping.js';
@@ -180,7 +181,8 @@ export class OtlpMetricsIngest {
     const aggregate: CohortAggregate = {
       flagKey,
       variant: String(variant),
-      atMs: Math.floor(point.timeMs),
+      // The interval (start, time] ends at `time`: one ms earlier lands it in the slot it was counted in.
+      atMs: Math.ceil(point.timeMs) - 1,
       requests,
       errors: requests > 0 && this.isError(point.attributes) ? requests : 0,
       latency,
@@ -232,7 +234,7 @@ function wellFormed(point: MetricPoint): boolean {
   }
   if (point.kind === 'exponential_histogram') {
     const e = point.exponential;
-    return e !== undefined && e.scale >= -10 && e.scale <= 20 && e.counts.length <= 4096;
+    return e !== undefined && e.scale >= -10 && e.scale <= 20 && e.counts.length < MAX_HISTOGRAM_BOUNDS;
   }
   return Number.isFinite(point.value);
 }

@@ -1,5 +1,5 @@
 // `serve`: one long-running process that keeps the flags, runs the guardian and the plans on
-// a store, receives OTLP traces and logs from a fleet (see docs/pipelines.md), and serves /metrics, /healthz, /readyz and
+// a store, receives OTLP traces, logs and metrics from a fleet (see docs/pipelines.md), and serves /metrics, /healthz, /readyz and
 // /api/status (what `status` and `health` read). It stops cleanly: in-flight ticks finish
 // and every plan's state is already in the store.
 import { type IncomingMessage, type Server as HttpServer, type ServerResponse, createServer } from 'node:http';
@@ -19,6 +19,8 @@ import { GuardianTelemetry } from '../telemetry/guardian-telemetry.js';
 import { METER_NAME } from '../telemetry/names.js';
 import { metricsHandler } from '../telemetry/prometheus-endpoint.js';
 import { OtlpIngest, type OtlpIngestOptions } from '../ingest/otlp-ingest.js';
+import { OtlpMetricsIngest } from '../ingest/otlp-metrics-ingest.js';
+import type { MetricsMapping } from '../ingest/metrics-mapping.js';
 import { type OtlpHttpLimits, OtlpHttpReceiver } from './otlp-http-receiver.js';
 import { OtlpGrpcReceiver } from './otlp-grpc-receiver.js';
 import type { BearerAuth, Role } from './bearer-auth.js';
@@ -48,6 +50,8 @@ export interface RolloutServerOptions {
   readonly tls?: { readonly key: Buffer; readonly cert: Buffer };
   /** OTLP ingest: event-time limits, request kinds, join bounds, body limits. */
   readonly ingest?: Omit<OtlpIngestOptions, 'sink' | 'clock'> & OtlpHttpLimits;
+  /** Which OTLP metrics give requests, errors and latency (default: spanmetrics and http.server.request.duration). */
+  readonly metricsMapping?: MetricsMapping;
 }
 
 /** A port that cannot be listened on (in use, not permitted): a configuration problem, not a bug. */
@@ -69,6 +73,8 @@ export class RolloutServer {
   readonly plans: PlanRunner;
   /** Where OTLP spans and log records become outcomes, over HTTP and gRPC alike. */
   readonly ingest: OtlpIngest;
+  /** Where OTLP metric data points become cohort aggregates (same event-time gate as spans). */
+  readonly metricsIngest: OtlpMetricsIngest;
   /** OTLP/HTTP routes; its bodyBytesInFlight shows the body budget in use. */
   readonly otlpHttp: OtlpHttpReceiver;
   private readonly store: FlagStore;
@@ -95,7 +101,8 @@ export class RolloutServer {
     this.registry = new CohortRegistry({ slotMs, slotCount: options.slotCount ?? 72 });
     this.processor = new GuardianSpanProcessor({ registry: this.registry, clock: this.clock });
     this.ingest = new OtlpIngest({ ...options.ingest, sink: this.registry, clock: this.clock });
-    this.otlpHttp = new OtlpHttpReceiver(this.ingest, options.ingest);
+    this.metricsIngest = new OtlpMetricsIngest({ sink: this.registry, clock: this.clock, gate: this.ingest.gate, mapping: options.metricsMapping });
+    this.otlpHttp = new OtlpHttpReceiver(this.ingest, options.ingest, this.metricsIngest);
     // A slot is judged once nothing more can arrive for it: the ingest's allowed lateness plus
     // the time a request may wait for its evaluation records.
     const allowedLatenessMs = this.ingest.gate.allowedLatenessMs + this.ingest.joinWaitMs;
@@ -103,7 +110,7 @@ export class RolloutServer {
     this.plans = new PlanRunner({ store: this.store, judgments: this.guardian, clock: this.clock, dryRun: options.dryRun });
     const exporter = new PrometheusExporter({ preventServerStart: true });
     this.meterProvider = new MeterProvider({ readers: [exporter] });
-    this.telemetry = new GuardianTelemetry({ meter: this.meterProvider.getMeter(METER_NAME), registry: this.registry, guardian: this.guardian, processorStats: () => this.processor.stats, ingestStats: () => this.ingest.stats, clock: this.clock, plans: this.store, planRunner: this.plans });
+    this.telemetry = new GuardianTelemetry({ meter: this.meterProvider.getMeter(METER_NAME), registry: this.registry, guardian: this.guardian, processorStats: () => this.processor.stats, ingestStats: () => this.ingest.stats, metricsIngestStats: () => this.metricsIngest.stats, clock: this.clock, plans: this.store, planRunner: this.plans });
     const metrics = metricsHandler(exporter);
     this.unwatch = this.store.watch((event) => this.onStoreEvent(event));
     this.guardian.addListener({
@@ -151,6 +158,7 @@ export class RolloutServer {
           maxBodyBytes: server.otlpHttp.maxBodyBytes,
           tls: options.tls,
           authenticate: auth === undefined ? undefined : (header) => auth.check(header, 'ingest'),
+          metrics: server.metricsIngest,
         });
       } catch (err) {
         await server.close();
@@ -251,9 +259,9 @@ export class RolloutServer {
 
   private async route(request: IncomingMessage, response: ServerResponse, metrics: (req: IncomingMessage, res: ServerResponse) => void): Promise<void> {
     const path = new URL(request.url ?? '/', 'http://localhost').pathname;
-    const isOtlp = request.method === 'POST' && (path === '/v1/traces' || path === '/v1/logs');
+    const isOtlp = request.method === 'POST' && (path === '/v1/traces' || path === '/v1/logs' || path === '/v1/metrics');
     if (this.auth !== undefined && path !== '/healthz' && path !== '/readyz' && !this.authorized(request, response, isOtlp ? 'ingest' : 'read', isOtlp)) return;
-    if (isOtlp) return this.otlpHttp.handle(path === '/v1/traces' ? 'traces' : 'logs', request, response);
+    if (isOtlp) return this.otlpHttp.handle(path === '/v1/traces' ? 'traces' : path === '/v1/logs' ? 'logs' : 'metrics', request, response);
     if (request.method !== 'GET' && request.method !== 'HEAD') return send(response, 405, { error: `${request.method ?? ''} is not served here` });
     switch (path) {
       case '/metrics':
@@ -275,7 +283,7 @@ export class RolloutServer {
       case '/api/status':
         return send(response, 200, await this.status());
       default:
-        return send(response, 404, { error: `no route ${path}; try /metrics, /healthz, /readyz, /api/status, or POST /v1/traces and /v1/logs` });
+        return send(response, 404, { error: `no route ${path}; try /metrics, /healthz, /readyz, /api/status, or POST /v1/traces, /v1/logs and /v1/metrics` });
     }
   }
 }

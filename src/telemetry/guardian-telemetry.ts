@@ -16,6 +16,7 @@ import {
   diag,
 } from '@opentelemetry/api';
 import type { Clock } from '../core/clock.js';
+import type { AggregateRefusal } from '../guardian/cohort-aggregate.js';
 import type { CohortRegistry } from '../guardian/cohort-registry.js';
 import { DEFAULT_GUARD_POLICY, type GuardPolicy } from '../guardian/guard-policy.js';
 import type { GuardianSpanProcessorStats } from '../guardian/guardian-span-processor.js';
@@ -26,7 +27,7 @@ import type { GuardedFlagStatus, RollbackRecord, RolloutGuardian } from '../guar
 import { systemClock } from '../runtime/system-clock.js';
 import type { FlagStore, StoreSnapshot } from '../stores/flag-store.js';
 import type { PlanStatus } from '../core/flag-schema.js';
-import { type Verdict, LATENESS_REASONS, REFUSAL_REASONS, UNUSED_METRIC_POINT_REASONS, type UnusedMetricPointReason, ATTR_PLAN_STATE, PLAN_STATES, ATTR_CHECK, ATTR_FEATURE_FLAG_KEY, ATTR_METRIC_OVERFLOW, ATTR_REASON, ATTR_VARIANT, ATTR_VERDICT, METRICS, type MetricSpec, VERDICTS } from './names.js';
+import { type Verdict, LATENESS_REASONS, REFUSAL_REASONS, UNUSED_METRIC_POINT_REASONS, type UnusedMetricPointReason, ATTR_PLAN_STATE, PLAN_STATES, ATTR_CHECK, ATTR_FEATURE_FLAG_KEY, ATTR_METRIC_OVERFLOW, ATTR_REASON, ATTR_SOURCE, ATTR_VARIANT, ATTR_VERDICT, METRICS, type MetricSpec, VERDICTS } from './names.js';
 
 export interface GuardianTelemetryOptions {
   readonly meter: Meter;
@@ -55,6 +56,7 @@ export interface GuardianTelemetryOptions {
 
 const GUARDIAN_ERRORS = Object.freeze({ [ATTR_REASON]: 'guardian' });
 const PLAN_ERRORS = Object.freeze({ [ATTR_REASON]: 'plans' });
+const AGGREGATE_REFUSALS: readonly AggregateRefusal[] = ['invalid', 'late', 'future', 'cohort-limit'];
 const LATE = Object.freeze({ [ATTR_REASON]: 'late' });
 const FUTURE = Object.freeze({ [ATTR_REASON]: 'future' });
 
@@ -128,6 +130,8 @@ export class GuardianTelemetry {
   private readonly planState: ObservableGauge;
   private readonly guardianErrors: ObservableCounter;
   private readonly outOfTimeOutcomes: ObservableCounter;
+  private readonly cohortSource: ObservableGauge;
+  private readonly refusedAggregates: ObservableCounter;
   private readonly planRunner: { readonly errorCount: number } | undefined;
   private unwatchPlans: (() => void) | undefined;
   private removeIngest: (() => void) | undefined;
@@ -169,10 +173,14 @@ export class GuardianTelemetry {
     this.planState = gauge(METRICS.planState);
     this.guardianErrors = observableCounter(METRICS.guardianErrors);
     this.outOfTimeOutcomes = observableCounter(METRICS.outOfTimeOutcomes);
+    this.cohortSource = gauge(METRICS.cohortSource);
+    this.refusedAggregates = observableCounter(METRICS.refusedAggregates);
     this.planRunner = options.planRunner;
     this.observables = [
       this.guardianErrors,
       this.outOfTimeOutcomes,
+      this.cohortSource,
+      this.refusedAggregates,
       this.planStep,
       this.planState,
       this.evaluations,
@@ -427,6 +435,8 @@ export class GuardianTelemetry {
     result.observe(this.droppedCohortOutcomes, registry.droppedCohorts);
     result.observe(this.outOfTimeOutcomes, registry.lateCount, LATE);
     result.observe(this.outOfTimeOutcomes, registry.futureCount, FUTURE);
+    const refusals = registry.aggregateRefusals;
+    for (const reason of AGGREGATE_REFUSALS) result.observe(this.refusedAggregates, refusals[reason], { [ATTR_REASON]: reason });
     const sustainFor = new Map<string, number>();
     if (this.windowMs === undefined) for (const status of statuses) sustainFor.set(status.flagKey, status.policy.sustainForMs);
     for (const { flagKey, variant, window } of registry.cohorts()) {
@@ -439,6 +449,7 @@ export class GuardianTelemetry {
       result.observe(this.cohortErrorRate, stats.count > 0 ? stats.errors / stats.count : Number.NaN, cohort);
       result.observe(this.cohortLatencyP95, (stats.sketch.quantile(0.95) ?? Number.NaN) / 1000, cohort);
       result.observe(this.cohortLatencyP99, (stats.sketch.quantile(0.99) ?? Number.NaN) / 1000, cohort);
+      for (const source of window.sources()) result.observe(this.cohortSource, 1, { ...cohort, [ATTR_SOURCE]: source });
     }
   }
 

@@ -43,6 +43,8 @@ export const ATTR_VERDICT = 'verdict';
 export const ATTR_CHECK = 'check';
 /** A deployment plan's status: running, paused, completed, aborted, rolled-back. */
 export const ATTR_PLAN_STATE = 'state';
+/** Where a cohort's numbers came from: spans, otlp-metrics, prometheus, metric-reader. */
+export const ATTR_SOURCE = 'source';
 
 /**
  * OpenTelemetry's mark for measurements beyond a cardinality limit; here, evaluations of
@@ -58,6 +60,7 @@ export const PROMETHEUS_LABELS = {
   [ATTR_VERDICT]: 'verdict',
   [ATTR_CHECK]: 'check',
   [ATTR_PLAN_STATE]: 'state',
+  [ATTR_SOURCE]: 'source',
   [ATTR_METRIC_OVERFLOW]: 'otel_metric_overflow',
 } as const;
 
@@ -281,6 +284,20 @@ export const METRICS = {
     instrument: 'observable-counter',
     attributes: [ATTR_REASON],
   },
+  cohortSource: {
+    name: 'rollout_guardian.cohort.source',
+    unit: '1',
+    description: "1 for each source that has fed the cohort's window: spans, otlp-metrics (OTLP metrics in), prometheus (PromQL queries), metric-reader (an in-process MetricReader).",
+    instrument: 'gauge',
+    attributes: [ATTR_FEATURE_FLAG_KEY, ATTR_VARIANT, ATTR_SOURCE],
+  },
+  refusedAggregates: {
+    name: 'rollout_guardian.cohort_registry.refused_aggregates',
+    unit: '{aggregate}',
+    description: 'Metric aggregates (one cohort over one interval) the cohort registry refused, by reason: invalid (bad numbers or histogram), late, future, cohort-limit.',
+    instrument: 'observable-counter',
+    attributes: [ATTR_REASON],
+  },
   outOfTimeOutcomes: {
     name: 'rollout_guardian.cohort_registry.out_of_time_outcomes',
     unit: '{outcome}',
@@ -317,6 +334,8 @@ export const PROMETHEUS_NAMES = {
   lastTickAge: 'rollout_guardian_last_tick_age_seconds',
   guardianErrors: 'rollout_guardian_errors_total',
   outOfTimeOutcomes: 'rollout_guardian_cohort_registry_out_of_time_outcomes_total',
+  cohortSource: 'rollout_guardian_cohort_source',
+  refusedAggregates: 'rollout_guardian_cohort_registry_refused_aggregates_total',
   recordedOutcomes: 'rollout_guardian_span_processor_recorded_outcomes_total',
   droppedExposures: 'rollout_guardian_span_processor_dropped_exposures_total',
   droppedTraces: 'rollout_guardian_span_processor_dropped_traces_total',

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { FlagEvidence } from '../../src/guardian/flag-evidence.js';
 import { judge, type Judgment } from '../../src/guardian/judge.js';
 import { DEFAULT_GUARD_POLICY, resolveGuardPolicy, type GuardPolicy } from '../../src/guardian/guard-policy.js';
-import { QuantileSketch } from '../../src/guardian/quantile-sketch.js';
+import { LatencyDistribution } from '../../src/guardian/latency-distribution.js';
 import type { SlotStats } from '../../src/guardian/cohort-window.js';
 import { bernoulliKl, confidenceSequence, sprtExpectedSamples } from '../../src/guardian/statistics.js';
 import { lognormal, mulberry32 } from '../helpers/seeded-random.js';
@@ -34,7 +34,7 @@ function slotsOf(seed: number, ...phases: Phase[]): SlotStats[] {
   let owed = 0;
   for (const phase of phases) {
     for (let i = 0; i < phase.slots; i++) {
-      const sketch = new QuantileSketch({ relativeAccuracy: 0.02 });
+      const sketch = new LatencyDistribution(0.02);
       for (let r = 0; r < phase.requests; r++) sketch.add(lognormal(random, phase.medianMs, 0.5));
       owed += phase.requests * phase.errorRate;
       const errors = Math.floor(owed);
@@ -56,7 +56,7 @@ function watch(treatment: SlotStats[], options: { policy?: GuardPolicy; baseline
     const baseline = options.baseline?.[i];
     const reference = () => {
       if (options.baseline === undefined) return undefined;
-      const merged = new QuantileSketch({ relativeAccuracy: 0.02 });
+      const merged = new LatencyDistribution(0.02);
       for (const s of options.baseline.slice(Math.max(0, i - minutes(1)), i + 1)) merged.merge(s.sketch);
       return merged;
     };

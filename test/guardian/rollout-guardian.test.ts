@@ -252,6 +252,69 @@ describe('RolloutGuardian judging in event time, per rollout', () => {
   });
 });
 
+describe('RolloutGuardian on metric aggregates', () => {
+  // What a Collector's spanmetrics connector or an app's http.server.request.duration gives per
+  // interval: requests, errors and explicit buckets (OpenTelemetry's default bounds, in ms).
+  const BOUNDS_MS = [5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000];
+
+  /** One aggregate per cohort per slot, `slow` of the treatment's requests in (500, 750] ms. */
+  async function feed(r: Rig, seconds: number, requestsPerSlot: number, treatment: { errorRate: number; slowShare: number }): Promise<void> {
+    const random = mulberry32(11);
+    const binomial = (n: number, p: number) => {
+      let k = 0;
+      for (let i = 0; i < n; i++) if (random() < p) k++;
+      return k;
+    };
+    for (let s = 0; s < seconds; s += SLOT_MS / 1000) {
+      const atMs = r.clock.now() + SLOT_MS - 1;
+      for (const [variant, errorRate, slowShare] of [['on', treatment.errorRate, treatment.slowShare], ['off', 0.004, 0.01]] as const) {
+        const slow = binomial(requestsPerSlot, slowShare);
+        const counts = BOUNDS_MS.map(() => 0).concat(0);
+        counts[5] = requestsPerSlot - slow;
+        counts[8] = slow;
+        r.registry.recordAggregate({ flagKey: 'checkout', variant, atMs, requests: requestsPerSlot, errors: binomial(requestsPerSlot, errorRate), latency: { boundsMs: BOUNDS_MS, counts }, source: 'otlp-metrics' });
+      }
+      r.clock.advance(SLOT_MS);
+      await r.guardian.tick();
+    }
+  }
+
+  it('rolls back a treatment whose errors breach, and names the source in its status', async () => {
+    const r = rig({ checkout: checkout() });
+    await feed(r, 300, 50, { errorRate: 0.004, slowShare: 0.01 });
+    expect(r.rollbacks).toEqual([]);
+    const status = r.guardian.status()[0];
+    expect(status?.judgment.verdict).toBe('healthy');
+    expect(status?.judgment.treatment.sources).toEqual(['otlp-metrics']);
+    await feed(r, 420, 50, { errorRate: 0.05, slowShare: 0.01 });
+    expect(r.rollbacks).toHaveLength(1);
+    expect(r.rollbacks[0]?.reason).toMatch(/^breach held for \d+ s \(sustainFor 300 s\): error rate/);
+  });
+
+  it('judges P95 exactly on bucket counts when the limit is a bucket bound', async () => {
+    const r = rig({ checkout: checkout({ maxP95Ms: 500 }) });
+    // 12% of requests in (500, 750]: the P95 is above 500 ms.
+    await feed(r, 600, 50, { errorRate: 0.004, slowShare: 0.12 });
+    expect(r.rollbacks).toHaveLength(1);
+    expect(r.rollbacks[0]?.reason).toContain('requests slower than 500 ms, so P95');
+    expect(r.rollbacks[0]?.reason).not.toContain('approximate');
+  });
+
+  it('says a latency judgment is approximate when the limit falls inside a bucket', async () => {
+    const r = rig({ checkout: checkout({ maxP95Ms: 600 }) });
+    await feed(r, 600, 50, { errorRate: 0.004, slowShare: 0.3 });
+    expect(r.rollbacks).toHaveLength(1);
+    expect(r.rollbacks[0]?.reason).toContain('approximate: 600 ms is not a bucket bound, so the bucket 500 ms to 750 ms was interpolated');
+  });
+
+  it('does not roll back a healthy treatment fed for an hour', async () => {
+    const r = rig({ checkout: checkout() });
+    await feed(r, 3600, 50, { errorRate: 0.004, slowShare: 0.02 });
+    expect(r.rollbacks).toEqual([]);
+    expect(r.guardian.status()[0]?.judgment.verdict).toBe('healthy');
+  });
+});
+
 describe('RolloutGuardian and tracing', () => {
   const contextManager = new AsyncLocalStorageContextManager();
   const provider = new BasicTracerProvider();

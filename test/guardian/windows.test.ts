@@ -1,7 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import type { CohortAggregate } from '../../src/guardian/cohort-aggregate.js';
 import { CohortRegistry } from '../../src/guardian/cohort-registry.js';
 import { CohortWindow } from '../../src/guardian/cohort-window.js';
+import { LatencyDistribution, histogramProblem } from '../../src/guardian/latency-distribution.js';
 import { QuantileSketch } from '../../src/guardian/quantile-sketch.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { type Random, exponential, lognormal, mulberry32, pareto, uniform } from '../helpers/seeded-random.js';
@@ -351,5 +353,104 @@ describe('CohortRegistry', () => {
     expect(() => new CohortRegistry({ slotMs: 1000, slotCount: 10, maxCohorts: 0 })).toThrow('maxCohorts must be a positive integer, got 0');
     expect(() => new CohortRegistry({ slotMs: -1, slotCount: 10 })).toThrow('slotMs must be a positive integer, got -1');
     expect(() => new CohortRegistry({ slotMs: 1000, slotCount: 10, relativeAccuracy: Number.NaN })).toThrow('got NaN');
+  });
+});
+
+describe('LatencyDistribution', () => {
+  // OpenTelemetry's default explicit bounds for http.server.request.duration, in ms.
+  const SEMCONV_MS = [5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000];
+  const histogram = (counts: Record<number, number>, boundsMs = SEMCONV_MS) => ({ boundsMs, counts: Array.from({ length: boundsMs.length + 1 }, (_, i) => counts[i] ?? 0) });
+
+  it('counts observations slower than a limit exactly when the limit is a bucket bound', () => {
+    const d = new LatencyDistribution();
+    // 900 in (250, 500], 60 in (500, 750], 40 in (1000, 2500].
+    d.addHistogram(histogram({ 7: 900, 8: 60, 10: 40 }));
+    expect(d.count).toBe(1000);
+    expect(d.countAbove(500)).toBe(100);
+    expect(d.countAbove(1000)).toBe(40);
+    expect(d.resolutionAt(500)).toEqual({ exact: true });
+  });
+
+  it('interpolates the one bucket a limit falls inside, and says which bucket that was', () => {
+    const d = new LatencyDistribution();
+    d.addHistogram(histogram({ 7: 900, 8: 100 }));
+    // 600 ms is 40% of the way through (500, 750]: 60% of its 100 observations are above it.
+    expect(d.countAbove(600)).toBeCloseTo(60, 9);
+    expect(d.resolutionAt(600)).toEqual({ exact: false, betweenMs: [500, 750] });
+    // Past the last bound nothing is known of the spread: all of the overflow bucket counts as slower.
+    const tail = new LatencyDistribution();
+    tail.addHistogram(histogram({ 14: 5 }));
+    expect(tail.countAbove(20_000)).toBe(5);
+  });
+
+  it('adds histograms of the same layout together and keeps spans and histograms apart', () => {
+    const d = new LatencyDistribution(0.02);
+    d.addHistogram(histogram({ 7: 10 }));
+    d.addHistogram(histogram({ 8: 10 }));
+    for (let i = 0; i < 10; i++) d.add(2000);
+    expect(d.count).toBe(30);
+    expect(d.countAbove(500)).toBe(20);
+    const merged = new LatencyDistribution(0.02);
+    merged.merge(d);
+    merged.merge(d);
+    expect(merged.count).toBe(60);
+    expect(merged.countAbove(500)).toBe(40);
+  });
+
+  it('reads quantiles over buckets as histogram_quantile does, within the bucket by linear interpolation', () => {
+    const d = new LatencyDistribution();
+    d.addHistogram(histogram({ 5: 900, 7: 100 }));
+    // The 95th percentile lies halfway through the 100 observations in (250, 500].
+    expect(d.quantile(0.95)).toBeCloseTo(250 + 250 * ((950 - 900) / 100), 0);
+    expect(d.quantile(0.5)).toBeLessThanOrEqual(100);
+    expect(new LatencyDistribution().quantile(0.5)).toBeUndefined();
+  });
+
+  it('keeps four bucket layouts exactly and folds further ones into the sketch, counting every observation', () => {
+    const d = new LatencyDistribution();
+    for (let k = 1; k <= 6; k++) d.addHistogram(histogram({ 1: 10 }, [k, 10 * k, 100 * k]));
+    expect(d.count).toBe(60);
+    expect(d.countAbove(1000)).toBe(0);
+  });
+
+  it('refuses histograms that do not describe buckets, naming what is wrong', () => {
+    expect(histogramProblem({ boundsMs: [1, 2], counts: [1, 2] })).toBe('2 counts for 2 bounds; expected 3');
+    expect(histogramProblem({ boundsMs: [2, 1], counts: [0, 0, 0] })).toBe('bounds must strictly increase (bound 1 is 1 after 2)');
+    expect(histogramProblem({ boundsMs: [1], counts: [1, -1] })).toBe('count 1 is -1; counts are finite and non-negative');
+    expect(histogramProblem({ boundsMs: [Number.NaN], counts: [1, 1] })).toBe('bound 0 is NaN; bounds are finite and non-negative');
+    expect(histogramProblem({ boundsMs: [1, 2], counts: [0, 1, 2] })).toBeUndefined();
+  });
+});
+
+describe('Cohort aggregates from metric sources', () => {
+  const T = Date.parse('2026-11-27T12:00:00Z');
+  const aggregate = (over: Partial<CohortAggregate> = {}): CohortAggregate => ({ flagKey: 'checkout', variant: 'on', atMs: T, requests: 100, errors: 2, latency: { boundsMs: [100, 500], counts: [80, 15, 5] }, source: 'otlp-metrics', ...over });
+
+  it('counts requests, errors and latency buckets in the slot of the interval, and names the source', () => {
+    const registry = new CohortRegistry({ slotMs: 1000, slotCount: 10 });
+    expect(registry.recordAggregate(aggregate())).toBeUndefined();
+    expect(registry.recordAggregate(aggregate({ requests: 0, errors: 0, latency: { boundsMs: [100, 500], counts: [0, 0, 5] } }))).toBeUndefined();
+    registry.record('checkout', 'on', 900, false, T + 10);
+    const window = registry.window('checkout', 'on') as CohortWindow;
+    const merged = window.merged(T, T + 1000);
+    expect(merged).toMatchObject({ count: 101, errors: 2 });
+    // Latency observations: 100 + 5 from histograms, 1 span; 5 + 5 + 1 slower than 500 ms.
+    expect(merged.sketch.count).toBe(106);
+    expect(merged.sketch.countAbove(500)).toBe(11);
+    expect(window.sources()).toEqual(['spans', 'otlp-metrics']);
+  });
+
+  it('refuses bad numbers, late and future intervals, and counts each reason', () => {
+    const registry = new CohortRegistry({ slotMs: 1000, slotCount: 10 });
+    expect(registry.recordAggregate(aggregate({ errors: 101 }))).toBe('invalid');
+    expect(registry.aggregateRefusals.lastInvalid).toBe('errors is 101; expected a count no larger than requests (100)');
+    expect(registry.recordAggregate(aggregate({ requests: Number.NaN }))).toBe('invalid');
+    expect(registry.recordAggregate(aggregate({ latency: { boundsMs: [1], counts: [1] } }))).toBe('invalid');
+    expect(registry.recordAggregate(aggregate({ flagKey: '' }))).toBe('invalid');
+    registry.advance(T + 5000, T + 5000, new Map([['checkout', undefined]]));
+    expect(registry.recordAggregate(aggregate())).toBe('late');
+    expect(registry.recordAggregate(aggregate({ atMs: T + 3_600_000 }))).toBe('future');
+    expect(registry.aggregateRefusals).toMatchObject({ invalid: 4, late: 1, future: 1, 'cohort-limit': 0 });
+    expect(registry.window('checkout', 'on')).toBeUndefined();
   });
 });

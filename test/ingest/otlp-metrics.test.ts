@@ -187,7 +187,7 @@ describe('cumulative streams', () => {
     h.send(calls([{ start: t - 3_600_000, time: t + 5_000, value: 1040 }]));
     h.clock.advance(5_000);
     h.send(calls([{ start: t - 3_600_000, time: t + 10_000, value: 1040 }]));
-    expect(h.sink.aggregates).toEqual([{ flagKey: 'checkout', variant: 'on', atMs: t + 5_000, requests: 40, errors: 0, latency: undefined, source: 'otlp-metrics' }]);
+    expect(h.sink.aggregates).toEqual([{ flagKey: 'checkout', variant: 'on', atMs: t + 5_000 - 1, requests: 40, errors: 0, latency: undefined, source: 'otlp-metrics' }]);
     expect(h.ingest.stats).toMatchObject({ dataPoints: 3, baselinePoints: 1, streams: { streams: 1, baselines: 1 } });
   });
 
