@@ -21,7 +21,11 @@ import { RolloutServer } from '../../src/server/rollout-server.js';
 import { MemoryFlagStore } from '../../src/stores/memory-store.js';
 import { StoreWriter } from '../../src/stores/store-writer.js';
 import { PROMETHEUS_NAMES } from '../../src/telemetry/names.js';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { FakeClock } from '../helpers/fake-clock.js';
+import { runCliIn } from '../helpers/cli-in-process.js';
+import { withTempDir } from '../helpers/temp-dir.js';
 import { mulberry32 } from '../helpers/seeded-random.js';
 
 const SLOT_MS = 1000;
@@ -362,5 +366,21 @@ describe('GuardianMetricReader, the in-process source', () => {
       await provider.shutdown();
       await guardian.shutdown();
     }
+  });
+});
+
+describe('serve --metrics-mapping', () => {
+  it('refuses a mapping file it cannot use, naming the file and the field, before listening', async () => {
+    await withTempDir(async (dir) => {
+      await writeFile(join(dir, 'flags.yaml'), 'flags: {}\n');
+      await writeFile(join(dir, 'mapping.yaml'), 'latency:\n  - metric: http_latency\n    unit: minutes\n');
+      const run = await runCliIn(dir, ['serve', '--store', join(dir, 'flags.yaml'), '--port', '0', '--no-grpc-port', '--metrics-mapping', join(dir, 'mapping.yaml')]);
+      expect(run.code).toBe(1);
+      expect(run.stderr).toContain(`--metrics-mapping ${join(dir, 'mapping.yaml')}: latency[0].unit:`);
+      expect(run.stderr).toContain('see docs/pipelines.md');
+      const missing = await runCliIn(dir, ['serve', '--store', join(dir, 'flags.yaml'), '--port', '0', '--no-grpc-port', '--metrics-mapping', join(dir, 'nope.yaml')]);
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toContain(`--metrics-mapping ${join(dir, 'nope.yaml')}: ENOENT`);
+    });
   });
 });
