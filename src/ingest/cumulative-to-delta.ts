@@ -32,7 +32,10 @@ export interface CumulativeToDeltaStats {
   readonly resets: number;
   readonly restarts: number;
   readonly stale: number;
+  /** Streams forgotten because maxStreams were held (their next point is only a baseline). */
   readonly evictedStreams: number;
+  /** Streams forgotten after streamIdleMs without a point. */
+  readonly expiredStreams: number;
 }
 
 interface StreamState {
@@ -56,7 +59,7 @@ export class CumulativeToDelta {
   private readonly maxStreams: number;
   private readonly streamIdleMs: number;
   private lastSweepMs = Number.NEGATIVE_INFINITY;
-  private counts = { baselines: 0, resets: 0, restarts: 0, stale: 0, evictedStreams: 0 };
+  private counts = { baselines: 0, resets: 0, restarts: 0, stale: 0, evictedStreams: 0, expiredStreams: 0 };
 
   constructor(options: CumulativeToDeltaOptions) {
     this.startedAtMs = options.startedAtMs;
@@ -137,7 +140,7 @@ export class CumulativeToDelta {
     for (const [key, state] of this.streams) {
       if (state.seenAtMs >= oldest) return;
       this.streams.delete(key);
-      this.counts.evictedStreams++;
+      this.counts.expiredStreams++;
     }
   }
 }

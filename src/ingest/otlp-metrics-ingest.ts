@@ -68,6 +68,7 @@ export class OtlpMetricsIngest {
   private readonly source: OutcomeSource;
   private readonly roles = new Map<string, Roles>();
   private readonly deltas: CumulativeToDelta;
+  private readonly maxStreams: number;
   private readonly errorStatusCodes: ReadonlySet<string>;
   private readonly requestSpanKinds: ReadonlySet<string>;
   private counts = { dataPoints: 0, recordedPoints: 0, skippedPoints: 0, summaryPoints: 0, unattributedPoints: 0, baselinePoints: 0, stalePoints: 0 };
@@ -86,7 +87,8 @@ export class OtlpMetricsIngest {
     for (const rule of this.mapping.latency) this.roles.set(rule.metric, { requests: this.roles.get(rule.metric)?.requests, latency: rule });
     this.errorStatusCodes = new Set(this.mapping.errorStatusCodes);
     this.requestSpanKinds = new Set(this.mapping.requestSpanKinds);
-    this.deltas = new CumulativeToDelta({ startedAtMs: options.clock.now(), maxStreams: options.maxStreams, streamIdleMs: options.streamIdleMs });
+    this.maxStreams = options.maxStreams ?? 100_000;
+    this.deltas = new CumulativeToDelta({ startedAtMs: options.clock.now(), maxStreams: this.maxStreams, streamIdleMs: options.streamIdleMs });
   }
 
   get stats(): OtlpMetricsIngestStats {
@@ -99,7 +101,11 @@ export class OtlpMetricsIngest {
     this.counts.skippedPoints += decoded.skippedPoints;
     this.counts.summaryPoints += decoded.summaryPoints;
     const refusedBefore = { ...this.refused };
+    const evictedBefore = this.deltas.stats.evictedStreams;
     for (const point of decoded.points) this.point(point, nowMs);
+    if (this.deltas.stats.evictedStreams > evictedBefore) {
+      this.warnOnce('streams', `rollout-guardian ingest: more than ${this.maxStreams} cumulative metric streams at once; the least recently updated are forgotten and their next point only sets a baseline, so requests go uncounted (raise maxStreams, or have the senders export delta temporality)`);
+    }
     let rejected = 0;
     const parts: string[] = [];
     for (const reason of METRIC_POINT_REFUSALS) {

@@ -227,11 +227,15 @@ describe('cumulative streams', () => {
     expect(h.sink.aggregates.map((a) => a.requests)).toEqual([10, 5]);
   });
 
-  it('evict the least recently updated stream beyond the bound, and count it', () => {
+  it('evict the least recently updated stream beyond the bound, forget idle ones, and count both', () => {
     const h = harness({ maxStreams: 2 });
     const t = h.clock.now();
     for (const variant of ['a', 'b', 'c']) h.send(calls([{ start: t - 60_000, time: t, value: 1, attributes: { 'feature_flag.key': 'checkout', 'feature_flag.result.variant': variant } }]));
     expect(h.ingest.stats.streams).toMatchObject({ streams: 2, evictedStreams: 1 });
+    // Ten minutes without a point: forgotten, and counted apart from the evictions.
+    h.clock.advance(600_001);
+    h.send(calls([{ start: t - 60_000, time: h.clock.now(), value: 5, attributes: { 'feature_flag.key': 'checkout', 'feature_flag.result.variant': 'd' } }]));
+    expect(h.ingest.stats.streams).toMatchObject({ streams: 1, evictedStreams: 1, expiredStreams: 2 });
   });
 
   it('subtract histograms bucket by bucket, and pass delta temporality through', () => {
