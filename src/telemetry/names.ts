@@ -265,7 +265,7 @@ export const METRICS = {
   ingestMetricDataPoints: {
     name: 'rollout_guardian.ingest.metric_data_points',
     unit: '{data_point}',
-    description: 'OTLP metric data points received (HTTP, gRPC, or an in-process GuardianMetricReader) in metrics the metrics mapping reads.',
+    description: 'OTLP metric data points received over HTTP and gRPC in metrics the metrics mapping reads.',
     instrument: 'observable-counter',
     attributes: [],
   },
