@@ -237,7 +237,7 @@ export const METRICS = {
   ingestRefusedEvents: {
     name: 'rollout_guardian.ingest.refused_events',
     unit: '{event}',
-    description: 'Request outcomes (local root spans) and flag evaluations (log records) received but not used because their event time was late (before now minus the allowed lateness) or future (beyond the allowed clock skew), by reason.',
+    description: 'Request outcomes (local root spans), flag evaluations (log records) and metric data points received but not used because their event time was late (before now minus the allowed lateness) or future (beyond the allowed clock skew), by reason.',
     instrument: 'observable-counter',
     attributes: [ATTR_REASON],
   },
