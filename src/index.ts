@@ -95,7 +95,7 @@ export type { FlagStatusView, PlanView, GuardianView, CohortView, StatusSources 
 export { RolloutServer, ListenError } from './server/rollout-server.js';
 export type { RolloutServerOptions } from './server/rollout-server.js';
 export { BearerAuth } from './server/bearer-auth.js';
-export type { Role } from './server/bearer-auth.js';
+export type { AuthCheck, AuthResult, Role, TokenGrant } from './server/bearer-auth.js';
 
 // OTLP ingest: recorded or live OpenTelemetry data into the guardian's cohorts.
 export { OtlpIngest } from './ingest/otlp-ingest.js';

@@ -88,6 +88,15 @@ export const guardSchema = z.strictObject({
   confidence: z.number().min(0.5).max(0.999999, { error: 'expected a confidence below 1, such as 0.99' }).optional(),
   healthCheckFailures: z.int().min(1).optional(),
   fastPath: z.boolean().optional(),
+  conversions: z
+    .array(
+      z.strictObject({
+        event: z.string({ error: 'expected the name of a tracked event, as passed to track()' }).min(1).max(200),
+        maxDropPct: z.number().gt(0, { error: 'expected a percentage greater than 0, such as 5' }).lt(100, { error: 'expected a percentage below 100, such as 5' }),
+      }),
+    )
+    .max(8, { error: 'expected at most 8 conversion checks per flag' })
+    .optional(),
   relative: z
     .strictObject({
       maxErrorRateIncrease: z.number().min(0).max(1).optional(),

@@ -2,7 +2,7 @@
 // threshold) since its rollout or plan step began: anytime-valid sequential tests that may be
 // read after every slot forever, and a bounded history of counts to date a breach's onset.
 // Pure: slots are folded in once each, in order, with their times; nothing here reads a clock.
-import { type MixtureComponent, binomialLlr, confidenceSequence, logMixture, mixtureSteps } from './statistics.js';
+import { type MixtureComponent, binomialLlr, confidenceSequence, logMixture, mixtureSteps, oddsMixtureSteps } from './statistics.js';
 
 // Alternatives of the confirming test, as multiples of the limit. Most weight sits on modest
 // breaches (1.3x-2x), which need the most evidence; the large ones gain so fast per request
@@ -14,6 +14,16 @@ const CONFIRM_COMPONENTS: readonly MixtureComponent[] = [
   { multiple: 2, weight: 0.25 },
   { multiple: 4, weight: 0.1 },
   { multiple: 10, weight: 0.05 },
+];
+// Alternatives on the odds scale, for shares near one half (conversion checks): a treatment
+// converting 20% less than the baseline moves the baseline's share of conversions from 0.51 to
+// 0.56, an odds ratio of about 1.2, so the weight sits between 1.05x and 1.5x.
+const ODDS_COMPONENTS: readonly MixtureComponent[] = [
+  { multiple: 1.05, weight: 0.2 },
+  { multiple: 1.1, weight: 0.25 },
+  { multiple: 1.2, weight: 0.25 },
+  { multiple: 1.5, weight: 0.2 },
+  { multiple: 3, weight: 0.1 },
 ];
 // The fast path's test: its null is fastPathFactor x the limit, its alternatives multiples of that.
 const FAST_COMPONENTS: readonly MixtureComponent[] = [
@@ -47,6 +57,8 @@ export interface CheckEvidenceOptions {
   /** The fast path's null as a multiple of the limit; undefined when the fast path is off. */
   readonly fastPathFactor: number | undefined;
   readonly startMs: number;
+  /** How alternatives are spaced: multiples of the limit (rare events, the default) or of its odds (shares near one half). */
+  readonly scale?: 'rate' | 'odds';
 }
 
 interface SequentialTest {
@@ -111,7 +123,9 @@ export class CheckEvidence {
   private lastRestartMs: number;
   private throughMs: number;
   private cachedP0 = Number.NaN;
-  private steps = mixtureSteps(CONFIRM_COMPONENTS, 0.5);
+  private readonly components: readonly MixtureComponent[];
+  private readonly stepsFor: typeof mixtureSteps;
+  private steps: ReturnType<typeof mixtureSteps>;
   /** The fast path's steps, or undefined when its null (factor x limit) reaches 1 and it cannot act. */
   private fastSteps: ReturnType<typeof mixtureSteps> | undefined;
 
@@ -120,6 +134,10 @@ export class CheckEvidence {
     this.restartEveryMs = options.restartEveryMs;
     this.fineMs = options.fineMs;
     this.fastPathFactor = options.fastPathFactor;
+    const odds = options.scale === 'odds';
+    this.components = odds ? ODDS_COMPONENTS : CONFIRM_COMPONENTS;
+    this.stepsFor = odds ? oddsMixtureSteps : mixtureSteps;
+    this.steps = this.stepsFor(this.components, 0.5);
     this.lastRestartMs = options.startMs;
     this.throughMs = options.startMs;
     this.tests.push(this.newTest(this.alpha * EPOCH_SHARE));
@@ -143,7 +161,7 @@ export class CheckEvidence {
     if (!(p0 > 0 && p0 < 1)) return; // a limit of 0 or 1 is decided by the counts alone, below
     if (p0 !== this.cachedP0) {
       this.cachedP0 = p0;
-      this.steps = mixtureSteps(CONFIRM_COMPONENTS, p0);
+      this.steps = this.stepsFor(this.components, p0);
       const fastP0 = this.fastPathFactor === undefined ? 1 : this.fastPathFactor * p0;
       this.fastSteps = fastP0 < 1 ? mixtureSteps(FAST_COMPONENTS, fastP0) : undefined;
     }
@@ -164,7 +182,7 @@ export class CheckEvidence {
     let bestThreshold = Number.POSITIVE_INFINITY;
     let fastRejected = false;
     for (const test of this.tests) {
-      const logE = logMixture(CONFIRM_COMPONENTS, test.logs);
+      const logE = logMixture(this.components, test.logs);
       if (logE - test.threshold > best) {
         best = logE - test.threshold;
         bestLogE = logE;
@@ -211,12 +229,12 @@ export class CheckEvidence {
 
   /** Bytes held, for the memory budget. */
   byteSize(): number {
-    return 200 + this.tests.length * (64 + 16 * (CONFIRM_COMPONENTS.length + FAST_COMPONENTS.length)) + this.segments.length * 72;
+    return 200 + this.tests.length * (64 + 16 * (this.components.length + FAST_COMPONENTS.length)) + this.segments.length * 72;
   }
 
   private newTest(alpha: number): SequentialTest {
     return {
-      logs: new Float64Array(CONFIRM_COMPONENTS.length),
+      logs: new Float64Array(this.components.length),
       fastLogs: new Float64Array(FAST_COMPONENTS.length),
       threshold: Math.log(1 / alpha),
       fastThreshold: Math.log(1 / (alpha * FAST_SHARE)),

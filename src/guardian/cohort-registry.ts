@@ -131,6 +131,33 @@ export class CohortRegistry implements AggregateSink {
     return undefined;
   }
 
+  /**
+   * Counts an exposure: an evaluation of a flag with conversion checks that served `variant`
+   * (see RolloutProvider's `tracking` option). Late, future and over-the-cap ones are dropped
+   * as outcomes are, and counted with them.
+   */
+  recordExposure(flagKey: string, variant: string, atMs: number): void {
+    this.windowAt(flagKey, variant, atMs)?.recordExposure(atMs);
+  }
+
+  /** Counts a tracked event (OpenFeature track()) attributed to the variant its context was served. */
+  recordConversion(flagKey: string, variant: string, event: string, atMs: number): void {
+    this.windowAt(flagKey, variant, atMs)?.recordConversion(event, atMs);
+  }
+
+  /** The cohort's window for an observation at `atMs`, made if need be; undefined (and counted) when late, future or over the caps. */
+  private windowAt(flagKey: string, variant: string, atMs: number): CohortWindow | undefined {
+    if (atMs < this.watermarkMs) {
+      this.lateOutcomes++;
+      return undefined;
+    }
+    if (atMs > this.horizonMs) {
+      this.futureOutcomes++;
+      return undefined;
+    }
+    return this.windows.get(flagKey)?.get(variant) ?? this.create(flagKey, variant);
+  }
+
   /** Aggregates refused, by reason, and the last reason an aggregate was invalid. */
   get aggregateRefusals(): Readonly<Record<AggregateRefusal, number>> & { readonly lastInvalid?: string } {
     return { ...this.refusals, lastInvalid: this.lastInvalid };

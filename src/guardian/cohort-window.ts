@@ -24,6 +24,10 @@ export interface SlotStats {
   readonly errors: number;
   /** Latency observations (for spans, one per request; metric sources count them apart). */
   readonly sketch: LatencyDistribution;
+  /** Flag evaluations that served this variant, when exposures are counted (conversion checks). */
+  readonly exposures?: number;
+  /** Tracked events attributed to this variant, by event name, when any are counted. */
+  readonly conversions?: ReadonlyMap<string, number>;
 }
 
 /** Slots merged: `fromMs` and `toMs` are the slot-aligned span actually covered. */
@@ -47,6 +51,8 @@ const FIXED_BYTES = 700;
  */
 export const DEFAULT_COHORT_ACCURACY = 0.02;
 const NO_SLOT = -1;
+/** Tracked event names counted per cohort: conversion checks name a few; junk names cannot grow it. */
+const MAX_EVENT_NAMES = 8;
 
 export class CohortWindow {
   readonly slotMs: number;
@@ -63,6 +69,9 @@ export class CohortWindow {
   private newestIndex = NO_SLOT;
   /** Which sources have written to this window, one bit per OUTCOME_SOURCES entry. */
   private sourceBits = 0;
+  /** Exposures and tracked events per slot, made on first use: only flags with conversion checks pay. */
+  private exposureCounts: Float64Array | undefined;
+  private conversionCounts: Map<string, Float64Array> | undefined;
 
   constructor(options: CohortWindowOptions) {
     this.slotMs = requirePositiveInteger('CohortWindow', 'slotMs', options.slotMs);
@@ -105,6 +114,30 @@ export class CohortWindow {
     return true;
   }
 
+  /** Counts one exposure (an evaluation that served this variant) in the slot of `nowMs`; false when dropped. */
+  recordExposure(nowMs: number): boolean {
+    const position = this.positionFor(nowMs);
+    if (position < 0) return false;
+    const counts = (this.exposureCounts ??= new Float64Array(this.slotCount));
+    counts[position] = (counts[position] as number) + 1;
+    return true;
+  }
+
+  /** Counts one tracked event attributed to this variant; false when dropped (slot gone, or more than MAX_EVENT_NAMES names). */
+  recordConversion(event: string, nowMs: number): boolean {
+    const conversions = (this.conversionCounts ??= new Map<string, Float64Array>());
+    let counts = conversions.get(event);
+    if (counts === undefined) {
+      if (conversions.size >= MAX_EVENT_NAMES) return false;
+      counts = new Float64Array(this.slotCount);
+      conversions.set(event, counts);
+    }
+    const position = this.positionFor(nowMs);
+    if (position < 0) return false;
+    counts[position] = (counts[position] as number) + 1;
+    return true;
+  }
+
   /** The sources that have written to this window, in OUTCOME_SOURCES order. */
   sources(): OutcomeSource[] {
     return OUTCOME_SOURCES.filter((_, i) => (this.sourceBits & (1 << i)) !== 0);
@@ -127,6 +160,8 @@ export class CohortWindow {
       const sketch = this.sketches[position];
       if (sketch === undefined) this.sketches[position] = new LatencyDistribution(this.relativeAccuracy);
       else sketch.clear();
+      if (this.exposureCounts !== undefined) this.exposureCounts[position] = 0;
+      if (this.conversionCounts !== undefined) for (const counts of this.conversionCounts.values()) counts[position] = 0;
       if (index > this.newestIndex) this.newestIndex = index;
     }
     return position;
@@ -146,7 +181,8 @@ export class CohortWindow {
       const startMs = index * this.slotMs;
       const sketch = this.sketches[position];
       if (this.slotIndex[position] === index && sketch !== undefined) {
-        result.push({ startMs, count: this.counts[position] as number, errors: this.errors[position] as number, sketch });
+        const stats: SlotStats = { startMs, count: this.counts[position] as number, errors: this.errors[position] as number, sketch };
+        result.push(this.exposureCounts === undefined && this.conversionCounts === undefined ? stats : { ...stats, ...this.trackedAt(position) });
       } else {
         result.push({ startMs, count: 0, errors: 0, sketch: this.emptySketch });
       }
@@ -185,6 +221,8 @@ export class CohortWindow {
     this.slotIndex.fill(NO_SLOT);
     this.counts.fill(0);
     this.errors.fill(0);
+    this.exposureCounts?.fill(0);
+    if (this.conversionCounts !== undefined) for (const counts of this.conversionCounts.values()) counts.fill(0);
     this.newestIndex = NO_SLOT;
   }
 
@@ -193,7 +231,15 @@ export class CohortWindow {
     let bytes = FIXED_BYTES + this.slotIndex.byteLength + this.counts.byteLength + this.errors.byteLength + 8 * this.slotCount;
     bytes += this.emptySketch.byteSize();
     for (const sketch of this.sketches) if (sketch !== undefined) bytes += sketch.byteSize();
+    if (this.exposureCounts !== undefined) bytes += this.exposureCounts.byteLength;
+    for (const [event, counts] of this.conversionCounts ?? []) bytes += counts.byteLength + 2 * event.length + 64;
     return bytes;
+  }
+
+  private trackedAt(position: number): { exposures: number; conversions: Map<string, number> } {
+    const conversions = new Map<string, number>();
+    for (const [event, counts] of this.conversionCounts ?? []) conversions.set(event, counts[position] as number);
+    return { exposures: this.exposureCounts?.[position] ?? 0, conversions };
   }
 
   /** Absolute slot indexes overlapping [fromMs, toMs) and still in the ring, or undefined for none. */

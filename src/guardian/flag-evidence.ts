@@ -8,12 +8,28 @@ import type { GuardPolicy } from './guard-policy.js';
 import type { LatencyDistribution } from './latency-distribution.js';
 import { confidenceSequence } from './statistics.js';
 
-export type CheckName = 'errorRate' | 'p95' | 'p99';
+export type CheckName = 'errorRate' | 'p95' | 'p99' | 'conversion';
+type LatencyCheck = 'p95' | 'p99';
 /** Where a check's limit came from for the latest slot. */
 export type LimitBasis = 'absolute' | 'relative' | 'absolute-fallback';
 
-export const SHARE_ABOVE: Record<Exclude<CheckName, 'errorRate'>, number> = { p95: 0.05, p99: 0.01 };
-const QUANTILE: Record<Exclude<CheckName, 'errorRate'>, number> = { p95: 0.95, p99: 0.99 };
+export const SHARE_ABOVE: Record<LatencyCheck, number> = { p95: 0.05, p99: 0.01 };
+const QUANTILE: Record<LatencyCheck, number> = { p95: 0.95, p99: 0.99 };
+
+/**
+ * A conversion check's totals since the start: exposures (evaluations served) and tracked
+ * events per cohort. Its test is on the baseline's share of the two cohorts' events, which,
+ * given the exposures, exceeds Eb / ((1 - maxDrop) Et + Eb) exactly when the treatment's rate
+ * has dropped more than maxDrop below the baseline's (two Poisson rates compared conditionally).
+ */
+export interface ConversionTotals {
+  readonly event: string;
+  readonly maxDrop: number;
+  treatmentExposures: number;
+  baselineExposures: number;
+  treatmentEvents: number;
+  baselineEvents: number;
+}
 
 export interface CheckSlot {
   readonly name: CheckName;
@@ -27,6 +43,8 @@ export interface CheckSlot {
    * (exact) or only spans were counted.
    */
   interpolatedBetweenMs: readonly [number, number] | undefined;
+  /** Conversion checks: the event, its allowed drop and the counts since the start. */
+  readonly conversion?: ConversionTotals;
 }
 
 export interface FlagEvidenceOptions {
@@ -56,7 +74,7 @@ export class FlagEvidence {
     this.recentSlots = Math.max(1, Math.ceil(this.policy.sustainForMs / options.slotMs));
     const relative = this.policy.relative;
     const ceiling = relative === undefined || relative.ceiling;
-    const make = (name: CheckName): void => {
+    const make = (name: Exclude<CheckName, 'conversion'>): void => {
       const evidence = new CheckEvidence({
         alpha: 1 - this.policy.confidence,
         restartEveryMs: this.policy.sustainForMs,
@@ -69,6 +87,12 @@ export class FlagEvidence {
     if (ceiling || relative?.maxErrorRateIncrease !== undefined) make('errorRate');
     if (ceiling || relative?.maxP95IncreasePct !== undefined) make('p95');
     if (ceiling || relative?.maxP99IncreasePct !== undefined) make('p99');
+    for (const { event, maxDrop } of this.policy.conversions) {
+      // Always against the baseline, never fast: a business metric moves slowly and is noisy.
+      const evidence = new CheckEvidence({ alpha: 1 - this.policy.confidence, restartEveryMs: this.policy.sustainForMs, fineMs: this.policy.sustainForMs / 2, fastPathFactor: undefined, startMs: options.startMs, scale: 'odds' });
+      const conversion = { event, maxDrop, treatmentExposures: 0, baselineExposures: 0, treatmentEvents: 0, baselineEvents: 0 };
+      this.checks.push({ name: 'conversion', evidence, thresholdMs: undefined, basis: 'relative', interpolatedBetweenMs: undefined, conversion });
+    }
   }
 
   /** When the evidence began: the rollout's or step's start as the guardian saw it. */
@@ -104,6 +128,11 @@ export class FlagEvidence {
     const reference = this.recentBaseline();
     const thinBaseline = reference.n < this.policy.minSamples;
     for (const check of this.checks) {
+      if (check.conversion !== undefined) {
+        foldConversion(check, startMs, endMs, treatment, baseline);
+        continue;
+      }
+      if (check.name === 'conversion') continue;
       if (check.name === 'errorRate') {
         let p0 = this.policy.maxErrorRate;
         check.basis = relative === undefined ? 'absolute' : 'absolute-fallback';
@@ -171,7 +200,7 @@ export class FlagEvidence {
     return bytes;
   }
 
-  private absoluteMs(name: Exclude<CheckName, 'errorRate'>): number {
+  private absoluteMs(name: LatencyCheck): number {
     return name === 'p95' ? this.policy.maxP95Ms : this.policy.maxP99Ms;
   }
 }
@@ -184,4 +213,23 @@ function baselineQuantileUpper(sketch: LatencyDistribution, q: number, alpha: nu
   const n = sketch.count;
   const share = confidenceSequence(Math.round((1 - q) * n), n, alpha).lower;
   return sketch.quantile(Math.min(1, Math.max(q, 1 - share)));
+}
+
+/** One slot of a conversion check: the baseline's share of both cohorts' events, against the share a drop of maxDrop would give. */
+function foldConversion(check: CheckSlot, startMs: number, endMs: number, treatment: SlotStats, baseline: SlotStats | undefined): void {
+  const c = check.conversion as ConversionTotals;
+  const et = treatment.exposures ?? 0;
+  const eb = baseline?.exposures ?? 0;
+  const ct = treatment.conversions?.get(c.event) ?? 0;
+  const cb = baseline?.conversions?.get(c.event) ?? 0;
+  // Without exposures on both sides a slot says nothing about the ratio of the two rates.
+  if (et === 0 || eb === 0) {
+    check.evidence.fold(startMs, endMs, 0, 0, 0.5);
+    return;
+  }
+  c.treatmentExposures += et;
+  c.baselineExposures += eb;
+  c.treatmentEvents += ct;
+  c.baselineEvents += cb;
+  check.evidence.fold(startMs, endMs, ct + cb, cb, eb / ((1 - c.maxDrop) * et + eb));
 }

@@ -14,6 +14,13 @@ export interface RelativePolicy {
   readonly ceiling: boolean;
 }
 
+/** A business event per exposure (OpenFeature track() over evaluations) the treatment may not lose more than maxDrop of. */
+export interface ConversionPolicy {
+  readonly event: string;
+  /** Largest allowed drop of the treatment's rate below the baseline's, as a fraction (0.05 = 5%). */
+  readonly maxDrop: number;
+}
+
 export interface GuardPolicy {
   readonly enabled: boolean;
   readonly maxErrorRate: number;
@@ -34,6 +41,8 @@ export interface GuardPolicy {
   readonly fastPathFactor: number;
   /** Present: limits relative to the baseline cohort, the absolute ones kept as a ceiling unless `ceiling` is false. */
   readonly relative: RelativePolicy | undefined;
+  /** Conversion checks against the baseline, from tracked events (none by default). */
+  readonly conversions: readonly ConversionPolicy[];
 }
 
 export const DEFAULT_GUARD_POLICY: GuardPolicy = {
@@ -48,6 +57,7 @@ export const DEFAULT_GUARD_POLICY: GuardPolicy = {
   fastPath: true,
   fastPathFactor: 5,
   relative: undefined,
+  conversions: [],
 };
 
 export function resolveGuardPolicy(input: GuardPolicyInput | undefined, defaults: GuardPolicy = DEFAULT_GUARD_POLICY): GuardPolicy {
@@ -64,6 +74,7 @@ export function resolveGuardPolicy(input: GuardPolicyInput | undefined, defaults
     healthCheckFailures: input.healthCheckFailures ?? defaults.healthCheckFailures,
     fastPath: input.fastPath ?? defaults.fastPath,
     fastPathFactor: defaults.fastPathFactor,
+    conversions: input.conversions?.map((c) => ({ event: c.event, maxDrop: c.maxDropPct / 100 })) ?? defaults.conversions,
     relative:
       relative === undefined
         ? defaults.relative

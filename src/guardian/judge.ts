@@ -3,7 +3,7 @@
 // held for sustainFor since its onset and still hold; the fast path needs its own stricter test
 // to reject fastPathFactor x the limit. `healthy` needs enough requests since the step began to
 // have caught twice the limit, with no breach in sight. Every reason says what it stands on.
-import type { CheckName, FlagEvidence, LimitBasis } from './flag-evidence.js';
+import type { CheckName, ConversionTotals, FlagEvidence, LimitBasis } from './flag-evidence.js';
 import type { GuardPolicy } from './guard-policy.js';
 import { bernoulliKl } from './statistics.js';
 import type { Verdict } from '../telemetry/names.js';
@@ -21,6 +21,8 @@ export interface CheckResult {
   readonly thresholdMs: number | undefined;
   /** Where the limit came from: the policy, the baseline, or the policy because the baseline was too thin. */
   readonly basis: LimitBasis;
+  /** Conversion checks: the tracked event, its allowed drop and each cohort's events per exposure since the start. */
+  readonly conversion?: { readonly event: string; readonly maxDrop: number; readonly treatmentRate: number; readonly baselineRate: number; readonly treatmentExposures: number; readonly baselineExposures: number };
   /** Latency from metric histograms: the bucket the threshold fell inside (its counts interpolated); undefined when exact. */
   readonly interpolatedBetweenMs?: readonly [number, number];
   /** Since the rollout or plan step began. */
@@ -77,7 +79,7 @@ export interface JudgeInput {
 /** Healthy means the data since the start would have caught a breach this many times the limit. */
 const HEALTHY_POWER_MULTIPLE = 2;
 
-const CHECK_WORDS: Record<CheckName, string> = { errorRate: 'error rate', p95: 'P95', p99: 'P99' };
+const CHECK_WORDS: Record<CheckName, string> = { errorRate: 'error rate', p95: 'P95', p99: 'P99', conversion: 'conversion' };
 
 const pct = (x: number): string => (Number.isFinite(x) ? `${(x * 100).toFixed(2)}%` : '-');
 const count = (n: number): string => Math.round(n).toLocaleString('en-US');
@@ -90,11 +92,34 @@ function samplesToRuleOut(limit: number, logThreshold: number, minSamples: numbe
   return Math.max(minSamples, Math.ceil(logThreshold / bernoulliKl(breach, limit)));
 }
 
+/**
+ * Tracked events that would catch a drop of HEALTHY_POWER_MULTIPLE x the allowed one on
+ * average: the baseline's share of events under that drop against its share at the limit.
+ */
+function conversionsToRuleOut(c: ConversionTotals, logThreshold: number, minSamples: number): number {
+  if (c.treatmentExposures === 0 || c.baselineExposures === 0) return minSamples;
+  const ratio = c.baselineExposures / c.treatmentExposures;
+  const atLimit = ratio / (1 - c.maxDrop + ratio);
+  const breach = ratio / (Math.max(0, 1 - HEALTHY_POWER_MULTIPLE * c.maxDrop) + ratio);
+  return Math.max(minSamples, Math.ceil(logThreshold / bernoulliKl(breach, atLimit)));
+}
+
+function conversionView(c: ConversionTotals): NonNullable<CheckResult['conversion']> {
+  return {
+    event: c.event,
+    maxDrop: c.maxDrop,
+    treatmentRate: c.treatmentExposures > 0 ? c.treatmentEvents / c.treatmentExposures : Number.NaN,
+    baselineRate: c.baselineExposures > 0 ? c.baselineEvents / c.baselineExposures : Number.NaN,
+    treatmentExposures: c.treatmentExposures,
+    baselineExposures: c.baselineExposures,
+  };
+}
+
 function judgeCheck(slot: FlagEvidence['checks'][number], policy: GuardPolicy): CheckResult {
   const r = slot.evidence.read();
   const heldMs = r.onsetMs === undefined ? 0 : r.throughMs - r.onsetMs;
   const rejected = r.logEvidence >= 0;
-  const samplesNeeded = samplesToRuleOut(r.limit, r.epochThreshold, policy.minSamples);
+  const samplesNeeded = slot.conversion !== undefined ? conversionsToRuleOut(slot.conversion, r.epochThreshold, policy.minSamples) : samplesToRuleOut(r.limit, r.epochThreshold, policy.minSamples);
   const observed = r.samples > 0 ? r.events / r.samples : Number.NaN;
   let state: CheckState;
   if (r.fastRejected) state = 'overwhelming';
@@ -110,6 +135,7 @@ function judgeCheck(slot: FlagEvidence['checks'][number], policy: GuardPolicy): 
     thresholdMs: slot.thresholdMs,
     basis: slot.basis,
     ...(slot.interpolatedBetweenMs === undefined ? {} : { interpolatedBetweenMs: slot.interpolatedBetweenMs }),
+    ...(slot.conversion === undefined ? {} : { conversion: conversionView(slot.conversion) }),
     samples: r.samples,
     events: r.events,
     observed,
@@ -126,9 +152,19 @@ function judgeCheck(slot: FlagEvidence['checks'][number], policy: GuardPolicy): 
 }
 
 function what(c: CheckResult): string {
+  if (c.conversion !== undefined) return `${ratioWords(c.conversion)}, more than the allowed ${dropWords(c.conversion)} below it`;
   if (c.check === 'errorRate') return `error rate ${pct(c.breachObserved)} over ${count(c.breachSamples)} requests, limit ${pct(c.limit)}`;
   return `${pct(c.breachObserved)} of ${count(c.breachSamples)} requests slower than ${Math.round(c.thresholdMs ?? 0)} ms, so ${CHECK_WORDS[c.check]} is above it (limit ${pct(c.limit)} of requests)${interpolationWords(c)}`;
 }
+
+function ratioWords(v: NonNullable<CheckResult['conversion']>): string {
+  return `${v.event} per exposure ${pct(v.treatmentRate)} in the treatment vs ${pct(v.baselineRate)} in the baseline (${count(v.treatmentExposures)} and ${count(v.baselineExposures)} exposures)`;
+}
+
+const dropWords = (v: NonNullable<CheckResult['conversion']>): string => `${Number((v.maxDrop * 100).toFixed(2))}%`;
+
+/** What a check counts, for reasons about how many it has. */
+const unitWords = (c: CheckResult): string => (c.conversion !== undefined ? `${c.conversion.event} events` : 'treatment requests');
 
 /** Histogram buckets only say how many requests fell between two bounds: say when the threshold was not one. */
 function interpolationWords(c: CheckResult): string {
@@ -139,6 +175,7 @@ function interpolationWords(c: CheckResult): string {
 }
 
 function basisWords(c: CheckResult): string {
+  if (c.conversion !== undefined) return '';
   if (c.basis === 'relative') return ' (relative to the baseline)';
   if (c.basis === 'absolute-fallback') return ' (absolute limit: the baseline is too thin to compare with)';
   return '';
@@ -177,7 +214,7 @@ export function judge(input: JudgeInput): Judgment {
     const reason = !confident
       ? `breach suspected for ${seconds(breaching.heldMs)}: ${what(breaching)}${basisWords(breaching)}; ${evidenceWords(breaching)}`
       : breaching.heldMs >= policy.sustainForMs
-        ? `breach of the ${CHECK_WORDS[breaching.check]} limit${since(breaching)} no longer shows in the most recent data: watching whether it has passed (${what(breaching)})`
+        ? `breach of the ${breaching.conversion?.event ?? CHECK_WORDS[breaching.check]} limit${since(breaching)} no longer shows in the most recent data: watching whether it has passed (${what(breaching)})`
         : `breach confirmed, held ${seconds(breaching.heldMs)} of the ${seconds(policy.sustainForMs)} sustainFor: ${what(breaching)}${basisWords(breaching)}`;
     return { ...base, verdict: 'breaching', decidingCheck: undefined, reason };
   }
@@ -185,7 +222,7 @@ export function judge(input: JudgeInput): Judgment {
   if (checks.length === 0) return { ...base, verdict: 'insufficient', decidingCheck: undefined, reason: 'no check is configured for this flag' };
   const thin = checks.find((c) => c.state === 'insufficient');
   if (thin) {
-    return { ...base, verdict: 'insufficient', decidingCheck: undefined, reason: `too few treatment requests since ${new Date(evidence.startMs).toISOString()}: ${count(thin.samples)} (${policy.minSamples} needed to judge)${thinBaseline}` };
+    return { ...base, verdict: 'insufficient', decidingCheck: undefined, reason: `too few ${unitWords(thin)} since ${new Date(evidence.startMs).toISOString()}: ${count(thin.samples)} (${policy.minSamples} needed to judge)${thinBaseline}` };
   }
   if (checks.every((c) => c.state === 'healthy')) {
     return { ...base, verdict: 'healthy', decidingCheck: undefined, reason: `no breach in ${count(checks[0]!.samples)} treatment requests, enough to have caught ${HEALTHY_POWER_MULTIPLE}x any limit${thinBaseline}` };
@@ -193,9 +230,11 @@ export function judge(input: JudgeInput): Judgment {
   const waiting = checks.find((c) => c.state === 'ok' && c.samples < c.samplesNeeded);
   const above = checks.find((c) => c.state === 'ok' && c.observed > c.limit);
   const reason = above
-    ? `${CHECK_WORDS[above.check]} ${pct(above.observed)} over ${count(above.samples)} requests is above its limit ${pct(above.limit)}, not yet confidently (${evidenceWords(above)})${thinBaseline}`
+    ? above.conversion !== undefined
+      ? `${ratioWords(above.conversion)}: lower than the allowed ${dropWords(above.conversion)} drop permits, not yet confidently (${evidenceWords(above)})${thinBaseline}`
+      : `${CHECK_WORDS[above.check]} ${pct(above.observed)} over ${count(above.samples)} requests is above its limit ${pct(above.limit)}, not yet confidently (${evidenceWords(above)})${thinBaseline}`
     : waiting
-      ? `within limits; ${count(waiting.samples)} of the ${count(waiting.samplesNeeded)} treatment requests needed to rule out ${HEALTHY_POWER_MULTIPLE}x the ${CHECK_WORDS[waiting.check]} limit${thinBaseline}`
+      ? `within limits; ${count(waiting.samples)} of the ${count(waiting.samplesNeeded)} ${unitWords(waiting)} needed to rule out ${HEALTHY_POWER_MULTIPLE}x the ${CHECK_WORDS[waiting.check]} limit${thinBaseline}`
       : `within limits, with a hint of a breach too weak to act on${thinBaseline}`;
   return { ...base, verdict: 'watching', decidingCheck: undefined, reason };
 }

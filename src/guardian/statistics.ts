@@ -100,6 +100,23 @@ export function mixtureSteps(components: readonly MixtureComponent[], p0: number
   return { hit, miss };
 }
 
+/**
+ * As mixtureSteps, with each alternative's odds a multiple of p0's: the scale for shares near
+ * one half (one cohort's part of the conversions of two), where multiples of p0 would leave 1.
+ */
+export function oddsMixtureSteps(components: readonly MixtureComponent[], p0: number): { hit: Float64Array; miss: Float64Array } {
+  const hit = new Float64Array(components.length);
+  const miss = new Float64Array(components.length);
+  const odds0 = p0 / (1 - p0);
+  components.forEach((c, i) => {
+    const odds1 = c.multiple * odds0;
+    const p1 = odds1 / (1 + odds1);
+    hit[i] = Math.log(p1 / p0);
+    miss[i] = Math.log1p(-p1) - Math.log1p(-p0);
+  });
+  return { hit, miss };
+}
+
 /** ln of sum_i weight_i * exp(logs_i): the log e-value of a mixture from each component's log likelihood ratio. */
 export function logMixture(components: readonly MixtureComponent[], logs: Float64Array): number {
   let max = Number.NEGATIVE_INFINITY;

@@ -34,6 +34,37 @@ export interface RolloutProviderOptions {
   readonly closeStore?: boolean;
   /** Told of every resolution, errors included (reason ERROR); its failures never reach the caller. */
   readonly telemetry?: { recordEvaluation(flagKey: string, variant: string | undefined, reason: string): void };
+  /**
+   * Where exposures and tracked events go for guards with `conversions` (a CohortRegistry):
+   * each evaluation of such a flag that serves a variant is an exposure, and track(event)
+   * counts for the variant the context is served now. Its failures never reach the caller.
+   */
+  readonly tracking?: ConversionSink;
+}
+
+/** Receives exposures and tracked events per cohort; the guardian's CohortRegistry is one. */
+export interface ConversionSink {
+  recordExposure(flagKey: string, variant: string, atMs: number): void;
+  recordConversion(flagKey: string, variant: string, event: string, atMs: number): void;
+}
+
+/** Which flags' guards check which tracked events, for the flag set it was built from. */
+interface ConversionIndex {
+  readonly set: FlagSet;
+  readonly flagsByEvent: ReadonlyMap<string, readonly string[]>;
+}
+
+function conversionIndex(set: FlagSet): ConversionIndex {
+  const flagsByEvent = new Map<string, string[]>();
+  for (const [flagKey, entry] of set.flags) {
+    if (entry.kind !== 'flag') continue;
+    for (const { event } of entry.definition.guard?.conversions ?? []) {
+      const flags = flagsByEvent.get(event) ?? [];
+      if (!flags.includes(flagKey)) flags.push(flagKey);
+      flagsByEvent.set(event, flags);
+    }
+  }
+  return { set, flagsByEvent };
 }
 
 const EMPTY_SET: FlagSet = { flags: new Map(), shutdown: false };
@@ -72,6 +103,10 @@ export class RolloutProvider implements Provider {
   private readonly logger: Pick<Logger, 'warn' | 'error'>;
   private readonly closeStore: boolean;
   private readonly telemetry: RolloutProviderOptions['telemetry'];
+  private readonly tracking: ConversionSink | undefined;
+  private conversions: ConversionIndex | undefined;
+  /** Flags with conversion checks, for the flag set `conversions` was built from: one lookup per evaluation. */
+  private exposed: ReadonlySet<string> = new Set();
   private set: FlagSet = EMPTY_SET;
   /** The store's own serving semantics (flagd), when it has them: these flags are answered from here. */
   private serving: ReadonlyMap<string, ExternalEvaluator> | undefined;
@@ -87,6 +122,38 @@ export class RolloutProvider implements Provider {
     this.logger = options.logger ?? console;
     this.closeStore = options.closeStore ?? true;
     this.telemetry = options.telemetry;
+    this.tracking = options.tracking;
+  }
+
+  /**
+   * OpenFeature's track(): counts the event for every flag whose guard has a conversion check
+   * on it, in the variant `context` is served now (the same bucketing as its evaluations).
+   * Needs a targeting key, as a sticky assignment does; never throws.
+   */
+  track(trackingEventName: string, context: EvaluationContext): void {
+    const tracking = this.tracking;
+    if (tracking === undefined) return;
+    try {
+      const flags = this.conversionIndex().flagsByEvent.get(trackingEventName);
+      if (flags === undefined || context.targetingKey === undefined) return;
+      const atMs = this.clock.now();
+      for (const flagKey of flags) {
+        const entry = this.set.flags.get(flagKey);
+        if (entry === undefined) continue;
+        const variant = evaluate(entry, context, atMs).variant;
+        if (variant !== undefined) tracking.recordConversion(flagKey, variant, trackingEventName, atMs);
+      }
+    } catch (err) {
+      this.safeLog('warn', `rollout-guardian: track("${trackingEventName}") was not counted: ${String(err)}`);
+    }
+  }
+
+  private conversionIndex(): ConversionIndex {
+    if (this.conversions?.set !== this.set) {
+      this.conversions = conversionIndex(this.set);
+      this.exposed = new Set([...this.conversions.flagsByEvent.values()].flat());
+    }
+    return this.conversions;
   }
 
   /**
@@ -139,6 +206,10 @@ export class RolloutProvider implements Provider {
     const details = this.evaluateFlag(flagKey, type, defaultValue, context);
     try {
       this.telemetry?.recordEvaluation(flagKey, details.variant, details.reason ?? StandardResolutionReasons.UNKNOWN);
+      if (this.tracking !== undefined && details.variant !== undefined && context.targetingKey !== undefined) {
+        this.conversionIndex();
+        if (this.exposed.has(flagKey)) this.tracking.recordExposure(flagKey, details.variant, this.clock.now());
+      }
     } catch {
       // Telemetry cannot break an evaluation.
     }

@@ -25,6 +25,7 @@ import { type OtlpHttpLimits, OtlpHttpReceiver } from './otlp-http-receiver.js';
 import { OtlpGrpcReceiver } from './otlp-grpc-receiver.js';
 import type { BearerAuth, Role } from './bearer-auth.js';
 import { type ServerStatus, serverStatus } from './server-status.js';
+import { ControlApi } from './control-api.js';
 
 export interface RolloutServerOptions {
   readonly store: FlagStore;
@@ -52,6 +53,8 @@ export interface RolloutServerOptions {
   readonly ingest?: Omit<OtlpIngestOptions, 'sink' | 'clock'> & OtlpHttpLimits;
   /** Which OTLP metrics give requests, errors and latency (default: spanmetrics and http.server.request.duration). */
   readonly metricsMapping?: MetricsMapping;
+  /** The control API (/api/v1/*): the one origin given CORS headers (none by default), the body limit (64 KiB). */
+  readonly control?: { readonly corsOrigin?: string; readonly maxBodyBytes?: number };
 }
 
 /** A port that cannot be listened on (in use, not permitted): a configuration problem, not a bug. */
@@ -84,6 +87,7 @@ export class RolloutServer {
   private readonly telemetry: GuardianTelemetry;
   private readonly http: HttpServer | HttpsServer;
   private readonly auth: BearerAuth | undefined;
+  private readonly controlApi: ControlApi;
   private readonly scheme: 'http' | 'https';
   private grpc: OtlpGrpcReceiver | undefined;
   private readonly unwatch: () => void;
@@ -119,6 +123,7 @@ export class RolloutServer {
     });
     this.plans.onEvent((e) => this.log(`${e.dryRun ? '[dry run] would ' : ''}${e.action.kind} ${e.flagKey}: ${e.action.reason}`));
     this.auth = options.auth;
+    this.controlApi = new ControlApi({ ...options.control, store: this.store, clock: this.clock, auth: this.auth, log: this.log });
     this.scheme = options.tls === undefined ? 'http' : 'https';
     const handle = (request: IncomingMessage, response: ServerResponse) => {
       this.route(request, response, metrics).catch((err: unknown) => {
@@ -157,7 +162,7 @@ export class RolloutServer {
           port: options.grpcPort,
           maxBodyBytes: server.otlpHttp.maxBodyBytes,
           tls: options.tls,
-          authenticate: auth === undefined ? undefined : (header) => auth.check(header, 'ingest'),
+          authenticate: auth === undefined ? undefined : (header) => auth.check(header, 'ingest').result,
           metrics: server.metricsIngest,
         });
       } catch (err) {
@@ -228,7 +233,7 @@ export class RolloutServer {
 
   /** Answers 401 or 403 (and counts it, for OTLP) unless the request carries a token with `role`. */
   private authorized(request: IncomingMessage, response: ServerResponse, role: Role, isOtlp: boolean): boolean {
-    const result = (this.auth as BearerAuth).check(request.headers.authorization, role);
+    const { result } = (this.auth as BearerAuth).check(request.headers.authorization, role);
     if (result === 'ok') return true;
     request.resume();
     const message =
@@ -258,7 +263,10 @@ export class RolloutServer {
   }
 
   private async route(request: IncomingMessage, response: ServerResponse, metrics: (req: IncomingMessage, res: ServerResponse) => void): Promise<void> {
-    const path = new URL(request.url ?? '/', 'http://localhost').pathname;
+    const url = new URL(request.url ?? '/', 'http://localhost');
+    const path = url.pathname;
+    // The control API checks its own tokens and roles (operate to act, read to look).
+    if (this.controlApi.handles(path)) return this.controlApi.handle(request, response, url);
     const isOtlp = request.method === 'POST' && (path === '/v1/traces' || path === '/v1/logs' || path === '/v1/metrics');
     if (this.auth !== undefined && path !== '/healthz' && path !== '/readyz' && !this.authorized(request, response, isOtlp ? 'ingest' : 'read', isOtlp)) return;
     if (isOtlp) return this.otlpHttp.handle(path === '/v1/traces' ? 'traces' : path === '/v1/logs' ? 'logs' : 'metrics', request, response);
@@ -283,7 +291,7 @@ export class RolloutServer {
       case '/api/status':
         return send(response, 200, await this.status());
       default:
-        return send(response, 404, { error: `no route ${path}; try /metrics, /healthz, /readyz, /api/status, or POST /v1/traces, /v1/logs and /v1/metrics` });
+        return send(response, 404, { error: `no route ${path}; try /metrics, /healthz, /readyz, /api/status, /api/v1/flags, /openapi.json, or POST /v1/traces, /v1/logs and /v1/metrics` });
     }
   }
 }

@@ -1,10 +1,15 @@
 // The plan commands as an SRE runs them, in process, against a real flag file in a
-// temporary folder — deploy, status, pause, resume, rollback — and the audit that records it.
+// temporary folder — deploy, status, pause, resume, rollback — and the audit that records it;
+// and the same commands through a real serve's control API with --server.
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { withTempDir } from '../helpers/temp-dir.js';
 import { type CliRun, runCliIn } from '../helpers/cli-in-process.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { BearerAuth } from '../../src/server/bearer-auth.js';
+import { RolloutServer } from '../../src/server/rollout-server.js';
+import { FileFlagStore } from '../../src/stores/file-store.js';
 
 const FLAGS = `flags:
   new-checkout:
@@ -114,6 +119,102 @@ describe('rollout-guardian plan commands', () => {
       expect(unhealthy.code).toBe(1);
       expect(unhealthy.stdout).toMatch(/plans consistent\s+fail\s+new-checkout: plan is at 0% but the flag serves 60/);
       expect(unhealthy.stdout).toContain('UNHEALTHY');
+    });
+  });
+});
+
+const OPERATOR_TOKEN = 'operator-token-0123456789abcdef';
+const READER_TOKEN = 'reader-token-0123456789abcdefgh';
+
+/** A serve on its own copy of FLAGS, with an operate token named alice and a read token. */
+async function withServe(fn: (server: RolloutServer, clock: FakeClock) => Promise<void>): Promise<void> {
+  await withTempDir(async (dir) => {
+    const path = join(dir, 'flags.yaml');
+    await writeFile(path, FLAGS);
+    const clock = new FakeClock(Date.parse('2026-11-30T08:00:00Z'));
+    const auth = new BearerAuth([
+      { token: OPERATOR_TOKEN, roles: ['operate'], name: 'alice' },
+      { token: READER_TOKEN, roles: ['read'], name: 'dashboard' },
+    ]);
+    const server = await RolloutServer.start({ store: new FileFlagStore({ path, clock }), port: 0, clock, autoTick: false, auth });
+    try {
+      await fn(server, clock);
+    } finally {
+      await server.close();
+    }
+  });
+}
+
+describe('rollout-guardian <command> --server', () => {
+  it('acts through serve with the same output and exit codes as on the store, as the token named in the audit log', async () => {
+    await withServe(async (server, clock) => {
+      await inFolder(async (dir) => {
+        const local = (args: string[]) => runCliIn(dir, [...args, '--store', join(dir, 'flags.yaml'), '--actor', 'alice'], { clock });
+        const remote = (args: string[]) => runCliIn(dir, [...args, '--server', server.url], { clock, env: { ROLLOUT_GUARDIAN_TOKEN: OPERATOR_TOKEN } });
+        const commands: string[][] = [
+          ['deploy', 'new-checkout', '--strategy', 'custom', '--steps', '5,25,100', '--step-duration', '2h', '--reason', 'release 42'],
+          ['deploy', 'new-checkout', '--strategy', 'safe', '--reason', 'again'],
+          ['deploy', 'new-checkout', '--strategy', 'instant', '--dry-run'],
+          ['deploy', 'new-checkout', '--strategy', 'custom', '--reason', 'x'],
+          ['pause', 'new-checkout', '--reason', 'checking a dashboard'],
+          ['pause', 'new-checkout', '--reason', 'twice'],
+          ['resume', 'new-checkout', '--reason', 'all good'],
+          ['promote', 'new-checkout', '--reason', 'ship it'],
+          ['abort', 'new-checkout', '--reason', 'too late'],
+          ['rollback', 'new-checkout', '--reason', 'INC-7'],
+          ['rollback', 'new-chekout', '--reason', 'typo'],
+          ['flags', 'override', 'new-checkout', 'on', '--reason', 'demo'],
+          ['flags', 'override', 'new-checkout', 'maybe', '--reason', 'demo'],
+          ['flags', 'clear-override', 'new-checkout'],
+          ['flags', 'clear-override', 'new-checkout', '--reason', 'again'],
+          ['pause', 'plain', '--reason', 'x', '--json'],
+          ['deploy', 'plain', '--strategy', 'fast', '--reason', 'x', '--json'],
+        ];
+        const codes: number[] = [];
+        for (const args of commands) {
+          clock.advance(60_000);
+          const direct = await local(args);
+          const through = await remote(args);
+          codes.push(direct.code);
+          expect({ args, ...through }).toEqual({ args, ...direct });
+        }
+        expect(codes).toEqual([0, 1, 0, 2, 0, 1, 0, 0, 1, 0, 1, 0, 1, 0, 1, 1, 1]);
+        const json = async (run: Promise<CliRun>) => {
+          const out = (await run).stdout;
+          return JSON.parse(out.replaceAll(join(dir, 'flags.yaml'), 'STORE')) as Record<string, unknown>;
+        };
+        const deployJson = ['deploy', 'new-checkout', '--strategy', 'fast', '--reason', 'again', '--json'];
+        const throughJson = await json(remote(deployJson));
+        const directJson = await json(local(deployJson));
+        expect({ ...throughJson, store: 'STORE' }).toEqual({ ...directJson, store: 'STORE' });
+        expect(throughJson).toMatchObject({ action: 'deploy', changed: true, entry: { actor: 'alice', reason: 'again' } });
+      });
+      const audit = (await (await fetch(`${server.url}/api/v1/audit`, { headers: { authorization: `Bearer ${READER_TOKEN}` } })).json()) as { entries: { actor: string }[] };
+      expect(audit.entries).toHaveLength(8);
+      expect(new Set(audit.entries.map((e) => e.actor))).toEqual(new Set(['alice']));
+    });
+  });
+
+  it("prints the server's refusal and exits 1: a read token, no token, no server; --store with --server is a usage error", async () => {
+    await withServe(async (server) => {
+      await inFolder(async (dir) => {
+        const asReader = await runCliIn(dir, ['rollback', 'new-checkout', '--reason', 'x', '--server', server.url], { env: { ROLLOUT_GUARDIAN_TOKEN: READER_TOKEN } });
+        expect(asReader).toMatchObject({ code: 1, stdout: '' });
+        expect(asReader.stderr).toBe('error: the token "dashboard" lacks the operate role (an ingest or read token cannot act); use a token listed with operate\n');
+        const anonymous = await runCliIn(dir, ['flags', 'override', 'new-checkout', 'on', '--reason', 'x'], { env: { ROLLOUT_GUARDIAN_SERVER: server.url } });
+        expect(anonymous.code).toBe(1);
+        expect(anonymous.stderr).toContain("send authorization: Bearer TOKEN (set $ROLLOUT_GUARDIAN_TOKEN to a token serve's --token-file lists with the operate role)");
+        const both = await runCliIn(dir, ['pause', 'new-checkout', '--reason', 'x', '--server', server.url, '--store', 'flags.yaml']);
+        expect(both.code).toBe(2);
+        expect(both.stderr).toContain(`give --server ${server.url} or --store flags.yaml, not both`);
+      });
+    });
+    await inFolder(async (dir) => {
+      const away = await runCliIn(dir, ['pause', 'new-checkout', '--reason', 'x', '--server', 'http://127.0.0.1:9']);
+      expect(away.code).toBe(1);
+      expect(away.stderr).toMatch(/^error: cannot reach rollout-guardian serve at http:\/\/127\.0\.0\.1:9 \(.+\); start it with rollout-guardian serve, or leave out --server/);
+      // Nothing reached the store.
+      await expect(readFile(join(dir, 'flags.state.json'), 'utf8')).rejects.toThrow(/ENOENT/);
     });
   });
 });

@@ -1,12 +1,14 @@
 import { context, diag, DiagLogLevel, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { BasicTracerProvider } from '@opentelemetry/sdk-trace-base';
+import { OpenFeature } from '@openfeature/server-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CohortRegistry } from '../../src/guardian/cohort-registry.js';
 import { RolloutGuardian, type RolloutWriter, type RollbackRecord } from '../../src/guardian/rollout-guardian.js';
 import type { FlagDefinitionInput, GuardPolicyInput } from '../../src/core/flag-schema.js';
 import type { Attribution } from '../../src/stores/flag-store.js';
 import { MemoryFlagStore } from '../../src/stores/memory-store.js';
+import { RolloutProvider } from '../../src/provider/rollout-provider.js';
 import { StoreWriter } from '../../src/stores/store-writer.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { lognormal, mulberry32 } from '../helpers/seeded-random.js';
@@ -312,6 +314,54 @@ describe('RolloutGuardian on metric aggregates', () => {
     await feed(r, 3600, 50, { errorRate: 0.004, slowShare: 0.02 });
     expect(r.rollbacks).toEqual([]);
     expect(r.guardian.status()[0]?.judgment.verdict).toBe('healthy');
+  });
+});
+
+describe('RolloutGuardian on business events (OpenFeature track())', () => {
+  afterAll(() => OpenFeature.close());
+
+  /**
+   * Users arrive through the OpenFeature SDK at `usersPerSecond`; each evaluates the flag once
+   * (an exposure), makes a healthy request, and converts with the variant's probability,
+   * reported with client.track().
+   */
+  async function shop(maxDropPct: number, seconds: number, conversion: { on: number; off: number }, domain: string) {
+    const r = rig({ checkout: checkout({ sustainFor: '1m', conversions: [{ event: 'checkout-completed', maxDropPct }] }) });
+    const provider = new RolloutProvider({ store: r.store, clock: r.clock, tracking: r.registry, closeStore: false });
+    await OpenFeature.setProviderAndWait(domain, provider);
+    const client = OpenFeature.getClient(domain);
+    const random = mulberry32(23);
+    let user = 0;
+    for (let s = 0; s < seconds; s++) {
+      for (let i = 0; i < 40; i++) {
+        const context = { targetingKey: `user-${user++}` };
+        const on = await client.getBooleanValue('checkout', false, context);
+        // The request itself is healthy and fast: only the business metric differs.
+        r.registry.record('checkout', on ? 'on' : 'off', 80, random() < 0.002, r.clock.now());
+        if (random() < (on ? conversion.on : conversion.off)) client.track('checkout-completed', context);
+      }
+      r.clock.advance(1000);
+      if (r.clock.now() % SLOT_MS === 0) await r.guardian.tick();
+    }
+    return r;
+  }
+
+  it('rolls back a treatment whose conversions per exposure drop more than allowed below the baseline', async () => {
+    const r = await shop(5, 900, { on: 0.07, off: 0.1 }, 'conversions-drop');
+    expect(r.rollbacks).toHaveLength(1);
+    expect(r.rollbacks[0]?.reason).toMatch(/^breach held for \d+ s \(sustainFor 60 s\): checkout-completed per exposure \d\.\d+% in the treatment vs \d+\.\d+% in the baseline \([\d,]+ and [\d,]+ exposures\), more than the allowed 5% below it since /);
+    const check = (r.rollbacks[0]?.evidence as { check?: { check: string } }).check;
+    expect(check?.check).toBe('conversion');
+  });
+
+  it('leaves a treatment that converts as well as the baseline alone, and calls it healthy once the events could have shown a drop', async () => {
+    const r = await shop(20, 900, { on: 0.1, off: 0.1 }, 'conversions-same');
+    expect(r.rollbacks).toEqual([]);
+    const judgment = r.guardian.status()[0]?.judgment;
+    expect(judgment?.verdict).toBe('healthy');
+    const conversion = judgment?.checks.find((c) => c.check === 'conversion')?.conversion;
+    expect(conversion?.treatmentExposures).toBeGreaterThan(10_000);
+    expect(conversion?.treatmentRate).toBeGreaterThan(0.09);
   });
 });
 

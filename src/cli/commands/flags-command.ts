@@ -3,13 +3,14 @@
 // and lands in the audit log.
 import { type Command, InvalidArgumentError } from 'commander';
 import { parse as parseYaml } from 'yaml';
-import type { AuditEntry, StoreSnapshot, WriteResult } from '../../stores/flag-store.js';
+import type { StoreSnapshot, WriteResult } from '../../stores/flag-store.js';
+import type { MutationReport } from '../../deploy/operator-actions.js';
+import { type ActionOptions, performAction, withActionServerOption } from '../control-client.js';
 import { FlagdFileStore } from '../../stores/flagd-store.js';
 import { type OpenedStore, storedDefinitions } from '../../stores/open-store.js';
 import { StoreWriter, knownFlag } from '../../stores/store-writer.js';
 import type { Attribution } from '../../stores/flag-store.js';
-import { CliError } from '../cli-error.js';
-import { type FlagView, flagListView } from '../flag-view.js';
+import { type FlagView, flagListView } from '../../deploy/flag-view.js';
 import { differenceLines, differences, fields, jsonText, percentText, table, valueText, yamlBlock } from '../format.js';
 import { stateLocation, withStore } from '../store-location.js';
 import {
@@ -21,18 +22,6 @@ import {
   withJsonOption,
   withStoreOption,
 } from './command-context.js';
-
-/** What a mutation prints with --json. */
-export interface MutationReport {
-  readonly store: string;
-  readonly action: string;
-  readonly flag: string;
-  /** false when there was nothing to change (and nothing was written). */
-  readonly changed: boolean;
-  readonly revision: string;
-  /** The audit entry the change wrote, or null. */
-  readonly entry: AuditEntry | null;
-}
 
 /** `rollout.percentage`, `targeting[0].variant` or `targeting.0.variant` as a field path. */
 export function parseFieldPath(text: string): (string | number)[] {
@@ -138,14 +127,6 @@ export function attribution(options: MutationOptions, ctx: CommandContext): Attr
   return { actor: options.actor ?? (ctx.io.username || 'cli'), reason: options.reason ?? DEFAULT_REASON };
 }
 
-function refuseInvalid(snapshot: StoreSnapshot, flagKey: string, what: string): void {
-  knownFlag(snapshot, flagKey);
-  if (snapshot.parsed.invalid.has(flagKey)) {
-    const lines = snapshot.flagErrors?.get(flagKey) ?? [];
-    throw new CliError(`flag "${flagKey}" is invalid, so it cannot ${what} until it is fixed (rollout-guardian validate):${lines.map((l) => `\n  ${l}`).join('')}`);
-  }
-}
-
 type Change = (writer: StoreWriter, by: Attribution, snapshot: StoreSnapshot) => Promise<WriteResult | undefined>;
 
 /** Runs one change and reports it; a change that returns undefined found nothing to do. */
@@ -165,10 +146,14 @@ async function mutate(ctx: CommandContext, options: MutationOptions, flagKey: st
       const diffs = [...differences(entry.before.definition, entry.after.definition, 'definition'), ...differences(entry.before.state, entry.after.state, 'state')];
       io.stdout.write(`${flagKey}: ${action} by ${entry.actor} (${JSON.stringify(entry.reason)}), recorded in the audit log\n${differenceLines(diffs)}`);
     }
-    if (entry !== null && options.reason === undefined) {
-      io.stderr.write(`note: no --reason given, so the audit log says "${DEFAULT_REASON}"; next time say why with --reason "..."\n`);
-    }
+    noteDefaultReason(ctx, options, entry !== null);
   });
+}
+
+function noteDefaultReason(ctx: CommandContext, options: MutationOptions, written: boolean): void {
+  if (written && options.reason === undefined) {
+    ctx.io.stderr.write(`note: no --reason given, so the audit log says "${DEFAULT_REASON}"; next time say why with --reason "..."\n`);
+  }
 }
 
 export function registerFlags(program: Command, ctx: CommandContext): void {
@@ -217,19 +202,13 @@ export function registerFlags(program: Command, ctx: CommandContext): void {
     .description('pin a variant for every context (runtime state beside the flag file; beats everything but emergency_shutdown)')
     .argument('<flag>', 'the flag key')
     .argument('<variant>', 'one of the flag\'s variants');
-  withJsonOption(withStoreOption(withAttributionOptions(override))).action(async (flagKey: string, variant: string, options: MutationOptions) => {
-    await mutate(ctx, options, flagKey, 'override', (writer, by, snapshot) => {
-      refuseInvalid(snapshot, flagKey, 'be overridden');
-      return writer.override(flagKey, variant, by);
-    });
+  withActionServerOption(withJsonOption(withStoreOption(withAttributionOptions(override)))).action(async (flagKey: string, variant: string, options: ActionOptions) => {
+    noteDefaultReason(ctx, options, await performAction(ctx, options, flagKey, { action: 'override', variant }, attribution(options, ctx)));
   });
 
   const clear = flags.command('clear-override').description("remove a flag's manual override").argument('<flag>', 'the flag key');
-  withJsonOption(withStoreOption(withAttributionOptions(clear))).action(async (flagKey: string, options: MutationOptions) => {
-    await mutate(ctx, options, flagKey, 'clear-override', (writer, by, snapshot) => {
-      refuseInvalid(snapshot, flagKey, 'have its override cleared');
-      return writer.clearOverride(flagKey, by);
-    });
+  withActionServerOption(withJsonOption(withStoreOption(withAttributionOptions(clear)))).action(async (flagKey: string, options: ActionOptions) => {
+    noteDefaultReason(ctx, options, await performAction(ctx, options, flagKey, { action: 'clear-override' }, attribution(options, ctx)));
   });
 
   const reset = flags

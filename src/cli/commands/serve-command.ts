@@ -32,6 +32,7 @@ interface ServeOptions extends StoreOptions {
   readonly allowedLateness?: number;
   readonly replay?: string;
   readonly metricsMapping?: string;
+  readonly corsOrigin?: string;
 }
 
 /**
@@ -66,6 +67,8 @@ async function replayRecording(file: string, store: FlagStore, options: ServeOpt
 
 /** The env variable holding one bearer token (all roles) when no --token-file is given. */
 export const TOKEN_ENV_VAR = 'ROLLOUT_GUARDIAN_TOKEN';
+/** The name (audit actor) of the token from ROLLOUT_GUARDIAN_TOKEN. */
+export const ENV_TOKEN_NAME = 'env-token';
 
 function parseBytes(text: string): number {
   const m = /^(\d+)\s*(|k|ki|kib|m|mi|mib)$/i.exec(text.trim());
@@ -95,7 +98,7 @@ function authFrom(options: ServeOptions, env: Readonly<Record<string, string | u
   try {
     if (options.tokenFile !== undefined) return BearerAuth.parse(readFileFor('--token-file', options.tokenFile).toString('utf8'), options.tokenFile);
     const token = env[TOKEN_ENV_VAR];
-    if (token !== undefined && token !== '') return new BearerAuth([{ token: token.trim() }]);
+    if (token !== undefined && token !== '') return new BearerAuth([{ token: token.trim(), name: ENV_TOKEN_NAME }]);
   } catch (err) {
     if (err instanceof RangeError) throw new CliError(err.message.replace(/^BearerAuth: /, options.tokenFile === undefined ? `${TOKEN_ENV_VAR}: ` : ''));
     throw err;
@@ -112,6 +115,18 @@ function mappingFrom(path: string): MetricsMapping {
   }
 }
 
+/** One origin (scheme, host, port) the control API answers with CORS headers. */
+function parseOrigin(text: string): string {
+  let origin: string | undefined;
+  try {
+    origin = new URL(text).origin;
+  } catch {
+    origin = undefined;
+  }
+  if (origin === undefined || origin === 'null' || origin !== text.replace(/\/+$/, '')) throw new InvalidArgumentError(`"${text}" is not an origin; give scheme, host and port only, such as https://ops.example.com`);
+  return origin;
+}
+
 function parsePort(text: string): number {
   const port = Number(text);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError(`expected a port from 0 to 65535 (0 picks a free one), got "${text}"`);
@@ -125,19 +140,20 @@ export function registerServe(program: Command, ctx: CommandContext): void {
   withStoreOption(
     program
       .command('serve')
-      .description('run the guardian and the plans on a store; serves OTLP traces, logs and metrics (HTTP protobuf/JSON on /v1/traces, /v1/logs and /v1/metrics, gRPC), /metrics, /healthz, /readyz and /api/status')
+      .description('run the guardian and the plans on a store; serves OTLP traces, logs and metrics (HTTP protobuf/JSON on /v1/traces, /v1/logs and /v1/metrics, gRPC), /metrics, /healthz, /readyz, /api/status and the control API (/api/v1/*, described at /openapi.json)')
       .option('--port <port>', 'port to listen on (0 picks a free one)', parsePort, 8080)
       .option('--host <address>', 'address to listen on', '127.0.0.1')
       .option('--slot <duration>', "the guardian's slot: how often it judges", parseSlot, 5_000)
       .option('--dry-run', 'judge and report rollbacks and plan steps without writing them')
       .option('--grpc-port <port>', 'OTLP/gRPC port (0 picks a free one)', parsePort, 4317)
       .option('--no-grpc-port', 'do not serve OTLP/gRPC')
-      .option('--token-file <file>', `bearer tokens, one per line with optional roles (read, ingest, operate); else ${TOKEN_ENV_VAR}; without either, only 127.0.0.1 is served`)
+      .option('--token-file <file>', `bearer tokens, one per line: TOKEN [ROLES] [NAME] (roles read, operate, ingest, default all; the name is the actor in the audit log); else ${TOKEN_ENV_VAR} (all roles, named ${ENV_TOKEN_NAME}); without either, only 127.0.0.1 is served`)
       .option('--tls-cert <file>', 'TLS certificate (PEM) for HTTP and gRPC; needs --tls-key')
       .option('--tls-key <file>', 'TLS private key (PEM); needs --tls-cert')
       .option('--max-body-bytes <size>', 'largest OTLP request body, compressed or not (default 16MiB)', parseBytes)
       .option('--allowed-lateness <duration>', 'how far behind the clock an outcome may end and still count (default 30s); the guardian judges a slot this long (plus 10s for evaluation records) after it ends', parseLateness)
       .option('--metrics-mapping <file>', 'which OTLP metrics (POST /v1/metrics, gRPC MetricsService) give requests, errors and latency, and which attributes name the flag and variant (YAML or JSON; default: spanmetrics and http.server.request.duration, see docs/pipelines.md)')
+      .option('--cors-origin <origin>', 'answer the control API (/api/v1/*, /openapi.json) with CORS headers for this one origin, such as https://ops.example.com (default: no CORS)', parseOrigin)
       .option('--replay <file>', 'judge a recorded OTLP stream (JSON lines of {timeUnixMs, traces|logs}) in dry run, faster than real time, then exit'),
   ).action(async (options: ServeOptions) => {
     const location = options.store ?? (ctx.io.env[FLAGS_ENV_VAR] || DEFAULT_FLAGS_FILE);
@@ -164,6 +180,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
         tls,
         ingest: { maxBodyBytes: options.maxBodyBytes, allowedLatenessMs: options.allowedLateness },
         metricsMapping,
+        control: { corsOrigin: options.corsOrigin },
         clock: ctx.io.clock,
         slotMs: options.slot,
         dryRun: options.dryRun,

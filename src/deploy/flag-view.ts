@@ -1,5 +1,6 @@
 // One flag as the CLI shows it, in text and in --json: its definition, its runtime state and
-// what the two make of the rollout now. `flags list` and `flags get` share this shape.
+// what the two make of the rollout now. `flags list` and `flags get` share this shape, and so
+// does the control API's GET /api/v1/flags.
 import { percentageToWeight, weightToPercentage } from '../core/bucketing.js';
 import type { CompiledFlag, FlagValue } from '../core/compile-flag.js';
 import { EMERGENCY_FLAGS } from '../core/emergency.js';
@@ -8,7 +9,7 @@ import type { FlagValueType } from '../core/flag-schema.js';
 import { type FlagSet, buildFlagSet } from '../core/flag-set.js';
 import { describeIssue } from '../core/parse-flags.js';
 import type { StoreSnapshot } from '../stores/flag-store.js';
-import { percentText } from './format.js';
+import { percentText } from './change-text.js';
 
 export interface RolloutView {
   readonly variant: string;
