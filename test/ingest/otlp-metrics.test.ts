@@ -177,6 +177,43 @@ describe('the OTLP metrics decoders', () => {
   });
 });
 
+describe('hostile OTLP/JSON metrics', () => {
+  it('are decoded or refused as payload errors, and what decodes is ingested without a throw', async () => {
+    const valid = JSON.parse(Buffer.from(JsonMetricsSerializer.serializeRequest(await sdkReadings()) as Uint8Array).toString('utf8')) as unknown;
+    const junk: unknown[] = [null, -1, 1e308, 'x', '-5', '99999999999999999999', 'Infinity', true, [], {}, [1, 'a'], { stringValue: 1 }, 2 ** 60];
+    let seed = 7;
+    const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31);
+    /** Replaces one leaf (or subtree) somewhere in a copy of the request with junk. */
+    const mutate = (value: unknown): unknown => {
+      if (Array.isArray(value)) return (value as unknown[]).map((v) => (next() % 5 === 0 ? mutate(v) : v));
+      if (typeof value === 'object' && value !== null) {
+        const out: Record<string, unknown> = { ...(value as Record<string, unknown>) };
+        const keys = Object.keys(out);
+        const key = keys[next() % Math.max(1, keys.length)];
+        if (key !== undefined) out[key] = next() % 3 === 0 ? junk[next() % junk.length] : mutate(out[key]);
+        return out;
+      }
+      return junk[next() % junk.length];
+    };
+    const h = harness();
+    let decoded = 0;
+    for (let i = 0; i < 3000; i++) {
+      const out = new DecodedMetrics();
+      try {
+        new OtlpMetricsJsonDecoder().decodeValue(mutate(valid), all, out);
+      } catch (err) {
+        expect(err).toBeInstanceOf(OtlpPayloadError);
+        continue;
+      }
+      decoded++;
+      expect(() => h.ingest.ingest(out)).not.toThrow();
+    }
+    // Both halves were exercised: some requests decode, many are refused.
+    expect(decoded).toBeGreaterThan(100);
+    expect(decoded).toBeLessThan(3000);
+  });
+});
+
 describe('cumulative streams', () => {
   it('give no delta for the first point of a stream that started before we listened, then the increase per point', () => {
     const h = harness();
