@@ -2,7 +2,9 @@
 // export requests of realistic spans (10 attributes and one flag evaluation event each, four
 // spans a trace under a SERVER root), serialized by OpenTelemetry's own serializers; beside
 // them, JSON.parse alone of the same batch's JSON form and our whole JSON path, in the same
-// process and rounds. `npx tsx bench/otlp-ingest-bench.ts [--json] [--rounds=N]`.
+// process and rounds; and OTLP metric data points (spanmetrics' calls and duration for 100
+// flags x 2 variants, delta) decoded, mapped and recorded as cohort aggregates.
+// `npx tsx bench/otlp-ingest-bench.ts [--json] [--rounds=N]`.
 import { ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
 import { JsonTraceSerializer, ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
@@ -10,6 +12,11 @@ import { CohortRegistry } from '../src/guardian/cohort-registry.js';
 import { OtlpIngest } from '../src/ingest/otlp-ingest.js';
 import { OtlpJsonDecoder } from '../src/ingest/otlp-json-decoder.js';
 import { DecodedBatch, OtlpProtoDecoder } from '../src/ingest/otlp-proto-decoder.js';
+import { ProtobufMetricsSerializer } from '@opentelemetry/otlp-transformer';
+import { AggregationTemporality, MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
+import { OtlpMetricsIngest } from '../src/ingest/otlp-metrics-ingest.js';
+import { OtlpMetricsProtoDecoder } from '../src/ingest/otlp-metrics-proto-decoder.js';
+import { DecodedMetrics } from '../src/ingest/otlp-metric-points.js';
 import { type Group, type Summary, fail, roundRatios, roundsOption, runRounds } from './measure.js';
 
 const json = process.argv.includes('--json');
@@ -58,12 +65,57 @@ const jsonText = Buffer.from(JsonTraceSerializer.serializeRequest(spans) as Uint
 
 // --- the contenders -------------------------------------------------------------------------
 
+// --- one metrics export request, as a Collector's spanmetrics connector would send it ---------
+
+const FLAGS_IN_METRICS = 100;
+class HandReader extends MetricReader {
+  protected override onShutdown(): Promise<void> {
+    return Promise.resolve();
+  }
+  protected override onForceFlush(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+const metricReader = new HandReader({ aggregationTemporalitySelector: () => AggregationTemporality.DELTA });
+const meterProvider = new MeterProvider({ readers: [metricReader] });
+const spanMeter = meterProvider.getMeter('spanmetricsconnector');
+const callsCounter = spanMeter.createCounter('traces.span.metrics.calls', { unit: '{call}' });
+const durationHistogram = spanMeter.createHistogram('traces.span.metrics.duration', { unit: 'ms', advice: { explicitBucketBoundaries: [2, 4, 6, 8, 10, 50, 100, 200, 400, 800, 1000, 1400, 2000, 5000, 10000, 15000] } });
+for (let f = 0; f < FLAGS_IN_METRICS; f++) {
+  for (const variant of ['on', 'off']) {
+    const dims = { 'service.name': 'shop', 'span.name': 'GET /checkout/:id', 'span.kind': 'SPAN_KIND_SERVER', 'feature_flag.key': `flag-${f}`, 'feature_flag.result.variant': variant };
+    callsCounter.add(120, { ...dims, 'status.code': 'STATUS_CODE_UNSET' });
+    callsCounter.add(2, { ...dims, 'status.code': 'STATUS_CODE_ERROR' });
+    for (let i = 0; i < 20; i++) durationHistogram.record(5 + i * 37, { ...dims, 'status.code': 'STATUS_CODE_UNSET' });
+  }
+}
+const collected = await metricReader.collect();
+let metricPointCount = 0;
+for (const sm of collected.resourceMetrics.scopeMetrics) {
+  for (const m of sm.metrics) {
+    for (const point of m.dataPoints) {
+      (point as { startTime: [number, number] }).startTime = [Math.floor((END_MS - 5000) / 1000), 0];
+      (point as { endTime: [number, number] }).endTime = [Math.floor(END_MS / 1000), 0];
+      metricPointCount++;
+    }
+  }
+}
+const metricsProtobuf = Buffer.from(ProtobufMetricsSerializer.serializeRequest(collected.resourceMetrics) as Uint8Array);
+await meterProvider.shutdown();
+
 const clock = { now: () => END_MS };
 const registry = new CohortRegistry({ slotMs: 5000, slotCount: 72 });
 const ingest = new OtlpIngest({ sink: registry, clock });
 const proto = new OtlpProtoDecoder();
 const jsonDecoder = new OtlpJsonDecoder();
 const batch = new DecodedBatch();
+const metricsIngest = new OtlpMetricsIngest({ sink: registry, clock });
+const metricsDecoder = new OtlpMetricsProtoDecoder();
+const decodeMetrics = () => {
+  const decoded = new DecodedMetrics();
+  metricsDecoder.decode(metricsProtobuf, metricsIngest.wanted, decoded);
+  return decoded;
+};
 
 const O = {
   protoFull: 'protobuf: decode + attribute + record',
@@ -127,14 +179,45 @@ const group: Group = {
   },
 };
 
+const M = {
+  full: 'metrics protobuf: decode + map + record',
+  decode: 'metrics protobuf: decode only',
+} as const;
+const perMetricsBatch = (work: () => number) => (iterations: number): number => {
+  let seen = 0;
+  for (let i = 0; i < iterations / metricPointCount; i++) seen += work();
+  return seen;
+};
+const metricsGroup: Group = {
+  name: 'metrics',
+  iterations: metricPointCount * 50,
+  contenders: [
+    {
+      name: M.full,
+      kind: 'sync',
+      run: perMetricsBatch(() => {
+        const decoded = decodeMetrics();
+        metricsIngest.ingest(decoded);
+        return decoded.points.length;
+      }),
+    },
+    { name: M.decode, kind: 'sync', run: perMetricsBatch(() => decodeMetrics().points.length) },
+  ],
+  check: (name, iterations, checksum) => {
+    if (checksum !== iterations) fail(`${name}: saw ${checksum} data points, expected ${iterations}`);
+  },
+};
+
 if (!json) process.stdout.write(`rollout-guardian OTLP ingest bench: node ${process.version}, ${ROUNDS} rounds (+${WARMUP_ROUNDS} warm-up), batches of ${SPANS_PER_BATCH} spans (protobuf ${protobuf.length} bytes, JSON ${jsonText.length} bytes)\n`);
 const started = process.hrtime.bigint();
-const stats = await runRounds([group], { rounds: ROUNDS, warmupRounds: WARMUP_ROUNDS });
+const stats = await runRounds([group, metricsGroup], { rounds: ROUNDS, warmupRounds: WARMUP_ROUNDS });
 const elapsedS = Number(process.hrtime.bigint() - started) / 1e9;
 const get = (name: string): Summary => stats.get(name) as Summary;
 const stat = ingest.stats;
 if (stat.late + stat.future !== 0) fail(`${stat.late} late and ${stat.future} future spans: the bench clock is off`);
 if (stat.recordedOutcomes === 0) fail('nothing was recorded: attribution is not being measured');
+const metricStat = metricsIngest.stats;
+if (metricStat.recordedPoints === 0 || metricStat.refusedPoints.late + metricStat.refusedPoints.future + metricStat.refusedPoints.invalid > 0) fail(`metric points: ${JSON.stringify(metricStat)}: the mapping or the bench clock is off`);
 
 const perSecond = (ns: number) => Math.round(1e9 / ns);
 const protoFull = perSecond(get(O.protoFull).median);
@@ -149,6 +232,9 @@ const figures = {
   targetRatioMet: vsParse >= TARGET_RATIO,
   protobufBytesPerSpan: Math.round(protobuf.length / SPANS_PER_BATCH),
   jsonBytesPerSpan: Math.round(jsonText.length / SPANS_PER_BATCH),
+  metricDataPointsPerSecond: Object.fromEntries(Object.values(M).map((name) => [name, perSecond(get(name).median)])),
+  metricPointsPerRequest: metricPointCount,
+  metricsProtobufBytesPerPoint: Math.round(metricsProtobuf.length / metricPointCount),
   rounds: ROUNDS,
   elapsedS: Math.round(elapsedS * 10) / 10,
   node: process.version,
@@ -162,6 +248,12 @@ if (json) {
     const s = get(name);
     lines.push(`${`  ${name}`.padEnd(48)}${String(perSecond(s.median)).padStart(12)}${s.median.toFixed(1).padStart(10)}${s.min.toFixed(1).padStart(10)}${s.max.toFixed(1).padStart(10)}`);
   }
+  lines.push(`${'metric data points per second on one core'.padEnd(48)}${'points/s'.padStart(12)}${'ns/point'.padStart(10)}${'min'.padStart(10)}${'max'.padStart(10)}`);
+  for (const name of Object.values(M)) {
+    const s = get(name);
+    lines.push(`${`  ${name}`.padEnd(48)}${String(perSecond(s.median)).padStart(12)}${s.median.toFixed(1).padStart(10)}${s.min.toFixed(1).padStart(10)}${s.max.toFixed(1).padStart(10)}`);
+  }
+  lines.push(`  (${metricPointCount} points a request: spanmetrics calls and duration for ${FLAGS_IN_METRICS} flags x 2 variants, delta, ${Math.round(metricsProtobuf.length / metricPointCount)} bytes a point)`);
   lines.push('');
   lines.push(`protobuf (decode + attribute) vs JSON.parse alone: ${vsParse.toFixed(2)}x faster (target >= ${TARGET_RATIO}x: ${vsParse >= TARGET_RATIO ? 'met' : 'NOT met'})`);
   lines.push(`protobuf vs our whole JSON path: ${vsJsonPath.toFixed(2)}x faster`);

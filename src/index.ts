@@ -105,6 +105,13 @@ export { EventTimeGate } from './ingest/event-time-gate.js';
 export type { EventTimeGateOptions } from './ingest/event-time-gate.js';
 export { replayOtlp, ReplayClock, ReplayError } from './ingest/otlp-replay.js';
 export type { ReplayLine, ReplayOptions, ReplayResult } from './ingest/otlp-replay.js';
+// Metric sources: OTLP metrics (spanmetrics, http.server.request.duration) and an in-process MetricReader.
+export { GuardianMetricReader } from './ingest/guardian-metric-reader.js';
+export type { GuardianMetricReaderOptions } from './ingest/guardian-metric-reader.js';
+export { OtlpMetricsIngest } from './ingest/otlp-metrics-ingest.js';
+export type { MetricPointRefusal, OtlpMetricsIngestOptions, OtlpMetricsIngestStats } from './ingest/otlp-metrics-ingest.js';
+export { DEFAULT_METRICS_MAPPING, MetricsMappingError, parseMetricsMapping, resolveMetricsMapping } from './ingest/metrics-mapping.js';
+export type { LatencyUnit, MetricRule, MetricsMapping, MetricsMappingInput } from './ingest/metrics-mapping.js';
 
 // Prometheus as a source: PromQL per guarded flag, queried each slot.
 export { PrometheusSource } from './ingest/prometheus-source.js';

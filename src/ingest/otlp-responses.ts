@@ -2,7 +2,7 @@
 // when part of a request was refused (empty when all was accepted), and google.rpc.Status for
 // errors, so exporters log the reason rather than a bare status code.
 
-export type Signal = 'traces' | 'logs';
+export type Signal = 'traces' | 'logs' | 'metrics';
 
 function varint(value: number, out: number[]): void {
   let v = value;
@@ -23,7 +23,7 @@ function lengthDelimited(number: number, bytes: Buffer | readonly number[], out:
   for (const b of bytes) out.push(b);
 }
 
-/** An Export{Trace,Logs}ServiceResponse: empty, or partial_success {rejected, error_message}. */
+/** An Export{Trace,Logs,Metrics}ServiceResponse: empty, or partial_success {rejected, error_message} (the same field numbers in all three). */
 export function exportResponseProto(rejected: number, message: string): Buffer {
   if (rejected === 0 && message === '') return Buffer.alloc(0);
   const partial: number[] = [];
@@ -39,7 +39,7 @@ export function exportResponseProto(rejected: number, message: string): Buffer {
 
 export function exportResponseJson(signal: Signal, rejected: number, message: string): string {
   if (rejected === 0 && message === '') return '{}';
-  const count = signal === 'traces' ? 'rejectedSpans' : 'rejectedLogRecords';
+  const count = signal === 'traces' ? 'rejectedSpans' : signal === 'logs' ? 'rejectedLogRecords' : 'rejectedDataPoints';
   return JSON.stringify({ partialSuccess: { [count]: String(rejected), errorMessage: message } });
 }
 

@@ -1,9 +1,12 @@
-// OTLP/gRPC: the trace and logs Export services (default port 4317) on @grpc/grpc-js, with
+// OTLP/gRPC: the trace, logs and metrics Export services (default port 4317) on @grpc/grpc-js, with
 // the hand decoder as the request deserializer (grpc-js handles gzip and caps the message,
 // decompressed, at the body limit), bearer tokens in the `authorization` metadata, and the
 // same refusals, counts and partial-success answers as OTLP/HTTP.
 import { type Metadata, Server, ServerCredentials, type ServiceDefinition, status as grpcStatus, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import type { OtlpIngest } from '../ingest/otlp-ingest.js';
+import type { OtlpMetricsIngest } from '../ingest/otlp-metrics-ingest.js';
+import { DecodedMetrics } from '../ingest/otlp-metric-points.js';
+import { OtlpMetricsProtoDecoder } from '../ingest/otlp-metrics-proto-decoder.js';
 import { DecodedBatch, OtlpProtoDecoder } from '../ingest/otlp-proto-decoder.js';
 import { OtlpPayloadError } from '../ingest/otlp-records.js';
 import { exportResponseProto, type Signal } from '../ingest/otlp-responses.js';
@@ -11,6 +14,7 @@ import type { AuthResult } from './bearer-auth.js';
 
 export const TRACE_SERVICE_PATH = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
 export const LOGS_SERVICE_PATH = '/opentelemetry.proto.collector.logs.v1.LogsService/Export';
+export const METRICS_SERVICE_PATH = '/opentelemetry.proto.collector.metrics.v1.MetricsService/Export';
 
 export interface OtlpGrpcOptions {
   readonly host: string;
@@ -20,6 +24,8 @@ export interface OtlpGrpcOptions {
   readonly tls?: { readonly key: Buffer; readonly cert: Buffer };
   /** Checks the `authorization` metadata for the ingest role; absent: no authentication. */
   readonly authenticate?: (header: string | undefined) => AuthResult;
+  /** Where MetricsService points go; without it the service is not offered. */
+  readonly metrics?: OtlpMetricsIngest;
 }
 
 const identity = (b: Buffer) => b;
@@ -38,6 +44,7 @@ function header(metadata: Metadata): string | undefined {
 export class OtlpGrpcReceiver {
   private readonly decoder = new OtlpProtoDecoder();
   private readonly batch = new DecodedBatch();
+  private readonly metricsDecoder = new OtlpMetricsProtoDecoder();
 
   private constructor(
     private readonly server: Server,
@@ -52,6 +59,7 @@ export class OtlpGrpcReceiver {
     const handler = (signal: Signal) => (call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => receiver.export(ingest, options, signal, call, callback);
     server.addService(service(TRACE_SERVICE_PATH), { Export: handler('traces') });
     server.addService(service(LOGS_SERVICE_PATH), { Export: handler('logs') });
+    if (options.metrics !== undefined) server.addService(service(METRICS_SERVICE_PATH), { Export: handler('metrics') });
     return receiver;
   }
 
@@ -73,6 +81,7 @@ export class OtlpGrpcReceiver {
         return;
       }
     }
+    if (signal === 'metrics') return this.exportMetrics(ingest, options.metrics as OtlpMetricsIngest, call, callback);
     const batch = this.batch;
     batch.reset();
     try {
@@ -85,6 +94,20 @@ export class OtlpGrpcReceiver {
       return;
     }
     const { rejected, message } = signal === 'traces' ? ingest.ingestSpans(batch) : ingest.ingestLogs(batch);
+    callback(null, exportResponseProto(rejected, message));
+  }
+
+  private exportMetrics(ingest: OtlpIngest, metrics: OtlpMetricsIngest, call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>): void {
+    const decoded = new DecodedMetrics();
+    try {
+      this.metricsDecoder.decode(call.request, metrics.wanted, decoded);
+    } catch (err) {
+      const message = err instanceof OtlpPayloadError ? err.message : `not an OTLP export request: ${String(err)}`;
+      ingest.refuse('malformed', message);
+      callback({ code: grpcStatus.INVALID_ARGUMENT, details: message });
+      return;
+    }
+    const { rejected, message } = metrics.ingest(decoded);
     callback(null, exportResponseProto(rejected, message));
   }
 }

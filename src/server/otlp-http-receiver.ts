@@ -1,4 +1,4 @@
-// OTLP/HTTP on the 4318-style routes, POST /v1/traces and /v1/logs: protobuf or JSON, plain,
+// OTLP/HTTP on the 4318-style routes, POST /v1/traces, /v1/logs and /v1/metrics: protobuf or JSON, plain,
 // gzip or deflate, answered in the request's content type (an empty or partial-success
 // Export*ServiceResponse, or a google.rpc.Status for an error) and every refusal counted by
 // reason. A malformed payload is a 400 and changes nothing: a batch is decoded whole before
@@ -8,8 +8,12 @@ import { DecodedBatch, OtlpProtoDecoder } from '../ingest/otlp-proto-decoder.js'
 import { OtlpJsonDecoder } from '../ingest/otlp-json-decoder.js';
 import { OtlpPayloadError } from '../ingest/otlp-records.js';
 import type { OtlpIngest, RefusalReason } from '../ingest/otlp-ingest.js';
+import type { OtlpMetricsIngest } from '../ingest/otlp-metrics-ingest.js';
+import { DecodedMetrics } from '../ingest/otlp-metric-points.js';
+import { OtlpMetricsProtoDecoder } from '../ingest/otlp-metrics-proto-decoder.js';
+import { OtlpMetricsJsonDecoder } from '../ingest/otlp-metrics-json-decoder.js';
 import { exportResponseJson, exportResponseProto, GRPC_CODE, type Signal, statusJson, statusProto } from '../ingest/otlp-responses.js';
-import { BodyError, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONCURRENT_BODY_BYTES, MemoryBudget, readBody } from './body-reader.js';
+import { type Body, BodyError, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONCURRENT_BODY_BYTES, MemoryBudget, readBody } from './body-reader.js';
 
 export interface OtlpHttpLimits {
   /** Largest body accepted, on the wire and decompressed (default 16 MiB). */
@@ -29,10 +33,14 @@ export class OtlpHttpReceiver {
   private readonly proto = new OtlpProtoDecoder();
   private readonly json = new OtlpJsonDecoder();
   private readonly batch = new DecodedBatch();
+  private readonly metricsProto = new OtlpMetricsProtoDecoder();
+  private readonly metricsJson = new OtlpMetricsJsonDecoder();
 
   constructor(
     private readonly ingest: OtlpIngest,
     limits: OtlpHttpLimits = {},
+    /** Where /v1/metrics points go; without it, /v1/metrics refuses with 404. */
+    private readonly metrics?: OtlpMetricsIngest,
   ) {
     this.maxBodyBytes = limits.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
     this.budget = new MemoryBudget(limits.maxConcurrentBodyBytes ?? DEFAULT_MAX_CONCURRENT_BODY_BYTES);
@@ -66,6 +74,7 @@ export class OtlpHttpReceiver {
       if (err instanceof BodyError) return this.refuse(request, response, err.failure.status, err.failure.reason, err.failure.message);
       throw err;
     }
+    if (signal === 'metrics') return this.handleMetrics(type, body, request, response);
     // Decoding and ingesting are synchronous, so one reused batch serves every request; a
     // batch is decoded whole first, so a bad payload is refused with nothing ingested.
     const batch = this.batch;
@@ -88,6 +97,26 @@ export class OtlpHttpReceiver {
     const { rejected, message } = signal === 'traces' ? this.ingest.ingestSpans(batch) : this.ingest.ingestLogs(batch);
     if (type === PROTOBUF) response.writeHead(200, { 'content-type': PROTOBUF }).end(exportResponseProto(rejected, message));
     else response.writeHead(200, { 'content-type': JSON_TYPE }).end(exportResponseJson(signal, rejected, message));
+  }
+
+  private handleMetrics(type: string, body: Body, request: IncomingMessage, response: ServerResponse): void {
+    const metrics = this.metrics;
+    if (metrics === undefined) {
+      body.release();
+      return this.refuse(request, response, 404, 'malformed', 'this server does not take OTLP metrics');
+    }
+    const decoded = new DecodedMetrics();
+    try {
+      if (type === PROTOBUF) this.metricsProto.decode(body.bytes, metrics.wanted, decoded);
+      else this.metricsJson.decode(body.bytes.toString('utf8'), metrics.wanted, decoded);
+    } catch (err) {
+      return this.refuse(request, response, 400, 'malformed', err instanceof OtlpPayloadError ? err.message : `not an OTLP export request: ${String(err)}`);
+    } finally {
+      body.release();
+    }
+    const { rejected, message } = metrics.ingest(decoded);
+    if (type === PROTOBUF) response.writeHead(200, { 'content-type': PROTOBUF }).end(exportResponseProto(rejected, message));
+    else response.writeHead(200, { 'content-type': JSON_TYPE }).end(exportResponseJson('metrics', rejected, message));
   }
 }
 

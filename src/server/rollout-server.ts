@@ -1,5 +1,5 @@
 // `serve`: one long-running process that keeps the flags, runs the guardian and the plans on
-// a store, receives OTLP traces and logs from a fleet (see docs/pipelines.md), and serves /metrics, /healthz, /readyz and
+// a store, receives OTLP traces, logs and metrics from a fleet (see docs/pipelines.md), and serves /metrics, /healthz, /readyz and
 // /api/status (what `status` and `health` read). It stops cleanly: in-flight ticks finish
 // and every plan's state is already in the store.
 import { type IncomingMessage, type Server as HttpServer, type ServerResponse, createServer } from 'node:http';
@@ -23,6 +23,8 @@ import { metricsHandler } from '../telemetry/prometheus-endpoint.js';
 import { OtlpIngest, type OtlpIngestOptions } from '../ingest/otlp-ingest.js';
 import { PrometheusSource, type PrometheusSourceOptions, flagsWithPrometheusGuards } from '../ingest/prometheus-source.js';
 import { SourceProblems } from '../guardian/source-problems.js';
+import { OtlpMetricsIngest } from '../ingest/otlp-metrics-ingest.js';
+import type { MetricsMapping } from '../ingest/metrics-mapping.js';
 import { type OtlpHttpLimits, OtlpHttpReceiver } from './otlp-http-receiver.js';
 import { OtlpGrpcReceiver } from './otlp-grpc-receiver.js';
 import type { BearerAuth, Role } from './bearer-auth.js';
@@ -55,6 +57,8 @@ export interface RolloutServerOptions {
   readonly ingest?: Omit<OtlpIngestOptions, 'sink' | 'clock'> & OtlpHttpLimits;
   /** Query this Prometheus each slot for the flags whose guard names PromQL (docs/prometheus-source.md). */
   readonly prometheus?: Omit<PrometheusSourceOptions, 'flags' | 'sink' | 'slotMs' | 'problems' | 'clock'>;
+  /** Which OTLP metrics give requests, errors and latency (default: spanmetrics and http.server.request.duration). */
+  readonly metricsMapping?: MetricsMapping;
   /** The control API (/api/v1/*): the one origin given CORS headers (none by default), the body limit (64 KiB). */
   readonly control?: { readonly corsOrigin?: string; readonly maxBodyBytes?: number };
   /** This replica's name in the guardian lease on a Redis store (default host:pid:random). */
@@ -80,6 +84,8 @@ export class RolloutServer {
   readonly plans: PlanRunner;
   /** Where OTLP spans and log records become outcomes, over HTTP and gRPC alike. */
   readonly ingest: OtlpIngest;
+  /** Where OTLP metric data points become cohort aggregates (same event-time gate as spans). */
+  readonly metricsIngest: OtlpMetricsIngest;
   /** OTLP/HTTP routes; its bodyBytesInFlight shows the body budget in use. */
   readonly otlpHttp: OtlpHttpReceiver;
   /** On a Redis store (not in dry run): the lease that makes one replica of several the acting one. */
@@ -114,7 +120,8 @@ export class RolloutServer {
     this.registry = new CohortRegistry({ slotMs, slotCount: options.slotCount ?? 72 });
     this.processor = new GuardianSpanProcessor({ registry: this.registry, clock: this.clock });
     this.ingest = new OtlpIngest({ ...options.ingest, sink: this.registry, clock: this.clock });
-    this.otlpHttp = new OtlpHttpReceiver(this.ingest, options.ingest);
+    this.metricsIngest = new OtlpMetricsIngest({ sink: this.registry, clock: this.clock, gate: this.ingest.gate, mapping: options.metricsMapping });
+    this.otlpHttp = new OtlpHttpReceiver(this.ingest, options.ingest, this.metricsIngest);
     // A slot is judged once nothing more can arrive for it: the ingest's allowed lateness plus
     // the time a request may wait for its evaluation records.
     this.prometheus = options.prometheus === undefined ? undefined : new PrometheusSource({ ...options.prometheus, flags: this.store, sink: this.registry, slotMs, problems: this.sourceProblems, clock: this.clock });
@@ -136,7 +143,7 @@ export class RolloutServer {
     });
     const exporter = new PrometheusExporter({ preventServerStart: true });
     this.meterProvider = new MeterProvider({ readers: [exporter] });
-    this.telemetry = new GuardianTelemetry({ meter: this.meterProvider.getMeter(METER_NAME), registry: this.registry, guardian: this.guardian, processorStats: () => this.processor.stats, ingestStats: () => this.ingest.stats, clock: this.clock, plans: this.store, planRunner: this.plans, leaseHolder: () => this.leaseStatus().acting, sourceProblems: this.sourceProblems });
+    this.telemetry = new GuardianTelemetry({ meter: this.meterProvider.getMeter(METER_NAME), registry: this.registry, guardian: this.guardian, processorStats: () => this.processor.stats, ingestStats: () => this.ingest.stats, metricsIngestStats: () => this.metricsIngest.stats, clock: this.clock, plans: this.store, planRunner: this.plans, leaseHolder: () => this.leaseStatus().acting, sourceProblems: this.sourceProblems });
     const metrics = metricsHandler(exporter);
     this.unwatch = this.store.watch((event) => this.onStoreEvent(event));
     this.guardian.addListener({
@@ -189,6 +196,7 @@ export class RolloutServer {
           maxBodyBytes: server.otlpHttp.maxBodyBytes,
           tls: options.tls,
           authenticate: auth === undefined ? undefined : (header) => auth.check(header, 'ingest').result,
+          metrics: server.metricsIngest,
         });
       } catch (err) {
         await server.close();
@@ -305,9 +313,9 @@ export class RolloutServer {
     const path = url.pathname;
     // The control API checks its own tokens and roles (operate to act, read to look).
     if (this.controlApi.handles(path)) return this.controlApi.handle(request, response, url);
-    const isOtlp = request.method === 'POST' && (path === '/v1/traces' || path === '/v1/logs');
+    const isOtlp = request.method === 'POST' && (path === '/v1/traces' || path === '/v1/logs' || path === '/v1/metrics');
     if (this.auth !== undefined && path !== '/healthz' && path !== '/readyz' && !this.authorized(request, response, isOtlp ? 'ingest' : 'read', isOtlp)) return;
-    if (isOtlp) return this.otlpHttp.handle(path === '/v1/traces' ? 'traces' : 'logs', request, response);
+    if (isOtlp) return this.otlpHttp.handle(path === '/v1/traces' ? 'traces' : path === '/v1/logs' ? 'logs' : 'metrics', request, response);
     if (request.method !== 'GET' && request.method !== 'HEAD') return send(response, 405, { error: `${request.method ?? ''} is not served here` });
     switch (path) {
       case '/metrics':
@@ -329,7 +337,7 @@ export class RolloutServer {
       case '/api/status':
         return send(response, 200, await this.status());
       default:
-        return send(response, 404, { error: `no route ${path}; try /metrics, /healthz, /readyz, /api/status, /api/v1/flags, /openapi.json, or POST /v1/traces and /v1/logs` });
+        return send(response, 404, { error: `no route ${path}; try /metrics, /healthz, /readyz, /api/status, /api/v1/flags, /openapi.json, or POST /v1/traces, /v1/logs and /v1/metrics` });
     }
   }
 }

@@ -23,12 +23,13 @@ import { DEFAULT_GUARD_POLICY, type GuardPolicy } from '../guardian/guard-policy
 import type { GuardianSpanProcessorStats } from '../guardian/guardian-span-processor.js';
 import type { OtlpIngestStats } from '../ingest/otlp-ingest.js';
 import type { SourceProblems } from '../guardian/source-problems.js';
+import type { OtlpMetricsIngestStats } from '../ingest/otlp-metrics-ingest.js';
 import { requirePositiveInteger } from '../guardian/option-checks.js';
 import type { GuardedFlagStatus, RollbackRecord, RolloutGuardian } from '../guardian/rollout-guardian.js';
 import { systemClock } from '../runtime/system-clock.js';
 import type { FlagStore, StoreSnapshot } from '../stores/flag-store.js';
 import type { PlanStatus } from '../core/flag-schema.js';
-import { type Verdict, LATENESS_REASONS, REFUSAL_REASONS, ATTR_PLAN_STATE, PLAN_STATES, ATTR_CHECK, ATTR_FEATURE_FLAG_KEY, ATTR_METRIC_OVERFLOW, ATTR_REASON, ATTR_SOURCE, SOURCE_ERROR_REASONS, SOURCES_WITH_ERRORS, ATTR_VARIANT, ATTR_VERDICT, METRICS, type MetricSpec, VERDICTS } from './names.js';
+import { type Verdict, LATENESS_REASONS, REFUSAL_REASONS, UNUSED_METRIC_POINT_REASONS, type UnusedMetricPointReason, ATTR_PLAN_STATE, PLAN_STATES, ATTR_CHECK, ATTR_FEATURE_FLAG_KEY, ATTR_METRIC_OVERFLOW, ATTR_REASON, ATTR_SOURCE, SOURCE_ERROR_REASONS, SOURCES_WITH_ERRORS, ATTR_VARIANT, ATTR_VERDICT, METRICS, type MetricSpec, VERDICTS } from './names.js';
 
 export interface GuardianTelemetryOptions {
   readonly meter: Meter;
@@ -47,6 +48,8 @@ export interface GuardianTelemetryOptions {
   readonly clock?: Clock;
   /** OTLP ingest's running totals (`() => ingest.stats`); without it the ingest counters stay 0. */
   readonly ingestStats?: () => OtlpIngestStats;
+  /** OTLP metrics ingest's running totals; without it the metric data point counters stay 0. */
+  readonly metricsIngestStats?: () => OtlpMetricsIngestStats;
   /** Where plan state lives: the plan step and state gauges follow its changes. */
   readonly plans?: Pick<FlagStore, 'load' | 'watch'>;
   /** The plan runner, whose background errors are counted beside the guardian's. */
@@ -207,7 +210,7 @@ export class GuardianTelemetry {
       this.internalErrors,
       this.droppedCohortOutcomes,
     ];
-    this.removeIngest = this.observeIngest(meter, options.ingestStats);
+    this.removeIngest = this.observeIngest(meter, options.ingestStats, options.metricsIngestStats);
     this.removeLease = this.observeLease(meter, options.leaseHolder ?? (() => true));
     this.removeSources = this.observeSourceErrors(meter, options.sourceProblems);
     // One batch callback, so a scrape reads the guardian's status once for every gauge.
@@ -359,16 +362,19 @@ export class GuardianTelemetry {
   };
 
   /** The ingest counters, every reason reported from the start so a refusal shows as a rise, not a new series. */
-  private observeIngest(meter: Meter, stats: (() => OtlpIngestStats) | undefined): () => void {
+  private observeIngest(meter: Meter, stats: (() => OtlpIngestStats) | undefined, metricStats: (() => OtlpMetricsIngestStats) | undefined): () => void {
     const counter = (spec: MetricSpec) => meter.createObservableCounter(spec.name, { unit: spec.unit, description: spec.description });
     const refusedRequests = counter(METRICS.ingestRefusedRequests);
     const refusedEvents = counter(METRICS.ingestRefusedEvents);
     const spans = counter(METRICS.ingestSpans);
     const logRecords = counter(METRICS.ingestLogRecords);
     const unattributable = counter(METRICS.ingestUnattributable);
+    const metricPoints = counter(METRICS.ingestMetricDataPoints);
+    const unusedMetricPoints = counter(METRICS.ingestUnusedMetricDataPoints);
+    const unusedReasons = UNUSED_METRIC_POINT_REASONS.map((reason) => [reason, Object.freeze({ [ATTR_REASON]: reason })] as const);
     const requestReasons = REFUSAL_REASONS.map((reason) => [reason, Object.freeze({ [ATTR_REASON]: reason })] as const);
     const eventReasons = LATENESS_REASONS.map((reason) => [reason, Object.freeze({ [ATTR_REASON]: reason })] as const);
-    const observables = [refusedRequests, refusedEvents, spans, logRecords, unattributable];
+    const observables = [refusedRequests, refusedEvents, spans, logRecords, unattributable, metricPoints, unusedMetricPoints];
     const callback = (result: BatchObservableResult) => {
       try {
         const s = stats?.();
@@ -377,6 +383,9 @@ export class GuardianTelemetry {
         result.observe(spans, s?.spans ?? 0);
         result.observe(logRecords, s?.logRecords ?? 0);
         result.observe(unattributable, s?.unattributable ?? 0);
+        const m = metricStats?.();
+        result.observe(metricPoints, m?.dataPoints ?? 0);
+        for (const [reason, attributes] of unusedReasons) result.observe(unusedMetricPoints, m === undefined ? 0 : unusedMetricPointCount(m, reason), attributes);
       } catch (err) {
         this.warnOnce(err);
       }
@@ -497,5 +506,22 @@ export class GuardianTelemetry {
     } catch {
       // Even the logger cannot break a caller.
     }
+  }
+}
+
+function unusedMetricPointCount(stats: OtlpMetricsIngestStats, reason: UnusedMetricPointReason): number {
+  switch (reason) {
+    case 'baseline':
+      return stats.baselinePoints;
+    case 'stale':
+      return stats.stalePoints;
+    case 'unattributed':
+      return stats.unattributedPoints;
+    case 'unmapped':
+      return stats.skippedPoints;
+    case 'summary':
+      return stats.summaryPoints;
+    default:
+      return stats.refusedPoints[reason];
   }
 }

@@ -237,7 +237,7 @@ export const METRICS = {
   ingestRefusedEvents: {
     name: 'rollout_guardian.ingest.refused_events',
     unit: '{event}',
-    description: 'Request outcomes (local root spans) and flag evaluations (log records) received but not used because their event time was late (before now minus the allowed lateness) or future (beyond the allowed clock skew), by reason.',
+    description: 'Request outcomes (local root spans), flag evaluations (log records) and metric data points received but not used because their event time was late (before now minus the allowed lateness) or future (beyond the allowed clock skew), by reason.',
     instrument: 'observable-counter',
     attributes: [ATTR_REASON],
   },
@@ -261,6 +261,21 @@ export const METRICS = {
     description: 'Flag evaluations received (span events, span attributes or log records) that name no variant or no trace, so no request can be attributed to a cohort by them.',
     instrument: 'observable-counter',
     attributes: [],
+  },
+  ingestMetricDataPoints: {
+    name: 'rollout_guardian.ingest.metric_data_points',
+    unit: '{data_point}',
+    description: 'OTLP metric data points received over HTTP and gRPC in metrics the metrics mapping reads.',
+    instrument: 'observable-counter',
+    attributes: [],
+  },
+  ingestUnusedMetricDataPoints: {
+    name: 'rollout_guardian.ingest.unused_metric_data_points',
+    unit: '{data_point}',
+    description:
+      'Metric data points received but not recorded in a cohort, by reason: refused (late, future, invalid, unit, kind, cohort-limit: answered as rejected data points) or passed over (baseline: the first cumulative point of a stream or one after a reset; stale; unattributed: no flag and variant, or not a request span kind; unmapped: a metric the mapping does not read; summary).',
+    instrument: 'observable-counter',
+    attributes: [ATTR_REASON],
   },
   guardianErrors: {
     name: 'rollout_guardian.errors',
@@ -347,6 +362,8 @@ export const PROMETHEUS_NAMES = {
   ingestLogRecords: 'rollout_guardian_ingest_log_records_total',
   ingestUnattributable: 'rollout_guardian_ingest_unattributable_evaluations_total',
   sourceErrors: 'rollout_guardian_source_errors_total',
+  ingestMetricDataPoints: 'rollout_guardian_ingest_metric_data_points_total',
+  ingestUnusedMetricDataPoints: 'rollout_guardian_ingest_unused_metric_data_points_total',
 } as const satisfies Record<MetricId, string>;
 
 /** Values of the plan `state` label, each reported (0 or 1) for every flag with a plan. */
@@ -375,3 +392,6 @@ export type SourceErrorReason = 'query_failed' | 'timeout' | 'empty' | 'malforme
 export const SOURCE_ERROR_REASONS: readonly SourceErrorReason[] = ['query_failed', 'timeout', 'empty', 'malformed', 'late', 'refused'];
 /** Sources whose errors /metrics reports from the start, each reason at 0 until it happens. */
 export const SOURCES_WITH_ERRORS = ['prometheus'] as const;
+/** Why a metric data point was not recorded: the `reason` label of the unused-data-points counter. */
+export type UnusedMetricPointReason = 'late' | 'future' | 'invalid' | 'unit' | 'kind' | 'cohort-limit' | 'baseline' | 'stale' | 'unattributed' | 'unmapped' | 'summary';
+export const UNUSED_METRIC_POINT_REASONS: readonly UnusedMetricPointReason[] = ['late', 'future', 'invalid', 'unit', 'kind', 'cohort-limit', 'baseline', 'stale', 'unattributed', 'unmapped', 'summary'];

@@ -7,6 +7,7 @@ import { diag, DiagLogLevel } from '@opentelemetry/api';
 import { type Command, InvalidArgumentError } from 'commander';
 import { BearerAuth } from '../../server/bearer-auth.js';
 import { ReplayClock, ReplayError, replayOtlp } from '../../ingest/otlp-replay.js';
+import { type MetricsMapping, MetricsMappingError, parseMetricsMapping } from '../../ingest/metrics-mapping.js';
 import type { FlagStore } from '../../stores/flag-store.js';
 import type { CliIo } from '../cli-io.js';
 import { CliError } from '../cli-error.js';
@@ -35,6 +36,7 @@ interface ServeOptions extends StoreOptions {
   readonly prometheusHeader?: readonly [string, string][];
   readonly prometheusQueryDelay?: number;
   readonly prometheusTimeout?: number;
+  readonly metricsMapping?: string;
   readonly corsOrigin?: string;
   readonly replicaName?: string;
 }
@@ -110,6 +112,15 @@ function authFrom(options: ServeOptions, env: Readonly<Record<string, string | u
   return undefined;
 }
 
+function mappingFrom(path: string): MetricsMapping {
+  try {
+    return parseMetricsMapping(readFileFor('--metrics-mapping', path).toString('utf8'), path);
+  } catch (err) {
+    if (err instanceof MetricsMappingError) throw new CliError(`--metrics-mapping ${err.message} (see docs/pipelines.md for the fields)`);
+    throw err;
+  }
+}
+
 /** One origin (scheme, host, port) the control API answers with CORS headers. */
 function parseOrigin(text: string): string {
   let origin: string | undefined;
@@ -175,7 +186,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
   withStoreOption(
     program
       .command('serve')
-      .description('run the guardian and the plans on a store; serves OTLP traces and logs (HTTP protobuf/JSON on /v1/traces and /v1/logs, gRPC), /metrics, /healthz, /readyz, /api/status and the control API (/api/v1/*, described at /openapi.json)')
+      .description('run the guardian and the plans on a store; serves OTLP traces, logs and metrics (HTTP protobuf/JSON on /v1/traces, /v1/logs and /v1/metrics, gRPC), /metrics, /healthz, /readyz, /api/status and the control API (/api/v1/*, described at /openapi.json)')
       .option('--port <port>', 'port to listen on (0 picks a free one)', parsePort, 8080)
       .option('--host <address>', 'address to listen on', '127.0.0.1')
       .option('--slot <duration>', "the guardian's slot: how often it judges", parseSlot, 5_000)
@@ -187,6 +198,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       .option('--tls-key <file>', 'TLS private key (PEM); needs --tls-cert')
       .option('--max-body-bytes <size>', 'largest OTLP request body, compressed or not (default 16MiB)', parseBytes)
       .option('--allowed-lateness <duration>', 'how far behind the clock an outcome may end and still count (default 30s); the guardian judges a slot this long (plus 10s for evaluation records) after it ends', parseLateness)
+      .option('--metrics-mapping <file>', 'which OTLP metrics (POST /v1/metrics, gRPC MetricsService) give requests, errors and latency, and which attributes name the flag and variant (YAML or JSON; default: spanmetrics and http.server.request.duration, see docs/pipelines.md)')
       .option('--cors-origin <origin>', 'answer the control API (/api/v1/*, /openapi.json) with CORS headers for this one origin, such as https://ops.example.com (default: no CORS)', parseOrigin)
       .option('--replica-name <name>', 'this replica\u2019s name in the guardian lease on a Redis store, unique per replica (default host:pid:random; see docs/fleet.md)', parseReplicaName)
       .option('--replay <file>', 'judge a recorded OTLP stream (JSON lines of {timeUnixMs, traces|logs}) in dry run, faster than real time, then exit')
@@ -204,6 +216,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
     if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new CliError('TLS needs both --tls-cert FILE and --tls-key FILE');
     const tls = options.tlsCert !== undefined && options.tlsKey !== undefined ? { cert: readFileFor('--tls-cert', options.tlsCert), key: readFileFor('--tls-key', options.tlsKey) } : undefined;
     const auth = authFrom(options, ctx.io.env);
+    const metricsMapping = options.metricsMapping === undefined ? undefined : mappingFrom(options.metricsMapping);
     const logLine = (line: string) => ctx.io.stderr.write(`${new Date(ctx.io.clock.now()).toISOString()} ${line}\n`);
     // Refusals, drops and exporter trouble are reported through OpenTelemetry's diag, once per
     // kind: without a logger they would vanish, and "the app sends, serve hears nothing" with them.
@@ -220,6 +233,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
         tls,
         ingest: { maxBodyBytes: options.maxBodyBytes, allowedLatenessMs: options.allowedLateness },
         prometheus,
+        metricsMapping,
         control: { corsOrigin: options.corsOrigin },
         clock: ctx.io.clock,
         slotMs: options.slot,
@@ -235,7 +249,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       throw err;
     }
     ctx.io.stdout.write(`rollout-guardian serve on ${server.url} (store ${store.source}${options.dryRun ? ', dry run' : ''})\n`);
-    ctx.io.stdout.write(`OTLP: ${server.url}/v1/traces and /v1/logs${server.grpcPort === undefined ? '' : `, gRPC on port ${server.grpcPort}`}; ${auth === undefined ? 'no token: only 127.0.0.1 is served' : 'bearer tokens required'}${tls === undefined ? '' : ', TLS'}\n`);
+    ctx.io.stdout.write(`OTLP: ${server.url}/v1/traces, /v1/logs and /v1/metrics${server.grpcPort === undefined ? '' : `, gRPC on port ${server.grpcPort}`}; ${auth === undefined ? 'no token: only 127.0.0.1 is served' : 'bearer tokens required'}${tls === undefined ? '' : ', TLS'}\n`);
     if (prometheus !== undefined) ctx.io.stdout.write(`Prometheus: ${prometheus.url}, each slot queried ${(prometheus.queryDelayMs ?? 15_000) / 1000} s after it ends, for flags whose guard names PromQL\n`);
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {
