@@ -20,6 +20,7 @@ import type { CohortRegistry } from '../guardian/cohort-registry.js';
 import { DEFAULT_GUARD_POLICY, type GuardPolicy } from '../guardian/guard-policy.js';
 import type { GuardianSpanProcessorStats } from '../guardian/guardian-span-processor.js';
 import type { OtlpIngestStats } from '../ingest/otlp-ingest.js';
+import { type NotificationTotals, observeNotifications } from './notification-telemetry.js';
 import { requirePositiveInteger } from '../guardian/option-checks.js';
 import type { GuardedFlagStatus, RollbackRecord, RolloutGuardian } from '../guardian/rollout-guardian.js';
 import { systemClock } from '../runtime/system-clock.js';
@@ -48,6 +49,8 @@ export interface GuardianTelemetryOptions {
   readonly plans?: Pick<FlagStore, 'load' | 'watch'>;
   /** The plan runner, whose background errors are counted beside the guardian's. */
   readonly planRunner?: { readonly errorCount: number };
+  /** The notifier's totals per webhook target (`() => notifier.stats()`). */
+  readonly notifications?: () => readonly NotificationTotals[];
 }
 
 const GUARDIAN_ERRORS = Object.freeze({ [ATTR_REASON]: 'guardian' });
@@ -128,6 +131,7 @@ export class GuardianTelemetry {
   private readonly planRunner: { readonly errorCount: number } | undefined;
   private unwatchPlans: (() => void) | undefined;
   private removeIngest: (() => void) | undefined;
+  private removeNotifications: (() => void) | undefined;
   private unsubscribe: (() => void) | undefined;
   private warned = false;
   private closed = false;
@@ -192,6 +196,8 @@ export class GuardianTelemetry {
       this.droppedCohortOutcomes,
     ];
     this.removeIngest = this.observeIngest(meter, options.ingestStats);
+    const notifications = options.notifications;
+    if (notifications !== undefined) this.removeNotifications = observeNotifications(meter, notifications, (err) => this.warnOnce(err));
     // One batch callback, so a scrape reads the guardian's status once for every gauge.
     meter.addBatchObservableCallback(this.collect, this.observables);
     this.unsubscribe = this.guardian?.addListener({ rollback: (record) => this.onRollback(record) });
@@ -253,6 +259,8 @@ export class GuardianTelemetry {
       this.meter.removeBatchObservableCallback(this.collect, this.observables);
       this.removeIngest?.();
       this.removeIngest = undefined;
+      this.removeNotifications?.();
+      this.removeNotifications = undefined;
     } catch (err) {
       this.warnOnce(err);
     }

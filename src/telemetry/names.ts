@@ -43,6 +43,10 @@ export const ATTR_VERDICT = 'verdict';
 export const ATTR_CHECK = 'check';
 /** A deployment plan's status: running, paused, completed, aborted, rolled-back. */
 export const ATTR_PLAN_STATE = 'state';
+/** A notification target's name (from the notify file). */
+export const ATTR_TARGET = 'target';
+/** How a notification ended: sent, failed, dropped; or retried, for an attempt to be repeated. */
+export const ATTR_OUTCOME = 'outcome';
 
 /**
  * OpenTelemetry's mark for measurements beyond a cardinality limit; here, evaluations of
@@ -58,6 +62,8 @@ export const PROMETHEUS_LABELS = {
   [ATTR_VERDICT]: 'verdict',
   [ATTR_CHECK]: 'check',
   [ATTR_PLAN_STATE]: 'state',
+  [ATTR_TARGET]: 'target',
+  [ATTR_OUTCOME]: 'outcome',
   [ATTR_METRIC_OVERFLOW]: 'otel_metric_overflow',
 } as const;
 
@@ -273,6 +279,20 @@ export const METRICS = {
     instrument: 'observable-counter',
     attributes: [ATTR_REASON],
   },
+  notifications: {
+    name: 'rollout_guardian.notifications',
+    unit: '{notification}',
+    description: 'Notifications by webhook target and outcome: sent, failed (refused with a 4xx, or still undelivered at the maximum age), dropped (the queue was full); retried counts attempts that will be repeated.',
+    instrument: 'observable-counter',
+    attributes: [ATTR_TARGET, ATTR_OUTCOME],
+  },
+  notificationsQueued: {
+    name: 'rollout_guardian.notifications.queued',
+    unit: '{notification}',
+    description: 'Notifications waiting for delivery to each webhook target (a receiver that is down shows as a growing queue).',
+    instrument: 'gauge',
+    attributes: [ATTR_TARGET],
+  },
 } as const satisfies Record<string, MetricSpec>;
 
 export type MetricId = keyof typeof METRICS;
@@ -312,6 +332,8 @@ export const PROMETHEUS_NAMES = {
   ingestSpans: 'rollout_guardian_ingest_spans_total',
   ingestLogRecords: 'rollout_guardian_ingest_log_records_total',
   ingestUnattributable: 'rollout_guardian_ingest_unattributable_evaluations_total',
+  notifications: 'rollout_guardian_notifications_total',
+  notificationsQueued: 'rollout_guardian_notifications_queued',
 } as const satisfies Record<MetricId, string>;
 
 /** Values of the plan `state` label, each reported (0 or 1) for every flag with a plan. */
@@ -334,3 +356,6 @@ export const REFUSAL_REASONS: readonly RefusalReason[] = ['unsupported_media_typ
 /** Why an outcome was refused for its event time. */
 export type LatenessReason = 'late' | 'future';
 export const LATENESS_REASONS: readonly LatenessReason[] = ['late', 'future'];
+
+export type NotificationOutcome = 'sent' | 'failed' | 'dropped' | 'retried';
+export const NOTIFICATION_OUTCOMES: readonly NotificationOutcome[] = ['sent', 'failed', 'dropped', 'retried'];
