@@ -132,3 +132,19 @@ export function parseNotifyConfig(text: string, file: string): NotifyConfig {
     timeoutMs: f.timeout === undefined ? undefined : parseDurationMs(f.timeout),
   };
 }
+
+/** The config with each `secretEnv` read from `env` (given by the composition root); throws NotifyConfigError naming any that is unset. */
+export function resolveSecrets(config: NotifyConfig, env: Readonly<Record<string, string | undefined>>, file: string): NotifyConfig {
+  const problems: string[] = [];
+  const targets = config.targets.map((target) => {
+    if (target.secretEnv === undefined) return target;
+    const secret = env[target.secretEnv];
+    if (secret === undefined || secret.length < 16) {
+      problems.push(`${file}: target "${target.name}" takes its secret from $${target.secretEnv}, which is ${secret === undefined ? 'not set' : 'shorter than 16 characters'}; export ${target.secretEnv}=<secret> before serve`);
+      return target;
+    }
+    return { ...target, secret };
+  });
+  if (problems.length > 0) throw new NotifyConfigError(problems);
+  return { ...config, targets };
+}

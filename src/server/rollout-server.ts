@@ -23,6 +23,8 @@ import { type OtlpHttpLimits, OtlpHttpReceiver } from './otlp-http-receiver.js';
 import { OtlpGrpcReceiver } from './otlp-grpc-receiver.js';
 import type { BearerAuth, Role } from './bearer-auth.js';
 import { type ServerStatus, serverStatus } from './server-status.js';
+import { Notifier } from '../notify/notifier.js';
+import type { NotifyConfig } from '../notify/notify-config.js';
 
 export interface RolloutServerOptions {
   readonly store: FlagStore;
@@ -48,6 +50,10 @@ export interface RolloutServerOptions {
   readonly tls?: { readonly key: Buffer; readonly cert: Buffer };
   /** OTLP ingest: event-time limits, request kinds, join bounds, body limits. */
   readonly ingest?: Omit<OtlpIngestOptions, 'sink' | 'clock'> & OtlpHttpLimits;
+  /** Webhook notifications of warnings, rollbacks, health checks and plan steps (secrets resolved). */
+  readonly notify?: NotifyConfig;
+  /** The notifier's jitter source (default Math.random; tests seed it). */
+  readonly notifyRandom?: () => number;
 }
 
 /** A port that cannot be listened on (in use, not permitted): a configuration problem, not a bug. */
@@ -71,6 +77,8 @@ export class RolloutServer {
   readonly ingest: OtlpIngest;
   /** OTLP/HTTP routes; its bodyBytesInFlight shows the body budget in use. */
   readonly otlpHttp: OtlpHttpReceiver;
+  /** Webhook delivery, when `notify` is configured. */
+  readonly notifier: Notifier | undefined;
   private readonly store: FlagStore;
   private readonly clock: Clock;
   private readonly log: (line: string) => void;
@@ -101,9 +109,13 @@ export class RolloutServer {
     const allowedLatenessMs = this.ingest.gate.allowedLatenessMs + this.ingest.joinWaitMs;
     this.guardian = new RolloutGuardian({ source: this.store, writer: new StoreWriter(this.store, this.clock), registry: this.registry, clock: this.clock, dryRun: options.dryRun, allowedLatenessMs });
     this.plans = new PlanRunner({ store: this.store, judgments: this.guardian, clock: this.clock, dryRun: options.dryRun });
+    const notifier = options.notify === undefined ? undefined : new Notifier({ config: options.notify, clock: this.clock, random: options.notifyRandom });
+    notifier?.watchGuardian(this.guardian);
+    notifier?.watchPlans(this.plans);
+    this.notifier = notifier;
     const exporter = new PrometheusExporter({ preventServerStart: true });
     this.meterProvider = new MeterProvider({ readers: [exporter] });
-    this.telemetry = new GuardianTelemetry({ meter: this.meterProvider.getMeter(METER_NAME), registry: this.registry, guardian: this.guardian, processorStats: () => this.processor.stats, ingestStats: () => this.ingest.stats, clock: this.clock, plans: this.store, planRunner: this.plans });
+    this.telemetry = new GuardianTelemetry({ meter: this.meterProvider.getMeter(METER_NAME), registry: this.registry, guardian: this.guardian, processorStats: () => this.processor.stats, ingestStats: () => this.ingest.stats, clock: this.clock, plans: this.store, planRunner: this.plans, notifications: notifier === undefined ? undefined : () => notifier.stats() });
     const metrics = metricsHandler(exporter);
     this.unwatch = this.store.watch((event) => this.onStoreEvent(event));
     this.guardian.addListener({
@@ -209,6 +221,7 @@ export class RolloutServer {
       await Promise.all([new Promise<void>((resolve) => this.http.close(() => resolve())), this.grpc?.close()]);
       await this.guardian.shutdown();
       await this.plans.shutdown();
+      await this.notifier?.close();
       this.telemetry.shutdown();
       this.unwatch();
       await this.meterProvider.shutdown();

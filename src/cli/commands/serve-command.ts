@@ -12,6 +12,7 @@ import type { CliIo } from '../cli-io.js';
 import { CliError } from '../cli-error.js';
 import { parseDurationMs } from '../../core/duration.js';
 import { ListenError, RolloutServer } from '../../server/rollout-server.js';
+import { type NotifyConfig, NotifyConfigError, parseNotifyConfig, resolveSecrets } from '../../notify/notify-config.js';
 import { FLAGS_ENV_VAR, DEFAULT_FLAGS_FILE } from '../../stores/file-store.js';
 import { durationArgument } from '../arguments.js';
 import { openLocation } from '../store-location.js';
@@ -30,6 +31,17 @@ interface ServeOptions extends StoreOptions {
   readonly maxBodyBytes?: number;
   readonly allowedLateness?: number;
   readonly replay?: string;
+  readonly notify?: string;
+}
+
+/** --notify FILE read, validated and its secrets taken from the environment; a bad file is a located CliError. */
+function notifyFrom(file: string, env: Readonly<Record<string, string | undefined>>): NotifyConfig {
+  try {
+    return resolveSecrets(parseNotifyConfig(readFileFor('--notify', file).toString('utf8'), file), env, file);
+  } catch (err) {
+    if (err instanceof NotifyConfigError) throw new CliError(`--notify: ${err.problems.length} problem${err.problems.length === 1 ? '' : 's'} in the notification file:\n${err.message}`);
+    throw err;
+  }
 }
 
 /**
@@ -126,6 +138,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       .option('--tls-key <file>', 'TLS private key (PEM); needs --tls-cert')
       .option('--max-body-bytes <size>', 'largest OTLP request body, compressed or not (default 16MiB)', parseBytes)
       .option('--allowed-lateness <duration>', 'how far behind the clock an outcome may end and still count (default 30s); the guardian judges a slot this long (plus 10s for evaluation records) after it ends', parseLateness)
+      .option('--notify <file>', 'webhook targets (YAML or JSON) notified of warnings, breaches, rollbacks, failed health checks and plan steps; see docs/notifications.md')
       .option('--replay <file>', 'judge a recorded OTLP stream (JSON lines of {timeUnixMs, traces|logs}) in dry run, faster than real time, then exit'),
   ).action(async (options: ServeOptions) => {
     const location = options.store ?? (ctx.io.env[FLAGS_ENV_VAR] || DEFAULT_FLAGS_FILE);
@@ -135,6 +148,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
     if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new CliError('TLS needs both --tls-cert FILE and --tls-key FILE');
     const tls = options.tlsCert !== undefined && options.tlsKey !== undefined ? { cert: readFileFor('--tls-cert', options.tlsCert), key: readFileFor('--tls-key', options.tlsKey) } : undefined;
     const auth = authFrom(options, ctx.io.env);
+    const notify = options.notify === undefined ? undefined : notifyFrom(options.notify, ctx.io.env);
     const logLine = (line: string) => ctx.io.stderr.write(`${new Date(ctx.io.clock.now()).toISOString()} ${line}\n`);
     // Refusals, drops and exporter trouble are reported through OpenTelemetry's diag, once per
     // kind: without a logger they would vanish, and "the app sends, serve hears nothing" with them.
@@ -154,6 +168,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
         slotMs: options.slot,
         dryRun: options.dryRun,
         log: logLine,
+        notify,
       });
     } catch (err) {
       // A store that never connected still retries in the background: close it, or the
