@@ -155,6 +155,8 @@ function since(c: CheckResult): string {
  * (confirmed over sustainFor and still holding, or overwhelming); undefined when not.
  */
 export function judgeWarning(evidence: FlagEvidence): WarningJudgment | undefined {
+  // Confirmed and overwhelming both stand on a rejected test: most ticks stop here, cheaply.
+  if (!evidence.checks.some((slot) => slot.evidence.rejects())) return undefined;
   const policy = evidence.policy;
   const checks = evidence.checks.map((slot) => judgeCheck(slot, policy));
   const check = checks.find((c) => c.state === 'overwhelming') ?? checks.find((c) => c.state === 'confirmed');

@@ -2,8 +2,10 @@
 // real HTTP receiver on a free port. Time only moves when the test moves it; the HTTP round
 // trips are real and awaited, backoff is waited out by advancing the clock.
 import { createHmac } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
 import { type IncomingHttpHeaders, type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { FlagDefinitionInput } from '../../src/core/flag-schema.js';
 import { PlanWriter } from '../../src/deploy/plan-writer.js';
@@ -14,7 +16,9 @@ import { NotifyConfigError, parseNotifyConfig, resolveSecrets } from '../../src/
 import { RolloutServer } from '../../src/server/rollout-server.js';
 import { MemoryFlagStore } from '../../src/stores/memory-store.js';
 import { PROMETHEUS_NAMES } from '../../src/telemetry/names.js';
+import { runCliIn } from '../helpers/cli-in-process.js';
 import { FakeClock } from '../helpers/fake-clock.js';
+import { withTempDir } from '../helpers/temp-dir.js';
 import { lognormal, mulberry32 } from '../helpers/seeded-random.js';
 
 const START = Date.parse('2026-11-27T12:00:00Z');
@@ -369,5 +373,17 @@ describe('the notification file', () => {
     expect(config.maxAgeMs).toBe(7_200_000);
     expect(resolveSecrets(config, { HOOK_SECRET: SECRET }, 'n.json').targets[0]?.secret).toBe(SECRET);
     expect(() => resolveSecrets(config, {}, 'n.json')).toThrow('n.json: target "a.example" takes its secret from $HOOK_SECRET, which is not set; export HOOK_SECRET=<secret> before serve');
+  });
+
+  it('stops serve --notify with a bad file before anything starts, saying where the file is bad', async () => {
+    await withTempDir(async (dir) => {
+      await writeFile(join(dir, 'flags.yaml'), 'flags: {}\n');
+      await writeFile(join(dir, 'notify.yaml'), 'targets:\n  - url: not a url\n');
+      const run = await runCliIn(dir, ['serve', '--port', '0', '--no-grpc-port', '--store', join(dir, 'flags.yaml'), '--notify', join(dir, 'notify.yaml')]);
+      expect(run.code).not.toBe(0);
+      expect(run.stderr).toContain('--notify: 1 problem in the notification file:');
+      expect(run.stderr).toContain(`${join(dir, 'notify.yaml')}:2:10: targets[0].url: expected an http:// or https:// URL, got "not a url"`);
+      expect(run.stdout).toBe('');
+    });
   });
 });

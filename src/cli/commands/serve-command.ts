@@ -141,6 +141,8 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       .option('--notify <file>', 'webhook targets (YAML or JSON) notified of warnings, breaches, rollbacks, failed health checks and plan steps; see docs/notifications.md')
       .option('--replay <file>', 'judge a recorded OTLP stream (JSON lines of {timeUnixMs, traces|logs}) in dry run, faster than real time, then exit'),
   ).action(async (options: ServeOptions) => {
+    // Read before the store is opened: a bad file stops serve before anything is watched.
+    const notify = options.notify === undefined || options.replay !== undefined ? undefined : notifyFrom(options.notify, ctx.io.env);
     const location = options.store ?? (ctx.io.env[FLAGS_ENV_VAR] || DEFAULT_FLAGS_FILE);
     // Watching: serve follows edits to the file and changes other instances make in Redis.
     const store = openLocation(location, options.store !== undefined ? '--store' : FLAGS_ENV_VAR, ctx.io, true);
@@ -148,7 +150,6 @@ export function registerServe(program: Command, ctx: CommandContext): void {
     if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new CliError('TLS needs both --tls-cert FILE and --tls-key FILE');
     const tls = options.tlsCert !== undefined && options.tlsKey !== undefined ? { cert: readFileFor('--tls-cert', options.tlsCert), key: readFileFor('--tls-key', options.tlsKey) } : undefined;
     const auth = authFrom(options, ctx.io.env);
-    const notify = options.notify === undefined ? undefined : notifyFrom(options.notify, ctx.io.env);
     const logLine = (line: string) => ctx.io.stderr.write(`${new Date(ctx.io.clock.now()).toISOString()} ${line}\n`);
     // Refusals, drops and exporter trouble are reported through OpenTelemetry's diag, once per
     // kind: without a logger they would vanish, and "the app sends, serve hears nothing" with them.
@@ -178,6 +179,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       throw err;
     }
     ctx.io.stdout.write(`rollout-guardian serve on ${server.url} (store ${store.source}${options.dryRun ? ', dry run' : ''})\n`);
+    if (notify !== undefined) ctx.io.stdout.write(`notifying ${notify.targets.map((t) => t.name).join(', ')}\n`);
     ctx.io.stdout.write(`OTLP: ${server.url}/v1/traces and /v1/logs${server.grpcPort === undefined ? '' : `, gRPC on port ${server.grpcPort}`}; ${auth === undefined ? 'no token: only 127.0.0.1 is served' : 'bearer tokens required'}${tls === undefined ? '' : ', TLS'}\n`);
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {
