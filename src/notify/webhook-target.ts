@@ -186,8 +186,8 @@ export class WebhookTarget {
       const cause = err instanceof Error ? ((err.cause as Error | undefined)?.message ?? err.message) : String(err);
       return { kind: 'retry', problem: 'network', message: `${pending.event.type} ${pending.event.id} not delivered: ${cause}`, retryAfterMs: undefined };
     }
-    // The answer's body is not needed; reading it to the end frees the connection.
-    await response.arrayBuffer().catch(() => undefined);
+    // The answer's body is not needed, and a receiver's could be any size: let it go unread.
+    await response.body?.cancel().catch(() => undefined);
     const status = response.status;
     if (status >= 200 && status < 300) return { kind: 'sent' };
     if (status === 429 || status >= 500) {
