@@ -4,7 +4,15 @@
 // signature a receiver checks them by.
 import { createHash, createHmac } from 'node:crypto';
 
-export const NOTIFICATION_TYPES = ['warning', 'breach-suspected', 'rollback', 'health-check-failed', 'plan-step-advanced', 'plan-held', 'plan-completed'] as const;
+export const NOTIFICATION_TYPES = [
+  'warning',
+  'breach-suspected',
+  'rollback',
+  'health-check-failed',
+  'plan-step-advanced',
+  'plan-held',
+  'plan-completed',
+] as const;
 export type NotificationType = (typeof NOTIFICATION_TYPES)[number];
 
 export interface NotificationEvent {
@@ -31,7 +39,10 @@ export const EVENT_ID_HEADER = 'x-rollout-guardian-event-id';
 
 /** `evt_` and 24 hex digits of SHA-256 over the parts that identify the event. */
 export function eventId(type: NotificationType, ...parts: readonly (string | number | undefined)[]): string {
-  return `evt_${createHash('sha256').update(JSON.stringify([type, ...parts])).digest('hex').slice(0, 24)}`;
+  return `evt_${createHash('sha256')
+    .update(JSON.stringify([type, ...parts]))
+    .digest('hex')
+    .slice(0, 24)}`;
 }
 
 /** `sha256=<hex>`: HMAC-SHA256 of `<timestamp>.<body>`, as Stripe signs (the timestamp in seconds). */
@@ -60,7 +71,9 @@ const EMOJI: Record<NotificationType, string> = {
 };
 
 /** The treatment's and baseline's rates and the limits, where the evidence has them. */
-export function ratesAndLimits(evidence: Readonly<Record<string, unknown>>): { rates: Record<string, unknown>; limits: Record<string, unknown> } | undefined {
+export function ratesAndLimits(
+  evidence: Readonly<Record<string, unknown>>,
+): { rates: Record<string, unknown>; limits: Record<string, unknown> } | undefined {
   const treatment = record(evidence.treatment);
   const policy = record(evidence.policy);
   if (treatment === undefined && policy === undefined) return undefined;
@@ -68,7 +81,16 @@ export function ratesAndLimits(evidence: Readonly<Record<string, unknown>>): { r
     c === undefined ? undefined : { variant: c.variant, samples: c.samples, errorRate: c.errorRate, p95Ms: c.p95Ms, p99Ms: c.p99Ms };
   return {
     rates: { treatment: cohort(treatment), baseline: cohort(record(evidence.baseline)) },
-    limits: policy === undefined ? {} : { maxErrorRate: policy.maxErrorRate, maxP95Ms: policy.maxP95Ms, maxP99Ms: policy.maxP99Ms, sustainForMs: policy.sustainForMs, warn: policy.warn },
+    limits:
+      policy === undefined
+        ? {}
+        : {
+            maxErrorRate: policy.maxErrorRate,
+            maxP95Ms: policy.maxP95Ms,
+            maxP99Ms: policy.maxP99Ms,
+            sustainForMs: policy.sustainForMs,
+            warn: policy.warn,
+          },
   };
 }
 
@@ -121,13 +143,19 @@ export function slackBody(event: NotificationEvent): string {
     blocks.push({
       type: 'section',
       fields: [
-        { type: 'mrkdwn', text: `*Error rate*\n${pct(treatment.errorRate)} (baseline ${pct(baseline?.errorRate)}, limit ${pct(limits.maxErrorRate)})` },
+        {
+          type: 'mrkdwn',
+          text: `*Error rate*\n${pct(treatment.errorRate)} (baseline ${pct(baseline?.errorRate)}, limit ${pct(limits.maxErrorRate)})`,
+        },
         { type: 'mrkdwn', text: `*P95*\n${ms(treatment.p95Ms)} (baseline ${ms(baseline?.p95Ms)}, limit ${ms(limits.maxP95Ms)})` },
         { type: 'mrkdwn', text: `*P99*\n${ms(treatment.p99Ms)} (baseline ${ms(baseline?.p99Ms)}, limit ${ms(limits.maxP99Ms)})` },
         { type: 'mrkdwn', text: `*Verdict*\n${escapeSlack(event.verdict ?? '-')}` },
       ],
     });
   }
-  blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: `${new Date(event.atMs).toISOString()} \u00b7 ${event.type} \u00b7 ${event.id}` }] });
+  blocks.push({
+    type: 'context',
+    elements: [{ type: 'mrkdwn', text: `${new Date(event.atMs).toISOString()} \u00b7 ${event.type} \u00b7 ${event.id}` }],
+  });
   return JSON.stringify({ text: clip(text, 3000), blocks });
 }

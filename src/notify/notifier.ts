@@ -142,12 +142,24 @@ export class Notifier {
     const breaching = j.verdict === 'breaching';
     if (breaching && !memory.breaching) {
       const check = j.checks.find((c) => c.state === 'breaching');
-      this.emit('breach-suspected', [flag, j.sinceMs, check?.check, check?.breachSinceMs], { flag, verdict: j.verdict, reason: j.reason, evidence: judgedEvidence(status, check), atMs: status.judgedAtMs });
+      this.emit('breach-suspected', [flag, j.sinceMs, check?.check, check?.breachSinceMs], {
+        flag,
+        verdict: j.verdict,
+        reason: j.reason,
+        evidence: judgedEvidence(status, check),
+        atMs: status.judgedAtMs,
+      });
     }
     // A rollback says more than a warning at the same moment.
     const warning = j.verdict === 'rollback' ? undefined : j.warning;
     if (warning !== undefined && !memory.warned) {
-      this.emit('warning', [flag, j.sinceMs, warning.check.check, warning.check.breachSinceMs], { flag, verdict: j.verdict, reason: warning.reason, evidence: judgedEvidence(status, warning.check), atMs: status.judgedAtMs });
+      this.emit('warning', [flag, j.sinceMs, warning.check.check, warning.check.breachSinceMs], {
+        flag,
+        verdict: j.verdict,
+        reason: warning.reason,
+        evidence: judgedEvidence(status, warning.check),
+        atMs: status.judgedAtMs,
+      });
     }
     memory.breaching = breaching;
     memory.warned = warning !== undefined;
@@ -159,7 +171,12 @@ export class Notifier {
       flag: record.flagKey,
       verdict: 'rollback',
       reason: record.reason,
-      evidence: { cause: record.cause, ...record.evidence, decidedAt: new Date(record.decidedAtMs).toISOString(), landedAt: new Date(record.landedAtMs).toISOString() },
+      evidence: {
+        cause: record.cause,
+        ...record.evidence,
+        decidedAt: new Date(record.decidedAtMs).toISOString(),
+        landedAt: new Date(record.landedAtMs).toISOString(),
+      },
       atMs: record.landedAtMs,
       dryRun: record.dryRun,
     });
@@ -189,10 +206,16 @@ export class Notifier {
     const action = event.action;
     const base = { flag: event.flagKey, verdict: undefined, reason: action.reason, atMs: event.atMs, dryRun: event.dryRun };
     if (action.kind === 'advance') {
-      this.emit('plan-step-advanced', [event.flagKey, action.toIndex, event.atMs], { ...base, evidence: { step: action.toIndex + 1, percentage: action.percentage } });
+      this.emit('plan-step-advanced', [event.flagKey, action.toIndex, event.atMs], {
+        ...base,
+        evidence: { step: action.toIndex + 1, percentage: action.percentage },
+      });
     }
     if (action.kind === 'complete' || (action.kind === 'advance' && event.status === 'completed')) {
-      this.emit('plan-completed', [event.flagKey, event.atMs], { ...base, evidence: action.kind === 'advance' ? { step: action.toIndex + 1, percentage: action.percentage } : {} });
+      this.emit('plan-completed', [event.flagKey, event.atMs], {
+        ...base,
+        evidence: action.kind === 'advance' ? { step: action.toIndex + 1, percentage: action.percentage } : {},
+      });
     }
   }
 
@@ -207,7 +230,11 @@ export class Notifier {
     });
   }
 
-  private emit(type: NotificationType, idParts: readonly (string | number | undefined)[], event: Omit<NotificationEvent, 'id' | 'type' | 'dryRun'> & { dryRun?: boolean }): void {
+  private emit(
+    type: NotificationType,
+    idParts: readonly (string | number | undefined)[],
+    event: Omit<NotificationEvent, 'id' | 'type' | 'dryRun'> & { dryRun?: boolean },
+  ): void {
     this.notify({ ...event, id: eventId(type, ...idParts), type, dryRun: event.dryRun ?? false });
   }
 
@@ -237,8 +264,23 @@ function judgedEvidence(status: GuardedFlagStatus, check: CheckResult | undefine
   return {
     verdict: j.verdict,
     check,
-    treatment: { variant: status.treatmentVariant, samples: j.treatment.samples, errorRate: j.treatment.errorRate, p95Ms: j.treatment.p95Ms, p99Ms: j.treatment.p99Ms },
-    baseline: j.baseline === undefined ? undefined : { variant: status.baselineVariant, samples: j.baseline.samples, errorRate: j.baseline.errorRate, p95Ms: j.baseline.p95Ms, p99Ms: j.baseline.p99Ms },
+    treatment: {
+      variant: status.treatmentVariant,
+      samples: j.treatment.samples,
+      errorRate: j.treatment.errorRate,
+      p95Ms: j.treatment.p95Ms,
+      p99Ms: j.treatment.p99Ms,
+    },
+    baseline:
+      j.baseline === undefined
+        ? undefined
+        : {
+            variant: status.baselineVariant,
+            samples: j.baseline.samples,
+            errorRate: j.baseline.errorRate,
+            p95Ms: j.baseline.p95Ms,
+            p99Ms: j.baseline.p99Ms,
+          },
     percentage: status.percentage,
     policy: { ...status.policy },
   };

@@ -7,25 +7,41 @@ import { parseDurationMs } from '../core/duration.js';
 import { type SchemaIssue, describeIssue, toSchemaIssues } from '../core/parse-flags.js';
 import { NOTIFICATION_TYPES, type NotificationType } from './notification.js';
 
-const duration = z.union([z.string(), z.number()], { error: 'expected a duration such as 30s, 5m or 1h' }).refine((d) => parseDurationMs(d) !== undefined, {
-  error: 'expected a duration such as 30s, 5m or 1h',
-});
+const duration = z
+  .union([z.string(), z.number()], { error: 'expected a duration such as 30s, 5m or 1h' })
+  .refine((d) => parseDurationMs(d) !== undefined, {
+    error: 'expected a duration such as 30s, 5m or 1h',
+  });
 
 /** Headers we set ourselves: a target may not replace them. */
 const RESERVED_HEADER = /^(content-type|content-length|host|x-rollout-guardian-.*)$/i;
 
 const targetSchema = z.strictObject({
   /** The `target` label in /metrics and the name in logs (default: the URL's host). URLs can hold secrets (Slack's do), so they are never logged. */
-  name: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, { error: 'expected a name of letters, digits, _ . : - (at most 64)' }).optional(),
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9_.:-]{1,64}$/, { error: 'expected a name of letters, digits, _ . : - (at most 64)' })
+    .optional(),
   url: z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' }),
   format: z.enum(['generic', 'slack'], { error: 'expected generic or slack' }).default('generic'),
   secret: z.string().min(16, { error: 'expected a secret of at least 16 characters' }).optional(),
   /** The name of an environment variable holding the secret, so the file need not. */
-  secretEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'expected the name of an environment variable' }).optional(),
-  events: z.array(z.enum(NOTIFICATION_TYPES, { error: `expected one of ${NOTIFICATION_TYPES.join(', ')}` })).min(1, { error: 'expected at least one event type (leave events out for all)' }).optional(),
+  secretEnv: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'expected the name of an environment variable' })
+    .optional(),
+  events: z
+    .array(z.enum(NOTIFICATION_TYPES, { error: `expected one of ${NOTIFICATION_TYPES.join(', ')}` }))
+    .min(1, { error: 'expected at least one event type (leave events out for all)' })
+    .optional(),
   headers: z
-    .record(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, { error: 'expected an HTTP header name' }), z.string().refine((v) => !/[\r\n]/.test(v), { error: 'expected a header value on one line' }))
-    .refine((h) => Object.keys(h).every((k) => !RESERVED_HEADER.test(k)), { error: 'expected no content-type, content-length, host or x-rollout-guardian-* header: those are set by the notifier' })
+    .record(
+      z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, { error: 'expected an HTTP header name' }),
+      z.string().refine((v) => !/[\r\n]/.test(v), { error: 'expected a header value on one line' }),
+    )
+    .refine((h) => Object.keys(h).every((k) => !RESERVED_HEADER.test(k)), {
+      error: 'expected no content-type, content-length, host or x-rollout-guardian-* header: those are set by the notifier',
+    })
     .optional(),
   /** Events held for this target while it is unreachable; beyond it new events are dropped and counted. */
   maxQueue: z.int().min(1).max(100_000).optional(),
@@ -44,10 +60,16 @@ export const notifyFileSchema = z
   .superRefine((file, ctx) => {
     const seen = new Map<string, number>();
     file.targets.forEach((target, i) => {
-      if (target.secret !== undefined && target.secretEnv !== undefined) ctx.addIssue({ code: 'custom', path: ['targets', i, 'secretEnv'], message: 'expected secret or secretEnv, not both' });
+      if (target.secret !== undefined && target.secretEnv !== undefined)
+        ctx.addIssue({ code: 'custom', path: ['targets', i, 'secretEnv'], message: 'expected secret or secretEnv, not both' });
       const name = target.name ?? hostOf(target.url);
       const first = seen.get(name);
-      if (first !== undefined) ctx.addIssue({ code: 'custom', path: ['targets', i, target.name === undefined ? 'url' : 'name'], message: `expected a name of its own: targets[${first}] is also "${name}" (give each target a distinct name)` });
+      if (first !== undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['targets', i, target.name === undefined ? 'url' : 'name'],
+          message: `expected a name of its own: targets[${first}] is also "${name}" (give each target a distinct name)`,
+        });
       else seen.set(name, i);
     });
   });
@@ -96,7 +118,8 @@ function position(lines: LineCounter, offset: number): string {
 export function parseNotifyConfig(text: string, file: string): NotifyConfig {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
-  if (doc.errors.length > 0) throw new NotifyConfigError(doc.errors.map((e) => `${file}:${position(lines, e.pos[0])}: syntax error: ${e.message.split('\n')[0]}`));
+  if (doc.errors.length > 0)
+    throw new NotifyConfigError(doc.errors.map((e) => `${file}:${position(lines, e.pos[0])}: syntax error: ${e.message.split('\n')[0]}`));
   let data: unknown;
   try {
     data = doc.toJS({ maxAliasCount: 100 });
@@ -140,7 +163,9 @@ export function resolveSecrets(config: NotifyConfig, env: Readonly<Record<string
     if (target.secretEnv === undefined) return target;
     const secret = env[target.secretEnv];
     if (secret === undefined || secret.length < 16) {
-      problems.push(`${file}: target "${target.name}" takes its secret from $${target.secretEnv}, which is ${secret === undefined ? 'not set' : 'shorter than 16 characters'}; export ${target.secretEnv}=<secret> before serve`);
+      problems.push(
+        `${file}: target "${target.name}" takes its secret from $${target.secretEnv}, which is ${secret === undefined ? 'not set' : 'shorter than 16 characters'}; export ${target.secretEnv}=<secret> before serve`,
+      );
       return target;
     }
     return { ...target, secret };

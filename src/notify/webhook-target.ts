@@ -6,7 +6,16 @@
 import { context } from '@opentelemetry/api';
 import { suppressTracing } from '@opentelemetry/core';
 import type { Clock } from '../core/clock.js';
-import { EVENT_HEADER, EVENT_ID_HEADER, type NotificationEvent, SIGNATURE_HEADER, TIMESTAMP_HEADER, genericBody, signature, slackBody } from './notification.js';
+import {
+  EVENT_HEADER,
+  EVENT_ID_HEADER,
+  type NotificationEvent,
+  SIGNATURE_HEADER,
+  TIMESTAMP_HEADER,
+  genericBody,
+  signature,
+  slackBody,
+} from './notification.js';
 import type { WebhookTargetConfig } from './notify-config.js';
 
 export interface DeliveryPolicy {
@@ -42,7 +51,10 @@ interface Pending {
   nextAtMs: number;
 }
 
-type Outcome = { readonly kind: 'sent' } | { readonly kind: 'refused'; readonly status: number } | { readonly kind: 'retry'; readonly problem: string; readonly message: string; readonly retryAfterMs: number | undefined };
+type Outcome =
+  | { readonly kind: 'sent' }
+  | { readonly kind: 'refused'; readonly status: number }
+  | { readonly kind: 'retry'; readonly problem: string; readonly message: string; readonly retryAfterMs: number | undefined };
 
 /** Retry-After in ms: delay-seconds or an HTTP date; undefined when absent or unreadable. */
 export function retryAfterMs(header: string | null, nowMs: number): number | undefined {
@@ -121,7 +133,10 @@ export class WebhookTarget {
         if (nowMs - head.queuedAtMs >= this.policy.maxAgeMs) {
           this.queue.shift();
           this.counts.failed++;
-          this.policy.onProblem('expired', `${head.event.type} ${head.event.id} given up after ${head.attempts} attempts over ${Math.round((nowMs - head.queuedAtMs) / 1000)} s`);
+          this.policy.onProblem(
+            'expired',
+            `${head.event.type} ${head.event.id} given up after ${head.attempts} attempts over ${Math.round((nowMs - head.queuedAtMs) / 1000)} s`,
+          );
           continue;
         }
         if (head.nextAtMs > nowMs) {
@@ -137,10 +152,16 @@ export class WebhookTarget {
           // A 4xx other than 429 will not change by asking again: the event is failed.
           this.queue.shift();
           this.counts.failed++;
-          this.policy.onProblem(`http-${outcome.status}`, `${head.event.type} ${head.event.id} refused with HTTP ${outcome.status}; not retried`);
+          this.policy.onProblem(
+            `http-${outcome.status}`,
+            `${head.event.type} ${head.event.id} refused with HTTP ${outcome.status}; not retried`,
+          );
         } else {
           this.counts.retried++;
-          this.policy.onProblem(outcome.problem, `${outcome.message}; retrying with backoff for up to ${Math.round(this.policy.maxAgeMs / 60_000)} min`);
+          this.policy.onProblem(
+            outcome.problem,
+            `${outcome.message}; retrying with backoff for up to ${Math.round(this.policy.maxAgeMs / 60_000)} min`,
+          );
           head.nextAtMs = this.policy.clock.now() + this.backoffMs(head.attempts, outcome.retryAfterMs);
         }
       }
@@ -161,15 +182,24 @@ export class WebhookTarget {
 
   private wakeIn(delayMs: number): void {
     if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      void this.pump();
-    }, Math.max(0, Math.min(delayMs, 2_147_483_647)));
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        void this.pump();
+      },
+      Math.max(0, Math.min(delayMs, 2_147_483_647)),
+    );
     this.timer.unref();
   }
 
   private async attempt(pending: Pending): Promise<Outcome> {
-    const headers: Record<string, string> = { ...this.config.headers, 'content-type': 'application/json', 'user-agent': 'rollout-guardian', [EVENT_HEADER]: pending.event.type, [EVENT_ID_HEADER]: pending.event.id };
+    const headers: Record<string, string> = {
+      ...this.config.headers,
+      'content-type': 'application/json',
+      'user-agent': 'rollout-guardian',
+      [EVENT_HEADER]: pending.event.type,
+      [EVENT_ID_HEADER]: pending.event.id,
+    };
     const secret = this.config.secret;
     if (secret !== undefined) {
       const timestamp = Math.floor(this.policy.clock.now() / 1000);
@@ -180,18 +210,34 @@ export class WebhookTarget {
     try {
       // Our own requests are never measured as the application's.
       response = await context.with(suppressTracing(context.active()), () =>
-        fetch(this.config.url, { method: 'POST', headers, body: pending.body, redirect: 'manual', signal: AbortSignal.timeout(this.policy.timeoutMs) }),
+        fetch(this.config.url, {
+          method: 'POST',
+          headers,
+          body: pending.body,
+          redirect: 'manual',
+          signal: AbortSignal.timeout(this.policy.timeoutMs),
+        }),
       );
     } catch (err) {
       const cause = err instanceof Error ? ((err.cause as Error | undefined)?.message ?? err.message) : String(err);
-      return { kind: 'retry', problem: 'network', message: `${pending.event.type} ${pending.event.id} not delivered: ${cause}`, retryAfterMs: undefined };
+      return {
+        kind: 'retry',
+        problem: 'network',
+        message: `${pending.event.type} ${pending.event.id} not delivered: ${cause}`,
+        retryAfterMs: undefined,
+      };
     }
     // The answer's body is not needed, and a receiver's could be any size: let it go unread.
     await response.body?.cancel().catch(() => undefined);
     const status = response.status;
     if (status >= 200 && status < 300) return { kind: 'sent' };
     if (status === 429 || status >= 500) {
-      return { kind: 'retry', problem: `http-${status}`, message: `${pending.event.type} ${pending.event.id} answered HTTP ${status}`, retryAfterMs: retryAfterMs(response.headers.get('retry-after'), this.policy.clock.now()) };
+      return {
+        kind: 'retry',
+        problem: `http-${status}`,
+        message: `${pending.event.type} ${pending.event.id} answered HTTP ${status}`,
+        retryAfterMs: retryAfterMs(response.headers.get('retry-after'), this.policy.clock.now()),
+      };
     }
     return { kind: 'refused', status };
   }

@@ -14,7 +14,11 @@ export interface NotificationTotals {
 }
 
 /** Registers the notification instruments on `meter`; returns what removes their callback. */
-export function observeNotifications(meter: Meter, totals: () => readonly NotificationTotals[], onError: (err: unknown) => void): () => void {
+export function observeNotifications(
+  meter: Meter,
+  totals: () => readonly NotificationTotals[],
+  onError: (err: unknown) => void,
+): () => void {
   const spec = (s: MetricSpec) => ({ unit: s.unit, description: s.description });
   const counter = meter.createObservableCounter(METRICS.notifications.name, spec(METRICS.notifications));
   const queued = meter.createObservableGauge(METRICS.notificationsQueued.name, spec(METRICS.notificationsQueued));
@@ -22,7 +26,8 @@ export function observeNotifications(meter: Meter, totals: () => readonly Notifi
     try {
       for (const t of totals()) {
         // Every outcome from the start, so the first failure shows as a rise, not a new series.
-        for (const outcome of NOTIFICATION_OUTCOMES) result.observe(counter, t[outcome], { [ATTR_TARGET]: t.target, [ATTR_OUTCOME]: outcome });
+        for (const outcome of NOTIFICATION_OUTCOMES)
+          result.observe(counter, t[outcome], { [ATTR_TARGET]: t.target, [ATTR_OUTCOME]: outcome });
         result.observe(queued, t.queued, { [ATTR_TARGET]: t.target });
       }
     } catch (err) {

@@ -114,7 +114,11 @@ function flag(guard: FlagDefinitionInput['guard'] = {}, percentage = 50): FlagDe
   return { variants: { on: true, off: false }, defaultVariant: 'off', rollout: { variant: 'on', percentage }, guard };
 }
 
-async function serve(clock: FakeClock, flags: Record<string, FlagDefinitionInput>, notifyYaml: string): Promise<{ server: RolloutServer; store: MemoryFlagStore }> {
+async function serve(
+  clock: FakeClock,
+  flags: Record<string, FlagDefinitionInput>,
+  notifyYaml: string,
+): Promise<{ server: RolloutServer; store: MemoryFlagStore }> {
   const store = new MemoryFlagStore({ flags, clock });
   const server = await RolloutServer.start({
     store,
@@ -138,7 +142,13 @@ interface Traffic {
 }
 
 /** `seconds` of traffic into the server's cohorts, ticking the guardian, the plans and the notifier at every slot. */
-async function run(server: RolloutServer, clock: FakeClock, seconds: number, traffic: Record<string, Traffic>, random = mulberry32(5)): Promise<void> {
+async function run(
+  server: RolloutServer,
+  clock: FakeClock,
+  seconds: number,
+  traffic: Record<string, Traffic>,
+  random = mulberry32(5),
+): Promise<void> {
   for (let s = 0; s < seconds; s++) {
     for (const [key, t] of Object.entries(traffic)) {
       for (let i = 0; i < t.rps; i++) {
@@ -163,7 +173,16 @@ function verify(received: Received): boolean {
 }
 
 function event(n: number, atMs: number): NotificationEvent {
-  return { id: eventId('rollback', `flag-${n}`, n), type: 'rollback', flag: `flag-${n}`, verdict: 'rollback', reason: `reason ${n}`, evidence: {}, atMs, dryRun: false };
+  return {
+    id: eventId('rollback', `flag-${n}`, n),
+    type: 'rollback',
+    flag: `flag-${n}`,
+    verdict: 'rollback',
+    reason: `reason ${n}`,
+    evidence: {},
+    atMs,
+    dryRun: false,
+  };
 }
 
 async function scrape(server: RolloutServer): Promise<string> {
@@ -190,12 +209,30 @@ describe('notifications', () => {
     const rollbacks = ops.requests.filter((r) => r.headers['x-rollout-guardian-event'] === 'rollback');
     expect(rollbacks).toHaveLength(1);
     const received = rollbacks[0] as Received;
-    const body = JSON.parse(received.body) as { id: string; rates: { treatment: { errorRate: number } }; limits: unknown; evidence: { decidedAt: string } };
+    const body = JSON.parse(received.body) as {
+      id: string;
+      rates: { treatment: { errorRate: number } };
+      limits: unknown;
+      evidence: { decidedAt: string };
+    };
     const [audit] = await store.audit({ flagKey: 'checkout' });
-    expect(body).toMatchObject({ type: 'rollback', flag: 'checkout', verdict: 'rollback', reason: audit?.reason, dryRun: false, source: 'rollout-guardian' });
+    expect(body).toMatchObject({
+      type: 'rollback',
+      flag: 'checkout',
+      verdict: 'rollback',
+      reason: audit?.reason,
+      dryRun: false,
+      source: 'rollout-guardian',
+    });
     expect(body.id).toMatch(/^evt_[0-9a-f]{24}$/);
     expect(received.headers['x-rollout-guardian-event-id']).toBe(body.id);
-    expect(body.evidence).toMatchObject({ cause: 'breach', check: { check: 'errorRate', limit: 0.01 }, treatment: { variant: 'on' }, baseline: { variant: 'off' }, percentage: 50 });
+    expect(body.evidence).toMatchObject({
+      cause: 'breach',
+      check: { check: 'errorRate', limit: 0.01 },
+      treatment: { variant: 'on' },
+      baseline: { variant: 'off' },
+      percentage: 50,
+    });
     expect(body.rates.treatment.errorRate).toBeGreaterThan(0.2);
     expect(body.limits).toMatchObject({ maxErrorRate: 0.01, maxP95Ms: 500, maxP99Ms: 1000, warn: { maxErrorRate: 0.005 } });
     // Decided, written and delivered in the same tick: well within one slot.
@@ -205,14 +242,30 @@ describe('notifications', () => {
 
     // The Slack target asked for rollbacks only, and gets Block Kit with the numbers.
     expect(chat.requests).toHaveLength(1);
-    const slack = JSON.parse((chat.requests[0] as Received).body) as { text: string; blocks: { type: string; fields?: { text: string }[] }[] };
-    expect(slack.text).toMatch(/^:rotating_light: Rolled back `checkout`: breach held for|^:rotating_light: Rolled back `checkout`: overwhelming breach/);
+    const slack = JSON.parse((chat.requests[0] as Received).body) as {
+      text: string;
+      blocks: { type: string; fields?: { text: string }[] }[];
+    };
+    expect(slack.text).toMatch(
+      /^:rotating_light: Rolled back `checkout`: breach held for|^:rotating_light: Rolled back `checkout`: overwhelming breach/,
+    );
     expect(slack.blocks.map((b) => b.type)).toEqual(['header', 'section', 'section', 'context']);
     expect(slack.blocks[2]?.fields?.[0]?.text).toMatch(/^\*Error rate\*\n\d+\.\d\d% \(baseline \d\.\d\d%, limit 1\.00%\)$/);
     expect(chat.requests[0]?.headers['x-rollout-guardian-signature']).toBeUndefined();
 
     // Notified once: the same event again is a duplicate, and more ticks add nothing.
-    expect(server.notifier?.notify({ id: body.id, type: 'rollback', flag: 'checkout', verdict: 'rollback', reason: 'again', evidence: {}, atMs: clock.now(), dryRun: false })).toBe(false);
+    expect(
+      server.notifier?.notify({
+        id: body.id,
+        type: 'rollback',
+        flag: 'checkout',
+        verdict: 'rollback',
+        reason: 'again',
+        evidence: {},
+        atMs: clock.now(),
+        dryRun: false,
+      }),
+    ).toBe(false);
     await run(server, clock, 30, { checkout: { rps: 20, errorRate: 0.3, medianMs: 50 } });
     expect(ops.requests.filter((r) => r.headers['x-rollout-guardian-event'] === 'rollback')).toHaveLength(1);
     expect(metric(await scrape(server), 'target="ops",outcome="sent"')).toBe(ops.requests.length);
@@ -232,7 +285,12 @@ describe('notifications', () => {
     ops.release();
     await sent;
     const [body] = ops.delivered();
-    expect(body).toMatchObject({ type: 'health-check-failed', flag: 'checkout', reason: 'health check "payments" failed (it covers checkout)', evidence: { healthCheck: 'payments', consecutiveFailures: 1 } });
+    expect(body).toMatchObject({
+      type: 'health-check-failed',
+      flag: 'checkout',
+      reason: 'health check "payments" failed (it covers checkout)',
+      evidence: { healthCheck: 'payments', consecutiveFailures: 1 },
+    });
     // A run of failures is said once, when it begins.
     for (let i = 0; i < 3; i++) {
       clock.advance(SLOT_MS);
@@ -242,37 +300,44 @@ describe('notifications', () => {
     expect(ops.delivered().filter((b) => b.type === 'health-check-failed')).toHaveLength(1);
   });
 
-  it.each(['answers 503', 'is closed'])('gets every event, in order and once each, to a receiver that %s for 10 minutes', async (outage) => {
-    const clock = new FakeClock(START);
-    const ops = await Receiver.start(clock);
-    const backAtMs = START + 600_000;
-    if (outage === 'is closed') await ops.stop();
-    else ops.answer = () => ({ status: clock.now() < backAtMs ? 503 : 200 });
-    const notifier = new Notifier({ config: parseNotifyConfig(`targets:\n  - { name: ops, url: "${ops.url}" }\n`, 'notify.yaml'), clock, random: mulberry32(3) });
-    cleanups.push(() => notifier.close());
-    const ids: string[] = [];
-    for (let s = 0; s < 780; s += 5) {
-      if (s % 120 === 0 && s < 600) {
-        const e = event(s, clock.now());
-        ids.push(e.id);
-        notifier.notify(e);
+  it.each(['answers 503', 'is closed'])(
+    'gets every event, in order and once each, to a receiver that %s for 10 minutes',
+    async (outage) => {
+      const clock = new FakeClock(START);
+      const ops = await Receiver.start(clock);
+      const backAtMs = START + 600_000;
+      if (outage === 'is closed') await ops.stop();
+      else ops.answer = () => ({ status: clock.now() < backAtMs ? 503 : 200 });
+      const notifier = new Notifier({
+        config: parseNotifyConfig(`targets:\n  - { name: ops, url: "${ops.url}" }\n`, 'notify.yaml'),
+        clock,
+        random: mulberry32(3),
+      });
+      cleanups.push(() => notifier.close());
+      const ids: string[] = [];
+      for (let s = 0; s < 780; s += 5) {
+        if (s % 120 === 0 && s < 600) {
+          const e = event(s, clock.now());
+          ids.push(e.id);
+          notifier.notify(e);
+        }
+        if (outage === 'is closed' && clock.now() === backAtMs) await ops.restart();
+        clock.advance(5_000);
+        await notifier.pump();
       }
-      if (outage === 'is closed' && clock.now() === backAtMs) await ops.restart();
-      clock.advance(5_000);
-      await notifier.pump();
-    }
-    const delivered = ops.delivered();
-    expect(delivered.map((b) => b.id)).toEqual(ids);
-    expect(ids).toHaveLength(5);
-    const [stats] = notifier.stats();
-    expect(stats).toMatchObject({ target: 'ops', sent: 5, failed: 0, dropped: 0, queued: 0 });
-    // Backoff, not hammering: far fewer attempts than the 120 five-second looks of the outage,
-    // yet capped, so the first delivery comes within a minute (plus a look) of the return.
-    expect(stats?.retried).toBeGreaterThan(5);
-    expect(stats?.retried).toBeLessThan(30);
-    const firstBack = ops.requests.find((r) => r.status === 200) as Received;
-    expect(firstBack.atMs - backAtMs).toBeLessThanOrEqual(65_000);
-  });
+      const delivered = ops.delivered();
+      expect(delivered.map((b) => b.id)).toEqual(ids);
+      expect(ids).toHaveLength(5);
+      const [stats] = notifier.stats();
+      expect(stats).toMatchObject({ target: 'ops', sent: 5, failed: 0, dropped: 0, queued: 0 });
+      // Backoff, not hammering: far fewer attempts than the 120 five-second looks of the outage,
+      // yet capped, so the first delivery comes within a minute (plus a look) of the return.
+      expect(stats?.retried).toBeGreaterThan(5);
+      expect(stats?.retried).toBeLessThan(30);
+      const firstBack = ops.requests.find((r) => r.status === 200) as Received;
+      expect(firstBack.atMs - backAtMs).toBeLessThanOrEqual(65_000);
+    },
+  );
 
   it('waits as long as Retry-After says on a 429, and gives up at once on another 4xx', async () => {
     const clock = new FakeClock(START);
@@ -281,7 +346,14 @@ describe('notifications', () => {
     let answered = 0;
     limited.answer = () => (answered++ === 0 ? { status: 429, headers: { 'retry-after': '120' } } : { status: 204 });
     refusing.answer = () => ({ status: 404 });
-    const notifier = new Notifier({ config: parseNotifyConfig(`targets:\n  - { name: limited, url: "${limited.url}" }\n  - { name: refusing, url: "${refusing.url}" }\n`, 'n.yaml'), clock, random: mulberry32(9) });
+    const notifier = new Notifier({
+      config: parseNotifyConfig(
+        `targets:\n  - { name: limited, url: "${limited.url}" }\n  - { name: refusing, url: "${refusing.url}" }\n`,
+        'n.yaml',
+      ),
+      clock,
+      random: mulberry32(9),
+    });
     cleanups.push(() => notifier.close());
     notifier.notify(event(1, clock.now()));
     for (let s = 0; s < 300; s += 5) {
@@ -320,7 +392,11 @@ describe('notifications', () => {
     await run(server, clock, 420, { checkout: { rps: 20, errorRate: 0.001, medianMs: 150 } });
     const events = ops.delivered();
     expect(events.map((b) => b.type)).toEqual(['warning']);
-    expect(events[0]).toMatchObject({ flag: 'checkout', evidence: { check: { check: 'p95', thresholdMs: 200 } }, limits: { maxP95Ms: 500, warn: { maxP95Ms: 200 } } });
+    expect(events[0]).toMatchObject({
+      flag: 'checkout',
+      evidence: { check: { check: 'p95', thresholdMs: 200 } },
+      limits: { maxP95Ms: 500, warn: { maxP95Ms: 200 } },
+    });
     expect(events[0]?.reason).toMatch(/^above the warning level for \d+ s \(warns, never rolls back\)/);
     expect((await store.load()).state.get('checkout')?.rollback).toBeUndefined();
   });
@@ -328,7 +404,11 @@ describe('notifications', () => {
   it('notifies plan steps advanced and completed, and a plan held by its judgment once per step', async () => {
     const clock = new FakeClock(START);
     const ops = await Receiver.start(clock);
-    const { server, store } = await serve(clock, { checkout: flag({}, 0), search: flag({}, 0) }, `targets:\n  - { name: ops, url: "${ops.url}", events: [plan-step-advanced, plan-held, plan-completed] }\n`);
+    const { server, store } = await serve(
+      clock,
+      { checkout: flag({}, 0), search: flag({}, 0) },
+      `targets:\n  - { name: ops, url: "${ops.url}", events: [plan-step-advanced, plan-held, plan-completed] }\n`,
+    );
     const plans = new PlanWriter(store, clock);
     const by = { actor: 'sre', reason: 'release' };
     await plans.deploy('checkout', 'custom', planSteps('custom', { steps: [0, 50, 100], stepDurationMs: 60_000 }), by);
@@ -349,7 +429,14 @@ describe('notifications', () => {
 
 describe('the notification file', () => {
   it('refuses bad targets, saying where each problem is', () => {
-    const text = ['targets:', '  - url: ftp://hooks.example.com/x', '    format: teams', '    events: [rollback, deploy]', '  - { url: "https://hooks.example.com/a", secret: short }', ''].join('\n');
+    const text = [
+      'targets:',
+      '  - url: ftp://hooks.example.com/x',
+      '    format: teams',
+      '    events: [rollback, deploy]',
+      '  - { url: "https://hooks.example.com/a", secret: short }',
+      '',
+    ].join('\n');
     let error: unknown;
     try {
       parseNotifyConfig(text, 'notify.yaml');
@@ -372,17 +459,30 @@ describe('the notification file', () => {
     const config = parseNotifyConfig('{"targets": [{"url": "https://a.example/1", "secretEnv": "HOOK_SECRET"}], "maxAge": "2h"}', 'n.json');
     expect(config.maxAgeMs).toBe(7_200_000);
     expect(resolveSecrets(config, { HOOK_SECRET: SECRET }, 'n.json').targets[0]?.secret).toBe(SECRET);
-    expect(() => resolveSecrets(config, {}, 'n.json')).toThrow('n.json: target "a.example" takes its secret from $HOOK_SECRET, which is not set; export HOOK_SECRET=<secret> before serve');
+    expect(() => resolveSecrets(config, {}, 'n.json')).toThrow(
+      'n.json: target "a.example" takes its secret from $HOOK_SECRET, which is not set; export HOOK_SECRET=<secret> before serve',
+    );
   });
 
   it('stops serve --notify with a bad file before anything starts, saying where the file is bad', async () => {
     await withTempDir(async (dir) => {
       await writeFile(join(dir, 'flags.yaml'), 'flags: {}\n');
       await writeFile(join(dir, 'notify.yaml'), 'targets:\n  - url: not a url\n');
-      const run = await runCliIn(dir, ['serve', '--port', '0', '--no-grpc-port', '--store', join(dir, 'flags.yaml'), '--notify', join(dir, 'notify.yaml')]);
+      const run = await runCliIn(dir, [
+        'serve',
+        '--port',
+        '0',
+        '--no-grpc-port',
+        '--store',
+        join(dir, 'flags.yaml'),
+        '--notify',
+        join(dir, 'notify.yaml'),
+      ]);
       expect(run.code).not.toBe(0);
       expect(run.stderr).toContain('--notify: 1 problem in the notification file:');
-      expect(run.stderr).toContain(`${join(dir, 'notify.yaml')}:2:10: targets[0].url: expected an http:// or https:// URL, got "not a url"`);
+      expect(run.stderr).toContain(
+        `${join(dir, 'notify.yaml')}:2:10: targets[0].url: expected an http:// or https:// URL, got "not a url"`,
+      );
       expect(run.stdout).toBe('');
     });
   });
