@@ -399,6 +399,13 @@ describe('notifications', () => {
     });
     expect(events[0]?.reason).toMatch(/^above the warning level for \d+ s \(warns, never rolls back\)/);
     expect((await store.load()).state.get('checkout')?.rollback).toBeUndefined();
+    // The status the CLI and the status page read carries it beside the verdict.
+    const status = (await (await fetch(`${server.url}/api/status`)).json()) as {
+      flags: { flag: string; guardian: { verdict: string; warning: string | null } }[];
+    };
+    const guardian = status.flags.find((f) => f.flag === 'checkout')?.guardian;
+    expect(guardian?.verdict).not.toBe('rollback');
+    expect(guardian?.warning).toMatch(/^above the warning level for \d+ s \(warns, never rolls back\): .* slower than 200 ms/);
   });
 
   it('notifies plan steps advanced and completed, and a plan held by its judgment once per step', async () => {
