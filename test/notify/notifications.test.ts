@@ -118,6 +118,7 @@ async function serve(
   clock: FakeClock,
   flags: Record<string, FlagDefinitionInput>,
   notifyYaml: string,
+  dryRun = false,
 ): Promise<{ server: RolloutServer; store: MemoryFlagStore }> {
   const store = new MemoryFlagStore({ flags, clock });
   const server = await RolloutServer.start({
@@ -130,6 +131,7 @@ async function serve(
     ingest: { allowedLatenessMs: 2_000, joinWaitMs: 1_000 },
     notify: parseNotifyConfig(notifyYaml, 'notify.yaml'),
     notifyRandom: mulberry32(11),
+    dryRun,
   });
   cleanups.push(() => server.close());
   return { server, store };
@@ -269,6 +271,21 @@ describe('notifications', () => {
     await run(server, clock, 30, { checkout: { rps: 20, errorRate: 0.3, medianMs: 50 } });
     expect(ops.requests.filter((r) => r.headers['x-rollout-guardian-event'] === 'rollback')).toHaveLength(1);
     expect(metric(await scrape(server), 'target="ops",outcome="sent"')).toBe(ops.requests.length);
+  });
+
+  it('in dry run, notifies the rollback it would have written, marked as such, and writes nothing', async () => {
+    const clock = new FakeClock(START);
+    const ops = await Receiver.start(clock);
+    const { server, store } = await serve(
+      clock,
+      { checkout: flag({ sustainFor: '30s' }) },
+      `targets:\n  - { name: ops, url: "${ops.url}", events: [rollback] }\n`,
+      true,
+    );
+    await run(server, clock, 120, { checkout: { rps: 20, errorRate: 0.3, medianMs: 50 } });
+    const events = ops.delivered();
+    expect(events.map((b) => [b.type, b.flag, b.dryRun])).toEqual([['rollback', 'checkout', true]]);
+    expect((await store.load()).state.get('checkout')?.rollback).toBeUndefined();
   });
 
   it('never makes the guardian wait for a receiver: a tick finishes while the webhook is still unanswered', async () => {
