@@ -273,6 +273,31 @@ describe('notifications', () => {
     expect(metric(await scrape(server), 'target="ops",outcome="sent"')).toBe(ops.requests.length);
   });
 
+  it('on a breach that builds up, notifies the warning, then the suspected breach, then the rollback, each once', async () => {
+    const clock = new FakeClock(START);
+    const ops = await Receiver.start(clock);
+    const { server } = await serve(clock, { checkout: flag({ sustainFor: '60s' }) }, `targets:\n  - { name: ops, url: "${ops.url}" }\n`);
+    // 0.8% errors: above the 0.5% warning level, under the 1% limit.
+    await run(server, clock, 300, { checkout: { rps: 100, errorRate: 0.008, medianMs: 50 } });
+    expect(ops.delivered().map((b) => [b.type, b.reason])).toEqual([
+      [
+        'warning',
+        expect.stringMatching(
+          /^above the warning level for \d+ s \(warns, never rolls back\): error rate 0\.\d+% over [\d,]+ requests, limit 0\.50%/,
+        ),
+      ],
+    ]);
+    await run(server, clock, 240, { checkout: { rps: 100, errorRate: 0.04, medianMs: 50 } });
+    const events = ops.delivered();
+    expect(events.map((b) => b.type)).toEqual(['warning', 'breach-suspected', 'rollback']);
+    expect(events[1]).toMatchObject({
+      flag: 'checkout',
+      verdict: 'breaching',
+      evidence: { check: { check: 'errorRate', state: 'breaching' } },
+    });
+    expect(events[1]?.reason).toMatch(/^breach (suspected|confirmed)/);
+  });
+
   it('in dry run, notifies the rollback it would have written, marked as such, and writes nothing', async () => {
     const clock = new FakeClock(START);
     const ops = await Receiver.start(clock);
