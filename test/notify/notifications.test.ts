@@ -6,6 +6,7 @@ import { writeFile } from 'node:fs/promises';
 import { type IncomingHttpHeaders, type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { DiagLogLevel, diag } from '@opentelemetry/api';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { FlagDefinitionInput } from '../../src/core/flag-schema.js';
 import { PlanWriter } from '../../src/deploy/plan-writer.js';
@@ -348,6 +349,10 @@ describe('notifications', () => {
       const clock = new FakeClock(START);
       const ops = await Receiver.start(clock);
       const backAtMs = START + 600_000;
+      const warnings: string[] = [];
+      const quiet = () => undefined;
+      diag.setLogger({ error: quiet, warn: (m: string) => warnings.push(m), info: quiet, debug: quiet, verbose: quiet }, DiagLogLevel.WARN);
+      cleanups.push(() => diag.disable());
       if (outage === 'is closed') await ops.stop();
       else ops.answer = () => ({ status: clock.now() < backAtMs ? 503 : 200 });
       const notifier = new Notifier({
@@ -378,6 +383,14 @@ describe('notifications', () => {
       expect(stats?.retried).toBeLessThan(30);
       const firstBack = ops.requests.find((r) => r.status === 200) as Received;
       expect(firstBack.atMs - backAtMs).toBeLessThanOrEqual(65_000);
+      // Said once, then counted.
+      expect(warnings).toEqual([
+        expect.stringMatching(
+          outage === 'is closed'
+            ? /^rollout-guardian notify: ops: rollback evt_\w+ not delivered: .*retrying with backoff .*\(further "network" problems/
+            : /^rollout-guardian notify: ops: rollback evt_\w+ answered HTTP 503; retrying .*\(further "http-503" problems/,
+        ),
+      ]);
     },
   );
 
