@@ -1,7 +1,7 @@
 // Lint rules the house style asks for: no floating promises, type-only imports,
 // no `export *`, no unused code, and imports that point down the layers of
 // docs/architecture.md (core <- flagd, runtime <- stores <- provider, guardian, deploy,
-// telemetry, ingest <- cli, server).
+// telemetry, ingest <- notify <- cli, server).
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
@@ -50,6 +50,13 @@ const LAYERS = [
     COMPOSITION_ROOTS,
     { regex: '^(\\.\\./)+(provider|deploy|flagd)/', message: 'telemetry/ owns names and instruments over the guardian.' },
     { regex: '^(\\.\\./)+ingest/', allowTypeImports: true, message: 'telemetry/ observes ingest through its stats type; the names it labels them with live in telemetry/names.ts.' },
+  ]),
+  layer('notify', [
+    { regex: '^(\\.\\./)+stores/', message: 'notify/ hears the guardian and the plans through their listeners; it never touches a store.' },
+    COMPOSITION_ROOTS,
+    { regex: '^(\\.\\./)+(provider|flagd|ingest)/', message: 'notify/ turns guardian and plan events into webhooks; it never imports the provider or the inputs.' },
+    { regex: '^(\\.\\./)+(guardian|deploy)/', allowTypeImports: true, message: 'notify/ takes the guardian and the plan runner as listeners: import their types only.' },
+    { regex: '^(\\.\\./)+telemetry/(?!names\\.js$)', message: 'notify/ takes only names from telemetry/; GuardianTelemetry reads the notifier\'s counts.' },
   ]),
   layer('ingest', [STORE_IMPLEMENTATION, COMPOSITION_ROOTS, { regex: '^(\\.\\./)+(provider|deploy)/', message: 'ingest/ turns inputs into outcomes for the guardian.' }]),
   layer('server', [{ regex: '^(\\.\\./)+cli/', message: 'server/ is a composition root beside cli/, not under it.' }]),

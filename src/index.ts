@@ -73,24 +73,33 @@ export type {
   GuardedFlagStatus,
   RollbackRecord,
   GuardianListener,
+  HealthCheckResult,
 } from './guardian/rollout-guardian.js';
 export { GuardianSpanProcessor } from './guardian/guardian-span-processor.js';
 export type { GuardianSpanProcessorOptions, GuardianSpanProcessorStats } from './guardian/guardian-span-processor.js';
 export { CohortRegistry } from './guardian/cohort-registry.js';
 export type { CohortRegistryOptions, Cohort, KnownFlags } from './guardian/cohort-registry.js';
 export type { AggregateRefusal, AggregateSink, CohortAggregate, LatencyHistogram, OutcomeSource } from './guardian/cohort-aggregate.js';
-export type { Judgment, CheckResult, CheckName, CheckState, Verdict, CohortSummary } from './guardian/judge.js';
-export { DEFAULT_GUARD_POLICY } from './guardian/guard-policy.js';
-export type { GuardPolicy, RelativePolicy } from './guardian/guard-policy.js';
+export type { Judgment, CheckResult, CheckName, CheckState, Verdict, CohortSummary, WarningJudgment } from './guardian/judge.js';
+export { DEFAULT_GUARD_POLICY, DEFAULT_WARN_POLICY } from './guardian/guard-policy.js';
+export type { GuardPolicy, RelativePolicy, WarnPolicy } from './guardian/guard-policy.js';
 
 // Deployment plans.
 export { PlanRunner } from './deploy/plan-runner.js';
-export type { PlanRunnerOptions, PlanEvent, JudgmentSource } from './deploy/plan-runner.js';
+export type { PlanRunnerOptions, PlanEvent, PlanHoldEvent, JudgmentSource } from './deploy/plan-runner.js';
 export { PlanWriter } from './deploy/plan-writer.js';
 export { PlanError, STRATEGIES, planSteps } from './deploy/plan.js';
 export type { Strategy, PlanStep, CustomPlan, PlanAction } from './deploy/plan.js';
 export { rolloutStatus } from './deploy/rollout-status.js';
 export type { FlagStatusView, PlanView, GuardianView, CohortView, StatusSources } from './deploy/rollout-status.js';
+
+// Notifications: webhooks on warnings, rollbacks, health checks and plan steps.
+export { Notifier } from './notify/notifier.js';
+export type { NotifierOptions, NotificationCounts, GuardianEvents, PlanEvents } from './notify/notifier.js';
+export { parseNotifyConfig, resolveSecrets, NotifyConfigError } from './notify/notify-config.js';
+export type { NotifyConfig, WebhookTargetConfig } from './notify/notify-config.js';
+export { NOTIFICATION_TYPES, SIGNATURE_HEADER, TIMESTAMP_HEADER, EVENT_HEADER, EVENT_ID_HEADER } from './notify/notification.js';
+export type { NotificationEvent, NotificationType } from './notify/notification.js';
 
 // serve, embedded.
 export { RolloutServer, ListenError } from './server/rollout-server.js';

@@ -115,6 +115,15 @@ export const guardSchema = z.strictObject({
     )
     .max(8, { error: 'expected at most 8 conversion checks per flag' })
     .optional(),
+  /** Warning levels: judged like the limits above, they notify and never roll back. */
+  warn: z
+    .strictObject({
+      enabled: z.boolean().optional(),
+      maxErrorRate: z.number().min(0).max(1, { error: 'expected an error rate from 0 to 1 (0.005 is 0.5%)' }).optional(),
+      maxP95Ms: z.number().positive({ error: 'expected milliseconds greater than 0' }).optional(),
+      maxP99Ms: z.number().positive({ error: 'expected milliseconds greater than 0' }).optional(),
+    })
+    .optional(),
   relative: z
     .strictObject({
       maxErrorRateIncrease: z.number().min(0).max(1).optional(),

@@ -6,7 +6,7 @@
 import { diag } from '@opentelemetry/api';
 import type { Clock } from '../core/clock.js';
 import { buildFlagSet } from '../core/flag-set.js';
-import type { FlagRuntimeState, PlanState } from '../core/flag-schema.js';
+import type { FlagRuntimeState, PlanState, PlanStatus } from '../core/flag-schema.js';
 import type { Judgment } from '../guardian/judge.js';
 import type { FlagStore, Lease } from '../stores/flag-store.js';
 import { systemClock } from '../runtime/system-clock.js';
@@ -23,6 +23,18 @@ export interface PlanEvent {
   readonly atMs: number;
   /** True when the runner is in dry run and wrote nothing. */
   readonly dryRun: boolean;
+  /** The plan's status after the action (an advance to the last step completes it). */
+  readonly status?: PlanStatus;
+}
+
+/** A plan whose step has been monitored long enough but that the guardian's judgment holds. */
+export interface PlanHoldEvent {
+  readonly flagKey: string;
+  readonly note: string;
+  readonly stepIndex: number;
+  readonly stepStartedAt: string;
+  readonly percentage: number | undefined;
+  readonly atMs: number;
 }
 
 export interface PlanRunnerOptions {
@@ -44,6 +56,7 @@ export class PlanRunner {
   private readonly dryRun: boolean;
   private readonly lease: Lease | undefined;
   private readonly listeners = new Set<(event: PlanEvent) => void>();
+  private readonly holdListeners = new Set<(event: PlanHoldEvent) => void>();
   private readonly holdNotes = new Map<string, string>();
   /**
    * When this runner first saw each flag's current step, on its own clock, with the step's
@@ -78,6 +91,14 @@ export class PlanRunner {
     this.listeners.add(listener);
     return () => {
       this.listeners.delete(listener);
+    };
+  }
+
+  /** Every tick, each plan held past its step's monitoring time by the guardian's judgment. */
+  onHold(listener: (event: PlanHoldEvent) => void): () => void {
+    this.holdListeners.add(listener);
+    return () => {
+      this.holdListeners.delete(listener);
     };
   }
 
@@ -117,6 +138,7 @@ export class PlanRunner {
     this.timer = undefined;
     await this.ticking;
     this.listeners.clear();
+    this.holdListeners.clear();
   }
 
   private async runTick(): Promise<void> {
@@ -137,6 +159,10 @@ export class PlanRunner {
       const action = nextPlanAction(plan, state, judgment, nowMs, this.observedElapsedMs(flagKey, plan, nowMs));
       if (action.kind === 'hold') {
         this.holdNotes.set(flagKey, action.note);
+        if (action.overdue) {
+          const held: PlanHoldEvent = { flagKey, note: action.note, stepIndex: plan.stepIndex, stepStartedAt: plan.stepStartedAt, percentage: plan.steps[plan.stepIndex]?.percentage, atMs: nowMs };
+          this.emitTo(this.holdListeners, held);
+        }
         continue;
       }
       const next = applyPlanAction(state, action, nowMs);
@@ -150,7 +176,7 @@ export class PlanRunner {
         if (written === undefined) return; // someone else wrote: look again next tick
         revision = written;
       }
-      this.emit({ flagKey, action, atMs: nowMs, dryRun: this.dryRun });
+      this.emitTo(this.listeners, { flagKey, action, atMs: nowMs, dryRun: this.dryRun, status: next.plan?.status });
     }
   }
 
@@ -189,8 +215,8 @@ export class PlanRunner {
     return seen.elapsedMs + Math.max(0, nowMs - seen.atMs) - (plan.pausedAt !== undefined ? Math.max(0, nowMs - Math.max(seen.atMs, Date.parse(plan.pausedAt))) : 0);
   }
 
-  private emit(event: PlanEvent): void {
-    for (const listener of this.listeners) {
+  private emitTo<E>(listeners: ReadonlySet<(event: E) => void>, event: E): void {
+    for (const listener of listeners) {
       try {
         listener(event);
       } catch {

@@ -115,7 +115,8 @@ export function planSchedule(plan: PlanState, nowMs: number): ScheduledStep[] {
 }
 
 export type PlanAction =
-  | { readonly kind: 'hold'; readonly note: string }
+  /** `overdue`: the step's monitoring time is over and only the guardian's judgment holds it. */
+  | { readonly kind: 'hold'; readonly note: string; readonly overdue?: true }
   | { readonly kind: 'advance'; readonly toIndex: number; readonly percentage: number; readonly reason: string }
   | { readonly kind: 'complete'; readonly reason: string }
   | { readonly kind: 'rolled-back'; readonly reason: string };
@@ -149,8 +150,8 @@ export function nextPlanAction(plan: PlanState, state: FlagRuntimeState | undefi
   const next = plan.steps[plan.stepIndex + 1] as PlanStep;
   const toNext = { kind: 'advance' as const, toIndex: plan.stepIndex + 1, percentage: next.percentage };
   if (step.percentage === 0) return { ...toNext, reason: `step ${plan.stepIndex + 1} (0%) held ${formatDurationMs(step.holdMs)}; nothing to judge at 0%` };
-  if (judgment === undefined) return { kind: 'hold', note: 'holding: no judgment from the guardian yet (is it running with this flag\u2019s traffic?)' };
-  if (judgment.verdict !== 'healthy') return { kind: 'hold', note: `holding: ${judgment.reason}` };
+  if (judgment === undefined) return { kind: 'hold', note: 'holding: no judgment from the guardian yet (is it running with this flag\u2019s traffic?)', overdue: true };
+  if (judgment.verdict !== 'healthy') return { kind: 'hold', note: `holding: ${judgment.reason}`, overdue: true };
   return { ...toNext, reason: `step ${plan.stepIndex + 1} (${step.percentage}%) healthy after ${formatDurationMs(elapsed)}: ${healthWords(judgment)} over ${judgment.checks[0]?.samples ?? 0} requests since the step began` };
 }
 

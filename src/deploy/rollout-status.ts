@@ -35,6 +35,8 @@ export interface PlanView {
 export interface GuardianView {
   readonly verdict: string;
   readonly reason: string;
+  /** Why a warning level is crossed (guard.warn), or null; never a rollback by itself. */
+  readonly warning: string | null;
   readonly judgedAt: string;
   readonly treatment: CohortView;
   readonly baseline: CohortView | null;
@@ -103,6 +105,7 @@ export function rolloutStatus(snapshot: StoreSnapshot, nowMs: number, sources: S
         ? {
             verdict: judged.judgment.verdict,
             reason: judged.judgment.reason,
+            warning: judged.judgment.warning?.reason ?? null,
             judgedAt: new Date(judged.judgedAtMs).toISOString(),
             treatment: cohort(judged.judgment.treatment),
             baseline: judged.judgment.baseline ? cohort(judged.judgment.baseline) : null,

@@ -174,6 +174,19 @@ export class CheckEvidence {
     }
   }
 
+  /**
+   * Whether a test rejects the limit (or the fast path its own): what any breach needs first.
+   * Cheap, for readers that act only on a breach: no onset is dated.
+   */
+  rejects(): boolean {
+    if (this.samples > 0 && this.expected === 0 && this.events > 0) return true;
+    for (const test of this.tests) {
+      if (logMixture(CONFIRM_COMPONENTS, test.logs) >= test.threshold) return true;
+      if (this.fastPathFactor !== undefined && logMixture(FAST_COMPONENTS, test.fastLogs) >= test.fastThreshold) return true;
+    }
+    return false;
+  }
+
   read(): EvidenceReading {
     const limit = this.samples > 0 ? this.expected / this.samples : this.cachedP0;
     const bounds = confidenceSequence(this.events, this.samples, this.alpha * EPOCH_SHARE);

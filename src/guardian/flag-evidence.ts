@@ -54,6 +54,8 @@ export interface FlagEvidenceOptions {
   /** What identifies this rollout or step; a new one starts new evidence. */
   readonly epochKey: string;
   readonly slotMs: number;
+  /** Only these checks (default: every check the policy has); the warning levels judge a subset. */
+  readonly only?: readonly CheckName[];
 }
 
 export class FlagEvidence {
@@ -75,6 +77,7 @@ export class FlagEvidence {
     const relative = this.policy.relative;
     const ceiling = relative === undefined || relative.ceiling;
     const make = (name: Exclude<CheckName, 'conversion'>): void => {
+      if (options.only !== undefined && !options.only.includes(name)) return;
       const evidence = new CheckEvidence({
         alpha: 1 - this.policy.confidence,
         restartEveryMs: this.policy.sustainForMs,

@@ -67,6 +67,16 @@ export interface Judgment {
   readonly throughMs: number;
   /** When the evidence began: the rollout's or step's start as the guardian saw it. */
   readonly sinceMs: number;
+  /** A warning level crossed (judged like a limit, never a rollback); absent when none is. */
+  readonly warning?: WarningJudgment;
+}
+
+export interface WarningJudgment {
+  /** The warning check that crossed its level: confirmed over sustainFor, or overwhelming. */
+  readonly check: CheckResult;
+  readonly reason: string;
+  /** Every warning check, as judged. */
+  readonly checks: readonly CheckResult[];
 }
 
 export interface JudgeInput {
@@ -74,6 +84,8 @@ export interface JudgeInput {
   /** The cohorts over the last sustainFor, for the record. */
   readonly treatment: CohortSummary;
   readonly baseline: CohortSummary | undefined;
+  /** The evidence against the warning levels, when the policy has any (see warnPolicyOf). */
+  readonly warn?: FlagEvidence;
 }
 
 /** Healthy means the data since the start would have caught a breach this many times the limit. */
@@ -189,12 +201,27 @@ function since(c: CheckResult): string {
   return c.breachSinceMs === undefined ? '' : ` since ${new Date(c.breachSinceMs).toISOString()}`;
 }
 
+/**
+ * Whether the evidence against the warning levels has crossed one, by the rollback's own rule
+ * (confirmed over sustainFor and still holding, or overwhelming); undefined when not.
+ */
+export function judgeWarning(evidence: FlagEvidence): WarningJudgment | undefined {
+  // Confirmed and overwhelming both stand on a rejected test: most ticks stop here, cheaply.
+  if (!evidence.checks.some((slot) => slot.evidence.rejects())) return undefined;
+  const policy = evidence.policy;
+  const checks = evidence.checks.map((slot) => judgeCheck(slot, policy));
+  const check = checks.find((c) => c.state === 'overwhelming') ?? checks.find((c) => c.state === 'confirmed');
+  if (check === undefined) return undefined;
+  return { check, checks, reason: `above the warning level for ${seconds(check.heldMs)} (warns, never rolls back): ${what(check)}${since(check)}; ${evidenceWords(check)}` };
+}
+
 /** One decision for one flag from its evidence. */
 export function judge(input: JudgeInput): Judgment {
   const { evidence, treatment, baseline } = input;
   const policy = evidence.policy;
   const checks = evidence.checks.map((slot) => judgeCheck(slot, policy));
-  const base = { checks, treatment, baseline, throughMs: evidence.throughMs, sinceMs: evidence.startMs };
+  const warning = input.warn === undefined ? undefined : judgeWarning(input.warn);
+  const base = { checks, treatment, baseline, throughMs: evidence.throughMs, sinceMs: evidence.startMs, ...(warning === undefined ? {} : { warning }) };
   const overwhelming = checks.find((c) => c.state === 'overwhelming');
   if (overwhelming) {
     return { ...base, verdict: 'rollback', decidingCheck: overwhelming, reason: `overwhelming breach, acting before sustainFor: ${what(overwhelming)}${basisWords(overwhelming)}${since(overwhelming)}, far above ${policy.fastPathFactor}x the limit` };

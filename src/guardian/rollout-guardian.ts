@@ -17,7 +17,7 @@ import { systemClock } from '../runtime/system-clock.js';
 import type { CohortRegistry } from './cohort-registry.js';
 import type { CohortWindow, SlotStats } from './cohort-window.js';
 import { FlagEvidence } from './flag-evidence.js';
-import { type GuardPolicy, DEFAULT_GUARD_POLICY, resolveGuardPolicy } from './guard-policy.js';
+import { type GuardPolicy, DEFAULT_GUARD_POLICY, resolveGuardPolicy, warnPolicyOf } from './guard-policy.js';
 import { type CohortSummary, type Judgment, judge } from './judge.js';
 import { LatencyDistribution } from './latency-distribution.js';
 import { type SourceProblemView, withSourceProblems } from './source-problems.js';
@@ -65,10 +65,23 @@ export interface RollbackRecord {
   readonly dryRun: boolean;
 }
 
+/** One run of a registered health check. */
+export interface HealthCheckResult {
+  readonly name: string;
+  readonly ok: boolean;
+  readonly consecutiveFailures: number;
+  /** The flags it covers (undefined: every guarded flag). */
+  readonly flags: readonly string[] | undefined;
+  readonly atMs: number;
+}
+
 export interface GuardianListener {
   decision?(status: GuardedFlagStatus): void;
   rollback?(record: RollbackRecord): void;
   error?(error: Error): void;
+  healthCheck?(result: HealthCheckResult): void;
+  /** Once at the end of every tick, on the guardian's clock. */
+  tick?(atMs: number): void;
 }
 
 export interface RolloutGuardianOptions {
@@ -138,6 +151,8 @@ export class RolloutGuardian {
   private readonly sourceProblems: SourceProblemView | undefined;
   /** Evidence of each guarded flag's current rollout or step. */
   private readonly evidence = new Map<string, FlagEvidence>();
+  /** The same flags' evidence against their warning levels, where they have any. */
+  private readonly warnEvidence = new Map<string, FlagEvidence>();
   private internalErrors = 0;
   /** In dry run, flags whose rollback was already reported, so it is said once per breach. */
   private readonly reportedDryRun = new Set<string>();
@@ -252,6 +267,7 @@ export class RolloutGuardian {
       // Emergency shutdown: the guardian stops acting.
       this.latest.clear();
       this.evidence.clear();
+      this.warnEvidence.clear();
       return;
     }
     // Event time: a slot is judged once its outcomes can no longer be late.
@@ -273,8 +289,10 @@ export class RolloutGuardian {
     // No longer guarded (rolled back by another replica or an operator, or its rollout ended):
     // a decision still pending for it has nothing left to do.
     for (const key of this.pending.keys()) if (!live.has(key)) this.pending.delete(key);
+    for (const key of this.warnEvidence.keys()) if (!live.has(key)) this.warnEvidence.delete(key);
     await this.runHealthChecks(guarded, nowMs);
     await this.flushPending();
+    this.emit((l) => l.tick?.(nowMs));
   }
 
   private judgeFlag(flag: Guarded, watermarkMs: number, nowMs: number): void {
@@ -283,13 +301,18 @@ export class RolloutGuardian {
       // A new rollout, step, percentage or policy: evidence starts now, not before.
       evidence = new FlagEvidence({ policy: flag.policy, startMs: watermarkMs, epochKey: flag.epochKey, slotMs: this.registry.slotMs });
       this.evidence.set(flag.flagKey, evidence);
+      const warnPolicy = warnPolicyOf(flag.policy);
+      if (warnPolicy === undefined) this.warnEvidence.delete(flag.flagKey);
+      else this.warnEvidence.set(flag.flagKey, new FlagEvidence({ policy: warnPolicy.policy, only: warnPolicy.checks, startMs: watermarkMs, epochKey: flag.epochKey, slotMs: this.registry.slotMs }));
     }
     const baselineVariant = flag.definition.defaultVariant;
     const treatmentWindow = this.registry.window(flag.flagKey, flag.treatmentVariant);
     const baselineWindow = this.registry.window(flag.flagKey, baselineVariant);
     const sustainFromMs = watermarkMs - flag.policy.sustainForMs;
     if (evidence.throughMs < watermarkMs) this.fold(evidence, treatmentWindow, baselineWindow, watermarkMs, sustainFromMs);
-    const judged = judge({ evidence, treatment: summaryOf(treatmentWindow, sustainFromMs, watermarkMs), baseline: summaryOf(baselineWindow, sustainFromMs, watermarkMs) });
+    const warn = this.warnEvidence.get(flag.flagKey);
+    if (warn !== undefined && warn.throughMs < watermarkMs) this.fold(warn, treatmentWindow, baselineWindow, watermarkMs, sustainFromMs);
+    const judged = judge({ evidence, warn, treatment: summaryOf(treatmentWindow, sustainFromMs, watermarkMs), baseline: summaryOf(baselineWindow, sustainFromMs, watermarkMs) });
     const judgment = withSourceProblems(judged, this.sourceProblems?.problemsFor(flag.flagKey));
     const status: GuardedFlagStatus = {
       flagKey: flag.flagKey,
@@ -349,6 +372,7 @@ export class RolloutGuardian {
     const slotMs = this.registry.slotMs;
     const shiftMs = Math.floor(deltaMs / slotMs) * slotMs;
     for (const evidence of this.evidence.values()) evidence.shift(shiftMs);
+    for (const evidence of this.warnEvidence.values()) evidence.shift(shiftMs);
     this.registry.clockStepped(shiftMs);
   }
 
@@ -375,6 +399,8 @@ export class RolloutGuardian {
     for (const registered of this.checks) {
       const ok = await this.runCheck(registered.check);
       registered.consecutiveFailures = ok ? 0 : registered.consecutiveFailures + 1;
+      const result: HealthCheckResult = { name: registered.name, ok, consecutiveFailures: registered.consecutiveFailures, flags: registered.flags, atMs: nowMs };
+      this.emit((l) => l.healthCheck?.(result));
       if (ok) continue;
       for (const flag of guarded) {
         if (registered.flags !== undefined && !registered.flags.includes(flag.flagKey)) continue;

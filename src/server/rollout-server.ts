@@ -30,6 +30,8 @@ import { OtlpGrpcReceiver } from './otlp-grpc-receiver.js';
 import type { BearerAuth, Role } from './bearer-auth.js';
 import { type ServerStatus, serverStatus } from './server-status.js';
 import { ControlApi } from './control-api.js';
+import { Notifier } from '../notify/notifier.js';
+import type { NotifyConfig } from '../notify/notify-config.js';
 
 export interface RolloutServerOptions {
   readonly store: FlagStore;
@@ -63,6 +65,10 @@ export interface RolloutServerOptions {
   readonly control?: { readonly corsOrigin?: string; readonly maxBodyBytes?: number };
   /** This replica's name in the guardian lease on a Redis store (default host:pid:random). */
   readonly replicaName?: string;
+  /** Webhook notifications of warnings, rollbacks, health checks and plan steps (secrets resolved). */
+  readonly notify?: NotifyConfig;
+  /** The notifier's jitter source (default Math.random; tests seed it). */
+  readonly notifyRandom?: () => number;
 }
 
 /** A port that cannot be listened on (in use, not permitted): a configuration problem, not a bug. */
@@ -94,6 +100,8 @@ export class RolloutServer {
   readonly prometheus: PrometheusSource | undefined;
   /** Metric sources' standing problems per flag, shown in verdicts and counted for /metrics. */
   readonly sourceProblems = new SourceProblems();
+  /** Webhook delivery, when `notify` is configured. */
+  readonly notifier: Notifier | undefined;
   private readonly store: FlagStore;
   private readonly dryRun: boolean;
   private readonly clock: Clock;
@@ -141,9 +149,13 @@ export class RolloutServer {
       void this.guardian.tick();
       void this.plans.tick();
     });
+    const notifier = options.notify === undefined ? undefined : new Notifier({ config: options.notify, clock: this.clock, random: options.notifyRandom });
+    notifier?.watchGuardian(this.guardian);
+    notifier?.watchPlans(this.plans);
+    this.notifier = notifier;
     const exporter = new PrometheusExporter({ preventServerStart: true });
     this.meterProvider = new MeterProvider({ readers: [exporter] });
-    this.telemetry = new GuardianTelemetry({ meter: this.meterProvider.getMeter(METER_NAME), registry: this.registry, guardian: this.guardian, processorStats: () => this.processor.stats, ingestStats: () => this.ingest.stats, metricsIngestStats: () => this.metricsIngest.stats, clock: this.clock, plans: this.store, planRunner: this.plans, leaseHolder: () => this.leaseStatus().acting, sourceProblems: this.sourceProblems });
+    this.telemetry = new GuardianTelemetry({ meter: this.meterProvider.getMeter(METER_NAME), registry: this.registry, guardian: this.guardian, processorStats: () => this.processor.stats, ingestStats: () => this.ingest.stats, metricsIngestStats: () => this.metricsIngest.stats, clock: this.clock, plans: this.store, planRunner: this.plans, leaseHolder: () => this.leaseStatus().acting, sourceProblems: this.sourceProblems, notifications: notifier === undefined ? undefined : () => notifier.stats() });
     const metrics = metricsHandler(exporter);
     this.unwatch = this.store.watch((event) => this.onStoreEvent(event));
     this.guardian.addListener({
@@ -268,6 +280,7 @@ export class RolloutServer {
       await this.plans.shutdown();
       // Released once nothing more will be written, so a standby takes over at once.
       await this.lease?.close();
+      await this.notifier?.close();
       this.telemetry.shutdown();
       this.unwatch();
       await this.meterProvider.shutdown();

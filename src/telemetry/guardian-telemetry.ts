@@ -24,6 +24,7 @@ import type { GuardianSpanProcessorStats } from '../guardian/guardian-span-proce
 import type { OtlpIngestStats } from '../ingest/otlp-ingest.js';
 import type { SourceProblems } from '../guardian/source-problems.js';
 import type { OtlpMetricsIngestStats } from '../ingest/otlp-metrics-ingest.js';
+import { type NotificationTotals, observeNotifications } from './notification-telemetry.js';
 import { requirePositiveInteger } from '../guardian/option-checks.js';
 import type { GuardedFlagStatus, RollbackRecord, RolloutGuardian } from '../guardian/rollout-guardian.js';
 import { systemClock } from '../runtime/system-clock.js';
@@ -58,6 +59,8 @@ export interface GuardianTelemetryOptions {
   readonly leaseHolder?: () => boolean;
   /** Metric sources' problems (failed Prometheus queries, empty answers); without it the source errors stay 0. */
   readonly sourceProblems?: Pick<SourceProblems, 'count'>;
+  /** The notifier's totals per webhook target (`() => notifier.stats()`). */
+  readonly notifications?: () => readonly NotificationTotals[];
 }
 
 const GUARDIAN_ERRORS = Object.freeze({ [ATTR_REASON]: 'guardian' });
@@ -143,6 +146,7 @@ export class GuardianTelemetry {
   private removeIngest: (() => void) | undefined;
   private removeLease: (() => void) | undefined;
   private removeSources: (() => void) | undefined;
+  private removeNotifications: (() => void) | undefined;
   private unsubscribe: (() => void) | undefined;
   private warned = false;
   private closed = false;
@@ -213,6 +217,8 @@ export class GuardianTelemetry {
     this.removeIngest = this.observeIngest(meter, options.ingestStats, options.metricsIngestStats);
     this.removeLease = this.observeLease(meter, options.leaseHolder ?? (() => true));
     this.removeSources = this.observeSourceErrors(meter, options.sourceProblems);
+    const notifications = options.notifications;
+    if (notifications !== undefined) this.removeNotifications = observeNotifications(meter, notifications, (err) => this.warnOnce(err));
     // One batch callback, so a scrape reads the guardian's status once for every gauge.
     meter.addBatchObservableCallback(this.collect, this.observables);
     this.unsubscribe = this.guardian?.addListener({ rollback: (record) => this.onRollback(record) });
@@ -278,6 +284,8 @@ export class GuardianTelemetry {
       this.removeLease = undefined;
       this.removeSources?.();
       this.removeSources = undefined;
+      this.removeNotifications?.();
+      this.removeNotifications = undefined;
     } catch (err) {
       this.warnOnce(err);
     }

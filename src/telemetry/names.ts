@@ -45,6 +45,10 @@ export const ATTR_CHECK = 'check';
 export const ATTR_PLAN_STATE = 'state';
 /** Where a cohort's numbers came from: spans, otlp-metrics, prometheus, metric-reader. */
 export const ATTR_SOURCE = 'source';
+/** A notification target's name (from the notify file). */
+export const ATTR_TARGET = 'target';
+/** How a notification ended: sent, failed, dropped; or retried, for an attempt to be repeated. */
+export const ATTR_OUTCOME = 'outcome';
 
 /**
  * OpenTelemetry's mark for measurements beyond a cardinality limit; here, evaluations of
@@ -61,6 +65,8 @@ export const PROMETHEUS_LABELS = {
   [ATTR_CHECK]: 'check',
   [ATTR_PLAN_STATE]: 'state',
   [ATTR_SOURCE]: 'source',
+  [ATTR_TARGET]: 'target',
+  [ATTR_OUTCOME]: 'outcome',
   [ATTR_METRIC_OVERFLOW]: 'otel_metric_overflow',
 } as const;
 
@@ -319,6 +325,20 @@ export const METRICS = {
     instrument: 'observable-counter',
     attributes: [ATTR_SOURCE, ATTR_REASON],
   },
+  notifications: {
+    name: 'rollout_guardian.notifications',
+    unit: '{notification}',
+    description: 'Notifications by webhook target and outcome: sent, failed (refused with a 4xx, or still undelivered at the maximum age), dropped (the queue was full); retried counts attempts that will be repeated.',
+    instrument: 'observable-counter',
+    attributes: [ATTR_TARGET, ATTR_OUTCOME],
+  },
+  notificationsQueued: {
+    name: 'rollout_guardian.notifications.queued',
+    unit: '{notification}',
+    description: 'Notifications waiting for delivery to each webhook target (a receiver that is down shows as a growing queue).',
+    instrument: 'gauge',
+    attributes: [ATTR_TARGET],
+  },
 } as const satisfies Record<string, MetricSpec>;
 
 export type MetricId = keyof typeof METRICS;
@@ -364,6 +384,8 @@ export const PROMETHEUS_NAMES = {
   sourceErrors: 'rollout_guardian_source_errors_total',
   ingestMetricDataPoints: 'rollout_guardian_ingest_metric_data_points_total',
   ingestUnusedMetricDataPoints: 'rollout_guardian_ingest_unused_metric_data_points_total',
+  notifications: 'rollout_guardian_notifications_total',
+  notificationsQueued: 'rollout_guardian_notifications_queued',
 } as const satisfies Record<MetricId, string>;
 
 /** Values of the plan `state` label, each reported (0 or 1) for every flag with a plan. */
@@ -395,3 +417,6 @@ export const SOURCES_WITH_ERRORS = ['prometheus'] as const;
 /** Why a metric data point was not recorded: the `reason` label of the unused-data-points counter. */
 export type UnusedMetricPointReason = 'late' | 'future' | 'invalid' | 'unit' | 'kind' | 'cohort-limit' | 'baseline' | 'stale' | 'unattributed' | 'unmapped' | 'summary';
 export const UNUSED_METRIC_POINT_REASONS: readonly UnusedMetricPointReason[] = ['late', 'future', 'invalid', 'unit', 'kind', 'cohort-limit', 'baseline', 'stale', 'unattributed', 'unmapped', 'summary'];
+
+export type NotificationOutcome = 'sent' | 'failed' | 'dropped' | 'retried';
+export const NOTIFICATION_OUTCOMES: readonly NotificationOutcome[] = ['sent', 'failed', 'dropped', 'retried'];

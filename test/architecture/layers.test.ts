@@ -40,6 +40,9 @@ describe('the layers', () => {
     ['src/deploy/x.ts', "import { judge } from '../guardian/judge.js';", /import its types only/],
     ['src/provider/x.ts', "import { runCli } from '../cli/program.js';", /composition roots/],
     ['src/server/x.ts', "import { runCli } from '../cli/program.js';", /beside cli\//],
+    ['src/notify/x.ts', "import type { FlagStore } from '../stores/flag-store.js';", /never touches a store/],
+    ['src/notify/x.ts', "import { RolloutProvider } from '../provider/rollout-provider.js';", /never imports the provider/],
+    ['src/notify/x.ts', "import { RolloutGuardian } from '../guardian/rollout-guardian.js';", /import their types only/],
   ])('refuses, in %s, %s', async (path, source, message) => {
     const errors = await importErrors(path, source);
     expect(errors).toHaveLength(1);
@@ -57,6 +60,7 @@ describe('the layers', () => {
       "import type { FlagStore } from '../stores/flag-store.js';\nimport { StoreWriter } from '../stores/store-writer.js';\nimport { METRICS } from '../telemetry/names.js';",
     ],
     ['src/deploy/x.ts', "import type { Judgment } from '../guardian/judge.js';"],
+    ['src/notify/x.ts', "import type { GuardianListener } from '../guardian/rollout-guardian.js';\nimport type { PlanEvent } from '../deploy/plan-runner.js';\nimport { systemClock } from '../runtime/system-clock.js';"],
     [
       'src/cli/commands/x.ts',
       "import { RedisFlagStore } from '../../stores/redis-store.js';\nimport { RolloutServer } from '../../server/rollout-server.js';",

@@ -94,6 +94,19 @@ describe('RolloutGuardian', () => {
     expect(r.guardian.status()).toEqual([]);
   });
 
+  it('judges the warning levels like the limits: a P95 above 200 ms but under 500 ms warns and never rolls back', async () => {
+    const r = rig({ checkout: checkout(), quiet: checkout({ warn: { enabled: false } }) });
+    // Median 150 ms, sigma 0.5: P95 about 340 ms, P99 about 480 ms, both under their limits.
+    await r.run(420, 20, 0.001, 150);
+    expect(r.rollbacks).toEqual([]);
+    const status = new Map(r.guardian.status().map((s) => [s.flagKey, s.judgment]));
+    const warning = status.get('checkout')?.warning;
+    expect(status.get('checkout')?.verdict).not.toBe('rollback');
+    expect(warning?.check).toMatchObject({ check: 'p95', thresholdMs: 200, state: 'confirmed' });
+    expect(warning?.reason).toMatch(/^above the warning level for \d+ s \(warns, never rolls back\): .* slower than 200 ms/);
+    expect(status.get('quiet')?.warning).toBeUndefined();
+  });
+
   it('says every rollback through OpenTelemetry diag, with no listener needed', async () => {
     const warnings: string[] = [];
     const quiet = () => undefined;

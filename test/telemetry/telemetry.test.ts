@@ -13,6 +13,7 @@ import { MemoryFlagStore } from '../../src/stores/memory-store.js';
 import { StoreWriter } from '../../src/stores/store-writer.js';
 import type { GuardianSpanProcessorStats } from '../../src/guardian/guardian-span-processor.js';
 import { GuardianTelemetry } from '../../src/telemetry/guardian-telemetry.js';
+import type { NotificationTotals } from '../../src/telemetry/notification-telemetry.js';
 import { METER_NAME, METRICS, type MetricId, PROMETHEUS_LABELS, PROMETHEUS_NAMES, VERDICTS } from '../../src/telemetry/names.js';
 import { type PrometheusEndpoint, startPrometheusEndpoint } from '../../src/telemetry/prometheus-endpoint.js';
 import { FakeClock } from '../helpers/fake-clock.js';
@@ -94,7 +95,7 @@ async function scrape(endpoint: PrometheusEndpoint): Promise<Scrape> {
   return new Scrape(await response.text());
 }
 
-async function harness(options: { processorStats?: () => GuardianSpanProcessorStats; windowMs?: number; maxCohorts?: number } = {}): Promise<Harness> {
+async function harness(options: { processorStats?: () => GuardianSpanProcessorStats; windowMs?: number; maxCohorts?: number; notifications?: () => readonly NotificationTotals[] } = {}): Promise<Harness> {
   const { maxCohorts, ...telemetryOptions } = options;
   const clock = new FakeClock();
   const { endpoint, meter } = await endpointFor();
@@ -278,7 +279,10 @@ describe('GuardianTelemetry scraped through a real Prometheus exporter', () => {
   });
 
   it('prints every name in names.ts exactly as the exporter derives it, with its unit, type and labels', async () => {
-    const h = await harness({ processorStats: () => ({ recordedOutcomes: 400, droppedExposures: 2, droppedTraces: 1, internalErrors: 0 }) });
+    const h = await harness({
+      processorStats: () => ({ recordedOutcomes: 400, droppedExposures: 2, droppedTraces: 1, internalErrors: 0 }),
+      notifications: () => [{ target: 'ops', sent: 3, failed: 1, dropped: 0, retried: 5, queued: 2 }],
+    });
     h.telemetry.recordEvaluation(FLAG, 'on', 'SPLIT');
     await new PlanWriter(h.store, h.clock).deploy(FLAG, 'custom', planSteps('custom', { steps: [20, 100], stepDurationMs: 3_600_000 }), { actor: 'sre', reason: 'release' });
     await rollBack(h);
@@ -303,6 +307,8 @@ describe('GuardianTelemetry scraped through a real Prometheus exporter', () => {
     expect(s.value('droppedTraces')).toBe(1);
     expect(s.value('internalErrors')).toBe(0);
     expect(s.value('droppedCohortOutcomes')).toBe(0);
+    expect(s.value('notifications', { target: 'ops', outcome: 'retried' })).toBe(5);
+    expect(s.value('notificationsQueued', { target: 'ops' })).toBe(2);
   });
 
   it("reports each plan's step and state, following the store: a rollback ends the plan as rolled back", async () => {

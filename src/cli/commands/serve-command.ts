@@ -13,6 +13,7 @@ import type { CliIo } from '../cli-io.js';
 import { CliError } from '../cli-error.js';
 import { parseDurationMs } from '../../core/duration.js';
 import { ListenError, RolloutServer } from '../../server/rollout-server.js';
+import { type NotifyConfig, NotifyConfigError, parseNotifyConfig, resolveSecrets } from '../../notify/notify-config.js';
 import { FLAGS_ENV_VAR, DEFAULT_FLAGS_FILE } from '../../stores/file-store.js';
 import { durationArgument } from '../arguments.js';
 import { openLocation } from '../store-location.js';
@@ -39,6 +40,17 @@ interface ServeOptions extends StoreOptions {
   readonly metricsMapping?: string;
   readonly corsOrigin?: string;
   readonly replicaName?: string;
+  readonly notify?: string;
+}
+
+/** --notify FILE read, validated and its secrets taken from the environment; a bad file is a located CliError. */
+function notifyFrom(file: string, env: Readonly<Record<string, string | undefined>>): NotifyConfig {
+  try {
+    return resolveSecrets(parseNotifyConfig(readFileFor('--notify', file).toString('utf8'), file), env, file);
+  } catch (err) {
+    if (err instanceof NotifyConfigError) throw new CliError(`--notify: ${err.problems.length} problem${err.problems.length === 1 ? '' : 's'} in the notification file:\n${err.message}`);
+    throw err;
+  }
 }
 
 /**
@@ -206,9 +218,12 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       .option('--prometheus-bearer-token-file <file>', 'send the token in this file as authorization: Bearer with every Prometheus query')
       .option('--prometheus-header <header>', 'send this header with every Prometheus query, like "X-Scope-OrgID: tenant-1" (repeatable)', collectHeader)
       .option('--prometheus-query-delay <duration>', "query a slot this long after it ends, at least Prometheus' scrape interval (default 15s)", durationArgument({ minMs: 0, maxMs: 600_000, example: '15s' }))
-      .option('--prometheus-timeout <duration>', 'limit on one Prometheus query (default 5s)', durationArgument({ minMs: 100, maxMs: 120_000, example: '5s' })),
+      .option('--prometheus-timeout <duration>', 'limit on one Prometheus query (default 5s)', durationArgument({ minMs: 100, maxMs: 120_000, example: '5s' }))
+      .option('--notify <file>', 'webhook targets (YAML or JSON) notified of warnings, breaches, rollbacks, failed health checks and plan steps; see docs/notifications.md'),
   ).action(async (options: ServeOptions) => {
     const prometheus = prometheusOptionsFrom(options);
+    // Read before the store is opened: a bad file stops serve before anything is watched.
+    const notify = options.notify === undefined || options.replay !== undefined ? undefined : notifyFrom(options.notify, ctx.io.env);
     const location = options.store ?? (ctx.io.env[FLAGS_ENV_VAR] || DEFAULT_FLAGS_FILE);
     // Watching: serve follows edits to the file and changes other instances make in Redis.
     const store = openLocation(location, options.store !== undefined ? '--store' : FLAGS_ENV_VAR, ctx.io, true);
@@ -240,6 +255,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
         dryRun: options.dryRun,
         log: logLine,
         replicaName: options.replicaName,
+        notify,
       });
     } catch (err) {
       // A store that never connected still retries in the background: close it, or the
@@ -249,6 +265,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       throw err;
     }
     ctx.io.stdout.write(`rollout-guardian serve on ${server.url} (store ${store.source}${options.dryRun ? ', dry run' : ''})\n`);
+    if (notify !== undefined) ctx.io.stdout.write(`notifying ${notify.targets.map((t) => t.name).join(', ')}\n`);
     ctx.io.stdout.write(`OTLP: ${server.url}/v1/traces, /v1/logs and /v1/metrics${server.grpcPort === undefined ? '' : `, gRPC on port ${server.grpcPort}`}; ${auth === undefined ? 'no token: only 127.0.0.1 is served' : 'bearer tokens required'}${tls === undefined ? '' : ', TLS'}\n`);
     if (prometheus !== undefined) ctx.io.stdout.write(`Prometheus: ${prometheus.url}, each slot queried ${(prometheus.queryDelayMs ?? 15_000) / 1000} s after it ends, for flags whose guard names PromQL\n`);
     await new Promise<void>((resolve) => {
