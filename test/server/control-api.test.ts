@@ -361,6 +361,7 @@ function casesFor(method: string, path: string): Case[] | undefined {
       return [{ status: 200 }];
     case 'POST /v1/traces':
     case 'POST /v1/logs':
+    case 'POST /v1/metrics':
       return otlp;
     case 'GET /':
       return [{ status: 200, token: READ }];
