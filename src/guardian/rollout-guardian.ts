@@ -60,8 +60,17 @@ export interface RollbackRecord {
   readonly dryRun: boolean;
 }
 
+/** One tick, after every flag was judged: slots before `watermarkMs` are final for all of them. */
+export interface GuardianTick {
+  readonly nowMs: number;
+  readonly watermarkMs: number;
+  /** Every flag guarded this tick (judged, or waiting for its rollback to land), with its cohorts. */
+  readonly flags: readonly { readonly flagKey: string; readonly treatmentVariant: string; readonly baselineVariant: string }[];
+}
+
 export interface GuardianListener {
   decision?(status: GuardedFlagStatus): void;
+  tick?(tick: GuardianTick): void;
   rollback?(record: RollbackRecord): void;
   error?(error: Error): void;
 }
@@ -253,6 +262,8 @@ export class RolloutGuardian {
       }
     }
     for (const key of this.latest.keys()) if (!live.has(key)) this.latest.delete(key);
+    const flags = guarded.map((f) => ({ flagKey: f.flagKey, treatmentVariant: f.treatmentVariant, baselineVariant: f.definition.defaultVariant }));
+    this.emit((l) => l.tick?.({ nowMs, watermarkMs, flags }));
     for (const key of this.evidence.keys()) if (!live.has(key)) this.evidence.delete(key);
     await this.runHealthChecks(guarded, nowMs);
     await this.flushPending();

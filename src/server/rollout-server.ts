@@ -23,6 +23,8 @@ import { type OtlpHttpLimits, OtlpHttpReceiver } from './otlp-http-receiver.js';
 import { OtlpGrpcReceiver } from './otlp-grpc-receiver.js';
 import type { BearerAuth, Role } from './bearer-auth.js';
 import { type ServerStatus, serverStatus } from './server-status.js';
+import { StatusPage } from './status-page.js';
+import { StatusPageActions } from './status-page-actions.js';
 
 export interface RolloutServerOptions {
   readonly store: FlagStore;
@@ -71,6 +73,9 @@ export class RolloutServer {
   readonly ingest: OtlpIngest;
   /** OTLP/HTTP routes; its bodyBytesInFlight shows the body budget in use. */
   readonly otlpHttp: OtlpHttpReceiver;
+  /** The page at / and the last hour of each rollout its charts draw. */
+  readonly statusPage: StatusPage;
+  private readonly statusActions: StatusPageActions;
   private readonly store: FlagStore;
   private readonly clock: Clock;
   private readonly log: (line: string) => void;
@@ -112,6 +117,8 @@ export class RolloutServer {
     });
     this.plans.onEvent((e) => this.log(`${e.dryRun ? '[dry run] would ' : ''}${e.action.kind} ${e.flagKey}: ${e.action.reason}`));
     this.auth = options.auth;
+    this.statusPage = new StatusPage({ store: this.store, registry: this.registry, guardian: this.guardian, auth: this.auth, log: this.log });
+    this.statusActions = new StatusPageActions({ store: this.store, clock: this.clock, auth: this.auth });
     this.scheme = options.tls === undefined ? 'http' : 'https';
     const handle = (request: IncomingMessage, response: ServerResponse) => {
       this.route(request, response, metrics).catch((err: unknown) => {
@@ -207,6 +214,7 @@ export class RolloutServer {
     this.closing ??= (async () => {
       this.http.closeAllConnections();
       await Promise.all([new Promise<void>((resolve) => this.http.close(() => resolve())), this.grpc?.close()]);
+      this.statusPage.close();
       await this.guardian.shutdown();
       await this.plans.shutdown();
       this.telemetry.shutdown();
@@ -250,7 +258,11 @@ export class RolloutServer {
   }
 
   private async route(request: IncomingMessage, response: ServerResponse, metrics: (req: IncomingMessage, res: ServerResponse) => void): Promise<void> {
-    const path = new URL(request.url ?? '/', 'http://localhost').pathname;
+    const url = new URL(request.url ?? '/', 'http://localhost');
+    const path = url.pathname;
+    // The page's routes check their own roles: its files need none, its actions need operate.
+    if (this.statusPage.handles(request.method, path)) return this.statusPage.route(request, response, url);
+    if (this.statusActions.handles(path)) return this.statusActions.route(request, response, url);
     const isOtlp = request.method === 'POST' && (path === '/v1/traces' || path === '/v1/logs');
     if (this.auth !== undefined && path !== '/healthz' && path !== '/readyz' && !this.authorized(request, response, isOtlp ? 'ingest' : 'read', isOtlp)) return;
     if (isOtlp) return this.otlpHttp.handle(path === '/v1/traces' ? 'traces' : 'logs', request, response);
