@@ -179,9 +179,10 @@ export class RolloutHistory {
   }
 
   private trim(entry: Entry, watermarkMs: number): void {
+    // A point stays while any of it lies within the horizon.
     const fromMs = watermarkMs - this.horizonMs;
     let drop = 0;
-    while (drop < entry.points.length && ((entry.points[drop] as Point).startMs < fromMs || entry.points.length - drop > this.capacity)) drop++;
+    while (drop < entry.points.length && ((entry.points[drop] as Point).startMs + this.pointMs <= fromMs || entry.points.length - drop > this.capacity)) drop++;
     if (drop > 0) entry.points.splice(0, drop);
   }
 }

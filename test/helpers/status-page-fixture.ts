@@ -1,7 +1,7 @@
 // A real `serve` (RolloutServer over a memory store) on a fake clock, fed seeded traffic slot by
 // slot, and a real headless Chromium to look at its status page: shared by the status page's
 // tests, its benchmark and the script that takes the screenshot in docs/.
-import { type Browser, type Page, chromium } from 'playwright-core';
+import { type Browser, type Locator, type Page, chromium } from 'playwright-core';
 import type { FlagDefinitionInput, FlagRuntimeState } from '../../src/core/flag-schema.js';
 import type { BearerAuth } from '../../src/server/bearer-auth.js';
 import { RolloutServer } from '../../src/server/rollout-server.js';
@@ -99,8 +99,19 @@ export function launchChromium(): Promise<Browser> {
   return chromium.launch({ executablePath: CHROMIUM_PATH, args: ['--no-sandbox'] });
 }
 
-/** Waits until the page shows what the server said at `atMs` or later (the page polls; this is no time limit). */
+/**
+ * Waits until the page shows what the server said at `atMs` or later. The page polls on its
+ * own; Playwright's timeout only catches a hang. The predicate is a function, not a string: the
+ * page's Content-Security-Policy refuses eval.
+ */
 export async function pageCaughtUp(page: Page, atMs: number): Promise<void> {
-  // A string runs in the page, where the DOM's names exist (this project's types are Node's).
-  await page.waitForFunction(`Date.parse(document.body.dataset.generatedAt || '') >= ${atMs}`);
+  await page.waitForFunction((at) => {
+    const shown = (globalThis as unknown as { document: { body: { dataset: { generatedAt?: string } } } }).document.body.dataset.generatedAt;
+    return shown !== undefined && Date.parse(shown) >= at;
+  }, atMs);
+}
+
+/** Waits until `locator` reads exactly `text` (the page updates itself on its next poll). */
+export async function textBecomes(locator: Locator, text: string): Promise<void> {
+  await locator.filter({ hasText: new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) }).waitFor();
 }
