@@ -72,6 +72,7 @@ export type {
   GuardedFlagStatus,
   RollbackRecord,
   GuardianListener,
+  GuardianTick,
 } from './guardian/rollout-guardian.js';
 export { GuardianSpanProcessor } from './guardian/guardian-span-processor.js';
 export type { GuardianSpanProcessorOptions, GuardianSpanProcessorStats } from './guardian/guardian-span-processor.js';

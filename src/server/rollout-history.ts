@@ -173,8 +173,9 @@ export class RolloutHistory {
     return {
       requests: merged.count,
       errorRate: round(merged.errors / merged.count, 6),
-      p95Ms: round(merged.sketch.quantile(0.95), 2),
-      p99Ms: round(merged.sketch.quantile(0.99), 2),
+      // A tenth of a millisecond is finer than the sketch's 2% error already.
+      p95Ms: round(merged.sketch.quantile(0.95), 1),
+      p99Ms: round(merged.sketch.quantile(0.99), 1),
     };
   }
 

@@ -205,7 +205,8 @@ export class RolloutServer {
     const recentWindowMs = Math.min(60_000, this.registry.slotMs * (this.registry.slotCount - 1));
     const now = this.clock.now();
     let recentOutcomes = 0;
-    for (const { window } of this.registry.cohorts()) recentOutcomes += window.merged(now - recentWindowMs, now + this.registry.slotMs).count;
+    // Counts only: merging the slots' sketches too would cost every poll of the status page.
+    for (const { window } of this.registry.cohorts()) for (const slot of window.slots(now - recentWindowMs, now + this.registry.slotMs)) recentOutcomes += slot.count;
     return { recentOutcomes, recentWindowMs };
   }
 

@@ -75,6 +75,7 @@ describe('the status page', () => {
       // The rollback in the audit timeline, with the guardian's evidence.
       await checkout.locator('details.audit > summary').click();
       const entry = checkout.locator('details.audit li.rollback');
+      await entry.waitFor();
       expect(await entry.count()).toBe(1);
       expect(await entry.locator('div').first().textContent()).toMatch(/^rollback by rollout-guardian at 2026-11-30T09:0\d:\d\d\.000Z: .*error rate/);
       expect(await entry.locator('.muted').textContent()).toContain('plan running → rolled-back; rolled back');

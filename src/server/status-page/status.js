@@ -2,7 +2,7 @@
 // bearer token the operator gave, and keeps one card per rollout up to date. Every value
 // shown is user input somewhere (flag keys, reasons, actors), so the DOM is built with
 // textContent and createElementNS only; nothing is parsed as HTML.
-/* global document, window, fetch, sessionStorage, URLSearchParams, performance, location, setTimeout, clearTimeout */
+/* global document, window, fetch, sessionStorage, URLSearchParams, performance, location, setTimeout, clearTimeout, Element */
 'use strict';
 (() => {
   const SVG = 'http://www.w3.org/2000/svg';
@@ -149,10 +149,8 @@
 
   function cohortRow(label) {
     const row = el('tr');
-    const name = el('td', undefined, label);
-    const cells = [el('td'), el('td'), el('td'), el('td')];
-    row.append(name, ...cells);
-    return { row, name, cells };
+    row.append(el('td', undefined, label), el('td'), el('td'), el('td'), el('td'));
+    return row;
   }
 
   function makeChart(chart) {
@@ -161,52 +159,69 @@
     const box = svg('svg', { class: 'chart', width: CHART_W, height: CHART_H, viewBox: `0 0 ${CHART_W} ${CHART_H}`, role: 'img' });
     const title = svg('title', {});
     title.textContent = `${chart.label}, treatment and baseline, the last hour`;
-    const baseline = svg('path', { class: 'b', d: '' });
-    const treatment = svg('path', { class: 't', d: '' });
-    const max = svg('text', { class: 'max', x: 3, y: 10 });
-    box.append(title, baseline, treatment, max);
+    box.append(title, svg('path', { class: 'b', d: '' }), svg('path', { class: 't', d: '' }), svg('text', { class: 'max', x: 3, y: 10 }));
     figure.append(box);
-    return { figure, baseline, treatment, max, chart };
+    return figure;
   }
 
-  function makeCard(flag) {
+  // One card is built element by element once; every other card is a deep clone of it, which
+  // is several times faster for a page of 200.
+  let prototype;
+  function cardPrototype() {
+    if (prototype) return prototype;
     const card = el('section', 'flag');
-    card.dataset.flag = flag;
     const head = el('header');
-    const title = el('h2', undefined, flag);
-    const pct = el('span', 'badge pct');
-    const verdict = el('span', 'badge');
-    const extra = el('span', 'badge');
-    head.append(title, pct, verdict, extra);
-    const plan = el('p', 'plan');
-    const reason = el('p', 'reason');
+    head.append(el('h2'), el('span', 'badge pct'), el('span', 'badge'), el('span', 'badge'));
     const table = el('table', 'numbers');
     const headRow = el('tr');
     for (const h of ['cohort', 'requests', 'error rate', 'P95', 'P99']) headRow.append(el('th', undefined, h));
-    const treatment = cohortRow('treatment');
-    const baseline = cohortRow('baseline');
-    table.append(headRow, treatment.row, baseline.row);
+    table.append(headRow, cohortRow('treatment'), cohortRow('baseline'));
     const charts = el('div', 'charts');
-    const drawn = CHARTS.map(makeChart);
-    for (const d of drawn) charts.append(d.figure);
+    for (const chart of CHARTS) charts.append(makeChart(chart));
     const body = el('div', 'body');
     body.append(table, charts);
     const actions = el('div', 'actions');
-    const buttons = {};
     for (const action of ACTIONS) {
       const button = el('button', action === 'rollback' || action === 'abort' ? 'danger' : undefined, action);
       button.type = 'button';
       button.dataset.action = action;
-      button.addEventListener('click', () => openAction(flag, action));
-      buttons[action] = button;
       actions.append(button);
     }
     const audit = el('details', 'audit');
-    const auditSummary = el('summary', undefined, 'Audit timeline');
-    const auditList = el('ol');
-    audit.append(auditSummary, auditList);
-    card.append(head, plan, reason, body, actions, audit);
-    return { card, pct, verdict, extra, plan, reason, treatment, baseline, drawn, buttons, auditSummary, auditList, auditKey: '' };
+    audit.append(el('summary', undefined, 'Audit timeline'), el('ol'));
+    card.append(head, el('p', 'plan'), el('p', 'reason'), body, actions, audit);
+    prototype = card;
+    return card;
+  }
+
+  function makeCard(flag) {
+    const card = cardPrototype().cloneNode(true);
+    card.dataset.flag = flag;
+    const badges = card.querySelectorAll('header .badge');
+    card.querySelector('h2').textContent = flag;
+    const rows = card.querySelectorAll('table.numbers tr');
+    const row = (tr) => ({ name: tr.firstChild, cells: [...tr.children].slice(1) });
+    const drawn = [...card.querySelectorAll('svg.chart')].map((box, i) => ({ baseline: box.querySelector('.b'), treatment: box.querySelector('.t'), max: box.querySelector('.max'), chart: CHARTS[i] }));
+    const buttons = {};
+    for (const button of card.querySelectorAll('.actions button')) buttons[button.dataset.action] = button;
+    const audit = card.querySelector('details.audit');
+    return {
+      card,
+      pct: badges[0],
+      verdict: badges[1],
+      extra: badges[2],
+      plan: card.querySelector('.plan'),
+      reason: card.querySelector('.reason'),
+      treatment: row(rows[1]),
+      baseline: row(rows[2]),
+      drawn,
+      buttons,
+      audit,
+      auditSummary: audit.querySelector('summary'),
+      auditList: audit.querySelector('ol'),
+      auditKey: '',
+      auditBuilt: null,
+    };
   }
 
   function fillCohort(row, label, view) {
@@ -302,25 +317,30 @@
   function updateAudit(refs, flag) {
     const entries = auditByFlag.get(flag) || [];
     const key = entries.length === 0 ? '' : `${entries.length}:${entries[0].revision}:${entries[0].time}`;
-    if (key === refs.auditKey) return;
-    refs.auditKey = key;
-    refs.auditSummary.textContent = `Audit timeline (${entries.length}${entries.length >= AUDIT_SHOWN ? '+' : ''})`;
-    const items = [];
-    for (const entry of entries.slice(0, AUDIT_SHOWN)) {
-      const item = el('li', entry.action === 'rollback' ? 'rollback' : undefined);
-      const line = el('div');
-      line.append(el('strong', undefined, entry.action), ` by ${entry.actor} at ${entry.time}: `, el('q', undefined, entry.reason));
-      item.append(line);
-      const change = stateChange(entry);
-      if (change) item.append(el('div', 'muted', change));
-      if (entry.evidence) {
-        const details = el('details');
-        details.append(el('summary', undefined, 'evidence'), el('pre', undefined, JSON.stringify(entry.evidence, null, 2)));
-        item.append(details);
-      }
-      items.push(item);
+    if (key !== refs.auditKey) {
+      refs.auditKey = key;
+      refs.auditSummary.textContent = `Audit timeline (${entries.length}${entries.length >= AUDIT_SHOWN ? '+' : ''})`;
     }
-    refs.auditList.replaceChildren(...items);
+    // The entries are built when the timeline is open: most cards' timelines stay closed.
+    if (refs.audit.open && refs.auditBuilt !== key) {
+      refs.auditBuilt = key;
+      refs.auditList.replaceChildren(...entries.slice(0, AUDIT_SHOWN).map(auditItem));
+    }
+  }
+
+  function auditItem(entry) {
+    const item = el('li', entry.action === 'rollback' ? 'rollback' : undefined);
+    const line = el('div');
+    line.append(el('strong', undefined, entry.action), ` by ${entry.actor} at ${entry.time}: `, el('q', undefined, entry.reason));
+    item.append(line);
+    const change = stateChange(entry);
+    if (change) item.append(el('div', 'muted', change));
+    if (entry.evidence) {
+      const details = el('details');
+      details.append(el('summary', undefined, 'evidence'), el('pre', undefined, JSON.stringify(entry.evidence, null, 2)));
+      item.append(details);
+    }
+    return item;
   }
 
   function render(status) {
@@ -363,16 +383,24 @@
   async function refresh() {
     try {
       const [status] = await Promise.all([getJson('/api/status'), loadHistory(), loadAudit()]);
-      if (!rendered) performance.mark('status-page:render-start');
+      if (!rendered) {
+        document.documentElement.dataset.dataMs = String(Math.round(performance.now()));
+        performance.mark('status-page:render-start');
+      }
       render(status);
       showProblem(status.storeTrouble ? `store unavailable: ${status.storeTrouble}` : '');
       if (!rendered) {
         rendered = true;
-        performance.mark('status-page:render-end');
-        const measure = performance.measure('status-page:render', 'status-page:render-start', 'status-page:render-end');
-        // What the benchmark reads: from navigation to the first full page, and the DOM work alone.
-        document.documentElement.dataset.firstRenderMs = String(Math.round(performance.now()));
-        document.documentElement.dataset.renderMs = String(Math.round(measure.duration));
+        // What the benchmark reads: from navigation to the first frame painted with every rollout
+        // (style, layout and paint included: the timeout runs after the frame), and that render's share.
+        window.requestAnimationFrame(() =>
+          setTimeout(() => {
+            performance.mark('status-page:render-end');
+            const measure = performance.measure('status-page:render', 'status-page:render-start', 'status-page:render-end');
+            document.documentElement.dataset.renderMs = String(Math.round(measure.duration));
+            document.documentElement.dataset.firstRenderMs = String(Math.round(performance.now()));
+          }, 0),
+        );
       }
     } catch (err) {
       const status = err && err.status;
@@ -431,6 +459,22 @@
     }
   }
 
+  // One listener for every card's buttons, and one for every timeline opened.
+  main.addEventListener('click', (event) => {
+    const button = event.target instanceof Element ? event.target.closest('button[data-action]') : null;
+    const card = button && button.closest('section.flag');
+    if (card) openAction(card.dataset.flag, button.dataset.action);
+  });
+  main.addEventListener(
+    'toggle',
+    (event) => {
+      const card = event.target instanceof Element && event.target.matches('details.audit') ? event.target.closest('section.flag') : null;
+      const refs = card && cards.get(card.dataset.flag);
+      if (refs) updateAudit(refs, card.dataset.flag);
+    },
+    true,
+  );
+
   $('action-form').addEventListener('submit', (event) => {
     event.preventDefault();
     void confirmAction();
@@ -452,5 +496,9 @@
     poll();
   });
 
-  window.addEventListener('pageshow', poll);
+  poll();
+  // A page restored from the back-forward cache starts polling again.
+  window.addEventListener('pageshow', (event) => {
+    if (event.persisted) poll();
+  });
 })();
