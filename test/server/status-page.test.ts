@@ -2,6 +2,10 @@
 // fake clock and a memory store, fed seeded traffic slot by slot, its guardian and plans ticked
 // by the test. The page polls on its own; the test waits for it to show what the server said at
 // the fake time it cares about, never for an amount of wall-clock time.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FlagDefinitionInput } from '../../src/core/flag-schema.js';
@@ -221,6 +225,31 @@ describe('the status page', () => {
       expect((await fetch(`${fixture.server.url}/api/v1/history?since=soon`, { headers: { authorization: `Bearer ${READ_TOKEN}` } })).status).toBe(400);
     } finally {
       await fixture.close();
+    }
+  });
+
+  it('is served by the built binary: the build copies the page to dist', async () => {
+    const child = spawn(process.execPath, [fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url)), 'serve', '--port', '0', '--grpc-port', '0', '--store', fileURLToPath(new URL('../../examples/flags.yaml', import.meta.url))], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      let out = '';
+      child.stdout.setEncoding('utf8');
+      const url = await new Promise<string>((resolve, reject) => {
+        child.stdout.on('data', (chunk: string) => {
+          out += chunk;
+          const m = /^status page: (http:\/\/[\d.]+:\d+)\/$/m.exec(out);
+          if (m) resolve(m[1] as string);
+        });
+        child.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${out}`)));
+      });
+      for (const file of ['index.html', 'status.js', 'status.css']) {
+        const response = await fetch(`${url}/${file === 'index.html' ? '' : file}`);
+        expect(response.status).toBe(200);
+        expect(await response.text()).toBe(await readFile(new URL(`../../src/server/status-page/${file}`, import.meta.url), 'utf8'));
+      }
+    } finally {
+      const exited = once(child, 'exit');
+      child.kill('SIGTERM');
+      await exited;
     }
   });
 

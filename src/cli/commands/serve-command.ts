@@ -163,6 +163,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       throw err;
     }
     ctx.io.stdout.write(`rollout-guardian serve on ${server.url} (store ${store.source}${options.dryRun ? ', dry run' : ''})\n`);
+    ctx.io.stdout.write(`status page: ${server.url}/\n`);
     ctx.io.stdout.write(`OTLP: ${server.url}/v1/traces and /v1/logs${server.grpcPort === undefined ? '' : `, gRPC on port ${server.grpcPort}`}; ${auth === undefined ? 'no token: only 127.0.0.1 is served' : 'bearer tokens required'}${tls === undefined ? '' : ', TLS'}\n`);
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {
