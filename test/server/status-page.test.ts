@@ -12,8 +12,10 @@ import type { FlagDefinitionInput } from '../../src/core/flag-schema.js';
 import { planSteps } from '../../src/deploy/plan.js';
 import { PlanWriter } from '../../src/deploy/plan-writer.js';
 import { BearerAuth } from '../../src/server/bearer-auth.js';
-import type { HistoryView } from '../../src/server/rollout-history.js';
+import { CohortRegistry } from '../../src/guardian/cohort-registry.js';
+import { type HistoryView, RolloutHistory } from '../../src/server/rollout-history.js';
 import { STATUS_PAGE_CSP } from '../../src/server/status-page.js';
+import { CLI_MAIN, requireBuiltCli } from '../helpers/cli-binary.js';
 import { STEADY, StatusPageFixture, launchChromium, pageCaughtUp, textBecomes } from '../helpers/status-page-fixture.js';
 
 const GUARD = { sustainFor: '30s', minSamples: 30, fastPath: false };
@@ -229,7 +231,9 @@ describe('the status page', () => {
   });
 
   it('is served by the built binary: the build copies the page to dist', async () => {
-    const child = spawn(process.execPath, [fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url)), 'serve', '--port', '0', '--grpc-port', '0', '--store', fileURLToPath(new URL('../../examples/flags.yaml', import.meta.url))], { stdio: ['ignore', 'pipe', 'pipe'] });
+    requireBuiltCli();
+    const { ROLLOUT_GUARDIAN_FLAGS: _flags, ROLLOUT_GUARDIAN_TOKEN: _token, ...env } = process.env;
+    const child = spawn(process.execPath, [CLI_MAIN, 'serve', '--port', '0', '--grpc-port', '0', '--store', fileURLToPath(new URL('../../examples/flags.yaml', import.meta.url))], { stdio: ['ignore', 'pipe', 'pipe'], env });
     try {
       let out = '';
       child.stdout.setEncoding('utf8');
@@ -288,5 +292,17 @@ describe('the status page', () => {
     } finally {
       await fixture.close();
     }
+  });
+
+  it('keeps history for at most maxFlags flags, dropping the one updated longest ago, and refuses a point that is not whole slots', () => {
+    const registry = new CohortRegistry({ slotMs: 1000, slotCount: 120 });
+    const history = new RolloutHistory({ registry, maxFlags: 2 });
+    const cohorts = (flagKey: string) => ({ flagKey, treatmentVariant: 'on', baselineVariant: 'off' });
+    const start = Date.parse('2026-11-30T09:00:00Z');
+    registry.record('a', 'on', 80, false, start + 500);
+    history.record({ nowMs: start + 61_000, watermarkMs: start + 60_000, flags: [cohorts('a'), cohorts('b')] });
+    history.record({ nowMs: start + 121_000, watermarkMs: start + 120_000, flags: [cohorts('c'), cohorts('b')] });
+    expect(history.view().flags.map((f) => f.flag)).toEqual(['b', 'c']);
+    expect(() => new RolloutHistory({ registry, pointMs: 1500 })).toThrow('RolloutHistory: pointMs must be a positive multiple of the slot (1000 ms), got 1500');
   });
 });
