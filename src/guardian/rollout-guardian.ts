@@ -65,7 +65,7 @@ export interface GuardianTick {
   readonly nowMs: number;
   readonly watermarkMs: number;
   /** Every flag guarded this tick (judged, or waiting for its rollback to land), with its cohorts. */
-  readonly flags: readonly { readonly flagKey: string; readonly treatmentVariant: string; readonly baselineVariant: string }[];
+  readonly flags: readonly { readonly flagKey: string; readonly treatmentVariant: string; readonly baselineVariant: string; readonly policy: GuardPolicy }[];
 }
 
 export interface GuardianListener {
@@ -262,7 +262,7 @@ export class RolloutGuardian {
       }
     }
     for (const key of this.latest.keys()) if (!live.has(key)) this.latest.delete(key);
-    const flags = guarded.map((f) => ({ flagKey: f.flagKey, treatmentVariant: f.treatmentVariant, baselineVariant: f.definition.defaultVariant }));
+    const flags = guarded.map((f) => ({ flagKey: f.flagKey, treatmentVariant: f.treatmentVariant, baselineVariant: f.definition.defaultVariant, policy: f.policy }));
     this.emit((l) => l.tick?.({ nowMs, watermarkMs, flags }));
     for (const key of this.evidence.keys()) if (!live.has(key)) this.evidence.delete(key);
     await this.runHealthChecks(guarded, nowMs);

@@ -4,6 +4,7 @@
 // watermark has passed it and kept here, bounded: an hour of points per flag, a cap on flags,
 // and a flag's points go with the flag (deleted from the store, or not guarded for an hour).
 import type { CohortRegistry } from '../guardian/cohort-registry.js';
+import type { GuardPolicy } from '../guardian/guard-policy.js';
 import type { GuardianTick } from '../guardian/rollout-guardian.js';
 
 export interface HistoryOptions {
@@ -24,10 +25,18 @@ export interface CohortSeries {
   readonly p99Ms: (number | null)[];
 }
 
+/** The guard's absolute limits, drawn on the charts. */
+export interface HistoryLimits {
+  readonly errorRate: number;
+  readonly p95Ms: number;
+  readonly p99Ms: number;
+}
+
 export interface FlagHistory {
   readonly flag: string;
   readonly treatmentVariant: string;
   readonly baselineVariant: string;
+  readonly limits: HistoryLimits;
   /** Start of the first point (ms since the epoch); point i starts at fromMs + i * pointMs. */
   readonly fromMs: number;
   readonly treatment: CohortSeries;
@@ -56,6 +65,7 @@ interface Point {
 interface Entry {
   treatmentVariant: string;
   baselineVariant: string;
+  limits: HistoryLimits;
   /** Start of the next point to record. */
   nextMs: number;
   readonly points: Point[];
@@ -100,14 +110,13 @@ export class RolloutHistory {
       if (entry === undefined || entry.nextMs > tick.watermarkMs + this.pointMs) {
         // New, or the clock went back past it: start from the oldest point the windows still hold whole.
         const heldFromMs = tick.watermarkMs - this.registry.slotMs * this.registry.slotCount;
-        entry = { treatmentVariant: flag.treatmentVariant, baselineVariant: flag.baselineVariant, nextMs: Math.ceil(heldFromMs / this.pointMs) * this.pointMs, points: [] };
+        entry = { treatmentVariant: flag.treatmentVariant, baselineVariant: flag.baselineVariant, limits: limitsOf(flag.policy), nextMs: Math.ceil(heldFromMs / this.pointMs) * this.pointMs, points: [] };
       }
       this.flags.delete(flag.flagKey);
       this.flags.set(flag.flagKey, entry);
-      if (entry.treatmentVariant !== flag.treatmentVariant || entry.baselineVariant !== flag.baselineVariant) {
-        entry.treatmentVariant = flag.treatmentVariant;
-        entry.baselineVariant = flag.baselineVariant;
-      }
+      entry.treatmentVariant = flag.treatmentVariant;
+      entry.baselineVariant = flag.baselineVariant;
+      if (entry.limits.errorRate !== flag.policy.maxErrorRate || entry.limits.p95Ms !== flag.policy.maxP95Ms || entry.limits.p99Ms !== flag.policy.maxP99Ms) entry.limits = limitsOf(flag.policy);
       // After a long stall only the last hour matters; points the windows no longer hold read as empty.
       entry.nextMs = Math.max(entry.nextMs, Math.floor((tick.watermarkMs - this.horizonMs) / this.pointMs) * this.pointMs);
       while (entry.nextMs + this.pointMs <= tick.watermarkMs) {
@@ -141,6 +150,7 @@ export class RolloutHistory {
         flag,
         treatmentVariant: entry.treatmentVariant,
         baselineVariant: entry.baselineVariant,
+        limits: entry.limits,
         fromMs: points[0]?.startMs ?? entry.nextMs,
         treatment: series(points, (p) => p.treatment),
         baseline: series(points, (p) => p.baseline),
@@ -186,6 +196,10 @@ export class RolloutHistory {
     while (drop < entry.points.length && ((entry.points[drop] as Point).startMs + this.pointMs <= fromMs || entry.points.length - drop > this.capacity)) drop++;
     if (drop > 0) entry.points.splice(0, drop);
   }
+}
+
+function limitsOf(policy: GuardPolicy): HistoryLimits {
+  return { errorRate: policy.maxErrorRate, p95Ms: policy.maxP95Ms, p99Ms: policy.maxP99Ms };
 }
 
 function series(points: readonly Point[], pick: (p: Point) => CohortPoint): CohortSeries {

@@ -13,6 +13,7 @@ import { planSteps } from '../../src/deploy/plan.js';
 import { PlanWriter } from '../../src/deploy/plan-writer.js';
 import { BearerAuth } from '../../src/server/bearer-auth.js';
 import { CohortRegistry } from '../../src/guardian/cohort-registry.js';
+import { DEFAULT_GUARD_POLICY } from '../../src/guardian/guard-policy.js';
 import { type HistoryView, RolloutHistory } from '../../src/server/rollout-history.js';
 import { STATUS_PAGE_CSP } from '../../src/server/status-page.js';
 import { CLI_MAIN, requireBuiltCli } from '../helpers/cli-binary.js';
@@ -61,7 +62,9 @@ describe('the status page', () => {
       expect(await card(page, 'search').locator('.plan').textContent()).toBe('no plan');
       // Two minutes of traffic: two points on each chart, for both cohorts.
       for (const path of await checkout.locator('svg.chart path').all()) expect(await path.getAttribute('d')).toMatch(/^M[\d.]+ [\d.]+L[\d.]+ [\d.]+$/);
-      expect(await checkout.locator('svg.chart .max').first().textContent()).toMatch(/^max \d/);
+      // Each chart carries the guard's limit: error rate 1% (the default), P95 500 ms, P99 1000 ms.
+      expect(await checkout.locator('svg.chart .max').allTextContents()).toEqual([expect.stringMatching(/^max \d.*; limit 1\.00%$/), expect.stringMatching(/^max \d+ ms; limit 500 ms$/), expect.stringMatching(/^max \d+ ms; limit 1000 ms$/)]);
+      expect(await checkout.locator('svg.chart line.limit').first().getAttribute('visibility')).toBe('visible');
       expect(await card(page, 'search').locator('button[data-action="pause"]').isDisabled()).toBe(true);
 
       let decidedAtMs: number | undefined;
@@ -268,6 +271,7 @@ describe('the status page', () => {
       expect(view.flags.map((f) => f.flag)).toEqual(['checkout', 'search']);
       const checkout = view.flags[0]!;
       expect(checkout.treatment.requests).toHaveLength(60);
+      expect(checkout.limits).toEqual({ errorRate: 0.01, p95Ms: 500, p99Ms: 1000 });
       expect(new Set(checkout.treatment.requests)).toEqual(new Set([240]));
       expect(new Set(checkout.baseline.requests)).toEqual(new Set([240]));
       // Lognormal latencies with an 80 ms median and sigma 0.4: a P95 near 155 ms, a P99 above it.
@@ -297,7 +301,7 @@ describe('the status page', () => {
   it('keeps history for at most maxFlags flags, dropping the one updated longest ago, and refuses a point that is not whole slots', () => {
     const registry = new CohortRegistry({ slotMs: 1000, slotCount: 120 });
     const history = new RolloutHistory({ registry, maxFlags: 2 });
-    const cohorts = (flagKey: string) => ({ flagKey, treatmentVariant: 'on', baselineVariant: 'off' });
+    const cohorts = (flagKey: string) => ({ flagKey, treatmentVariant: 'on', baselineVariant: 'off', policy: DEFAULT_GUARD_POLICY });
     const start = Date.parse('2026-11-30T09:00:00Z');
     registry.record('a', 'on', 80, false, start + 500);
     history.record({ nowMs: start + 61_000, watermarkMs: start + 60_000, flags: [cohorts('a'), cohorts('b')] });

@@ -29,6 +29,9 @@
   let timer;
   let running;
   let rendered = false;
+  let polls = 0;
+  let auditDue = false;
+  let lastSignature = '';
 
   function el(tag, className, text) {
     const node = document.createElement(tag);
@@ -159,7 +162,7 @@
     const box = svg('svg', { class: 'chart', width: CHART_W, height: CHART_H, viewBox: `0 0 ${CHART_W} ${CHART_H}`, role: 'img' });
     const title = svg('title', {});
     title.textContent = `${chart.label}, treatment and baseline, the last hour`;
-    box.append(title, svg('path', { class: 'b', d: '' }), svg('path', { class: 't', d: '' }), svg('text', { class: 'max', x: 3, y: 10 }));
+    box.append(title, svg('line', { class: 'limit', x1: 0, x2: CHART_W, y1: -1, y2: -1 }), svg('path', { class: 'b', d: '' }), svg('path', { class: 't', d: '' }), svg('text', { class: 'max', x: 3, y: 10 }));
     figure.append(box);
     return figure;
   }
@@ -201,7 +204,7 @@
     card.querySelector('h2').textContent = flag;
     const rows = card.querySelectorAll('table.numbers tr');
     const row = (tr) => ({ name: tr.firstChild, cells: [...tr.children].slice(1) });
-    const drawn = [...card.querySelectorAll('svg.chart')].map((box, i) => ({ baseline: box.querySelector('.b'), treatment: box.querySelector('.t'), max: box.querySelector('.max'), chart: CHARTS[i] }));
+    const drawn = [...card.querySelectorAll('svg.chart')].map((box, i) => ({ baseline: box.querySelector('.b'), treatment: box.querySelector('.t'), max: box.querySelector('.max'), limit: box.querySelector('.limit'), chart: CHARTS[i] }));
     const buttons = {};
     for (const button of card.querySelectorAll('.actions button')) buttons[button.dataset.action] = button;
     const audit = card.querySelector('details.audit');
@@ -286,6 +289,7 @@
       if (!entry) {
         chart.treatment.setAttribute('d', '');
         chart.baseline.setAttribute('d', '');
+        chart.limit.setAttribute('visibility', 'hidden');
         chart.max.textContent = 'no data yet';
         continue;
       }
@@ -294,11 +298,20 @@
       let max = 0;
       for (const v of t) if (v !== null && v > max) max = v;
       for (const v of b) if (v !== null && v > max) max = v;
-      const top = max > 0 ? max * 1.1 : 1;
+      // The guard's limit is drawn too, so the distance to it shows: the scale reaches it.
+      const limit = entry.limits ? entry.limits[chart.chart.key] : undefined;
+      const top = Math.max(max, typeof limit === 'number' ? limit : 0) * 1.1 || 1;
+      if (typeof limit === 'number') {
+        const y = (CHART_H - 2 - (limit / top) * (CHART_H - 14)).toFixed(1);
+        chart.limit.setAttribute('y1', y);
+        chart.limit.setAttribute('y2', y);
+        chart.limit.setAttribute('visibility', 'visible');
+      } else chart.limit.setAttribute('visibility', 'hidden');
       const fromMs = nowMs - horizonMs;
       chart.treatment.setAttribute('d', linePath(t, entry.fromMs, top, fromMs, nowMs));
       chart.baseline.setAttribute('d', linePath(b, entry.fromMs, top, fromMs, nowMs));
-      chart.max.textContent = max > 0 ? `max ${chart.chart.format(max)}` : t.length === 0 ? 'no data yet' : 'no traffic';
+      const limitText = typeof limit === 'number' ? `; limit ${chart.chart.format(limit)}` : '';
+      chart.max.textContent = max > 0 ? `max ${chart.chart.format(max)}${limitText}` : t.length === 0 ? 'no data yet' : `no traffic${limitText}`;
     }
   }
 
@@ -382,7 +395,15 @@
 
   async function refresh() {
     try {
-      const [status] = await Promise.all([getJson('/api/status'), loadHistory(), loadAudit()]);
+      // The audit log is the largest answer: read it at first, after an action, when a flag's
+      // state moved, and every 15th poll (audit entries of other writers land with a state change too).
+      const wantAudit = !rendered || auditDue || polls % 15 === 0;
+      auditDue = false;
+      polls++;
+      const [status] = await Promise.all([getJson('/api/status'), loadHistory(), wantAudit ? loadAudit() : null]);
+      const signature = JSON.stringify(status.flags.map((f) => [f.flag, f.percentage, f.rolledBack, f.override, f.disabled, f.plan && f.plan.status, f.plan && f.plan.step]));
+      if (!wantAudit && signature !== lastSignature) await loadAudit();
+      lastSignature = signature;
       if (!rendered) {
         document.documentElement.dataset.dataMs = String(Math.round(performance.now()));
         performance.mark('status-page:render-start');
@@ -411,6 +432,8 @@
   function poll() {
     clearTimeout(timer);
     running = (running || Promise.resolve()).then(refresh).finally(() => {
+      // One timer at a time, however many refreshes were asked for meanwhile.
+      clearTimeout(timer);
       timer = setTimeout(poll, pollMs);
     });
   }
@@ -453,6 +476,7 @@
       }
       pending = null;
       dialog.close();
+      auditDue = true;
       poll();
     } catch (err) {
       message.textContent = `cannot reach the server: ${err && err.message}`;
