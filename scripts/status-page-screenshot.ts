@@ -27,8 +27,14 @@ const fixture = await StatusPageFixture.start({
 });
 try {
   const plans = new PlanWriter(fixture.store, fixture.clock);
-  await plans.deploy('new-checkout', 'custom', planSteps('custom', { steps: [5, 25, 50, 100], stepDurationMs: 30 * 60_000 }), { actor: 'alice', reason: 'release 2026.11.30' });
-  await plans.deploy('dark-mode', 'custom', planSteps('custom', { steps: [10, 50, 100], stepDurationMs: 60 * 60_000 }), { actor: 'bob', reason: 'theme refresh' });
+  await plans.deploy('new-checkout', 'custom', planSteps('custom', { steps: [5, 25, 50, 100], stepDurationMs: 30 * 60_000 }), {
+    actor: 'alice',
+    reason: 'release 2026.11.30',
+  });
+  await plans.deploy('dark-mode', 'custom', planSteps('custom', { steps: [10, 50, 100], stepDurationMs: 60 * 60_000 }), {
+    actor: 'bob',
+    reason: 'theme refresh',
+  });
   const traffic = (flagKey: string, slot: number): SlotTraffic => {
     const minute = slot / 12;
     if (flagKey === 'payment-retry' && minute >= 35) return { ...STEADY, treatmentErrorRate: 0.06 };

@@ -95,7 +95,8 @@ export class RolloutHistory {
     this.registry = options.registry;
     const slotMs = options.registry.slotMs;
     this.pointMs = options.pointMs ?? defaultPointMs(slotMs, options.registry.slotCount);
-    if (!Number.isInteger(this.pointMs) || this.pointMs <= 0 || this.pointMs % slotMs !== 0) throw new RangeError(`RolloutHistory: pointMs must be a positive multiple of the slot (${slotMs} ms), got ${this.pointMs}`);
+    if (!Number.isInteger(this.pointMs) || this.pointMs <= 0 || this.pointMs % slotMs !== 0)
+      throw new RangeError(`RolloutHistory: pointMs must be a positive multiple of the slot (${slotMs} ms), got ${this.pointMs}`);
     this.horizonMs = options.horizonMs ?? HOUR_MS;
     this.maxFlags = options.maxFlags ?? 1000;
     this.capacity = Math.max(1, Math.ceil(this.horizonMs / this.pointMs));
@@ -110,13 +111,24 @@ export class RolloutHistory {
       if (entry === undefined || entry.nextMs > tick.watermarkMs + this.pointMs) {
         // New, or the clock went back past it: start from the oldest point the windows still hold whole.
         const heldFromMs = tick.watermarkMs - this.registry.slotMs * this.registry.slotCount;
-        entry = { treatmentVariant: flag.treatmentVariant, baselineVariant: flag.baselineVariant, limits: limitsOf(flag.policy), nextMs: Math.ceil(heldFromMs / this.pointMs) * this.pointMs, points: [] };
+        entry = {
+          treatmentVariant: flag.treatmentVariant,
+          baselineVariant: flag.baselineVariant,
+          limits: limitsOf(flag.policy),
+          nextMs: Math.ceil(heldFromMs / this.pointMs) * this.pointMs,
+          points: [],
+        };
       }
       this.flags.delete(flag.flagKey);
       this.flags.set(flag.flagKey, entry);
       entry.treatmentVariant = flag.treatmentVariant;
       entry.baselineVariant = flag.baselineVariant;
-      if (entry.limits.errorRate !== flag.policy.maxErrorRate || entry.limits.p95Ms !== flag.policy.maxP95Ms || entry.limits.p99Ms !== flag.policy.maxP99Ms) entry.limits = limitsOf(flag.policy);
+      if (
+        entry.limits.errorRate !== flag.policy.maxErrorRate ||
+        entry.limits.p95Ms !== flag.policy.maxP95Ms ||
+        entry.limits.p99Ms !== flag.policy.maxP99Ms
+      )
+        entry.limits = limitsOf(flag.policy);
       // After a long stall only the last hour matters; points the windows no longer hold read as empty.
       entry.nextMs = Math.max(entry.nextMs, Math.floor((tick.watermarkMs - this.horizonMs) / this.pointMs) * this.pointMs);
       while (entry.nextMs + this.pointMs <= tick.watermarkMs) {
@@ -172,7 +184,11 @@ export class RolloutHistory {
   }
 
   private point(flagKey: string, entry: Entry, startMs: number): Point {
-    return { startMs, treatment: this.cohortPoint(flagKey, entry.treatmentVariant, startMs), baseline: this.cohortPoint(flagKey, entry.baselineVariant, startMs) };
+    return {
+      startMs,
+      treatment: this.cohortPoint(flagKey, entry.treatmentVariant, startMs),
+      baseline: this.cohortPoint(flagKey, entry.baselineVariant, startMs),
+    };
   }
 
   private cohortPoint(flagKey: string, variant: string, startMs: number): CohortPoint {
@@ -193,7 +209,11 @@ export class RolloutHistory {
     // A point stays while any of it lies within the horizon.
     const fromMs = watermarkMs - this.horizonMs;
     let drop = 0;
-    while (drop < entry.points.length && ((entry.points[drop] as Point).startMs + this.pointMs <= fromMs || entry.points.length - drop > this.capacity)) drop++;
+    while (
+      drop < entry.points.length &&
+      ((entry.points[drop] as Point).startMs + this.pointMs <= fromMs || entry.points.length - drop > this.capacity)
+    )
+      drop++;
     if (drop > 0) entry.points.splice(0, drop);
   }
 }

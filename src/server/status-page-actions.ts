@@ -53,13 +53,20 @@ export class StatusPageActions {
 
   async route(request: IncomingMessage, response: ServerResponse, url: URL): Promise<void> {
     if (url.pathname === '/api/v1/audit') {
-      if (request.method !== 'GET' && request.method !== 'HEAD') return fail(response, 405, 'method_not_allowed', `${request.method ?? ''} is not served here; GET /api/v1/audit?flag=KEY&limit=N`);
+      if (request.method !== 'GET' && request.method !== 'HEAD')
+        return fail(response, 405, 'method_not_allowed', `${request.method ?? ''} is not served here; GET /api/v1/audit?flag=KEY&limit=N`);
       if (!requireRole(this.auth, request, response, 'read')) return;
       return this.audit(response, url);
     }
     const match = ACTION_PATH.exec(url.pathname) as RegExpExecArray;
     // Nothing that changes a flag answers to a GET.
-    if (request.method !== 'POST') return fail(response, 405, 'method_not_allowed', `${request.method ?? ''} is not served here; POST it with a JSON body {"reason": "..."}`);
+    if (request.method !== 'POST')
+      return fail(
+        response,
+        405,
+        'method_not_allowed',
+        `${request.method ?? ''} is not served here; POST it with a JSON body {"reason": "..."}`,
+      );
     if (!requireRole(this.auth, request, response, 'operate')) return;
     let flagKey: string;
     try {
@@ -68,7 +75,8 @@ export class StatusPageActions {
       return fail(response, 400, 'bad_request', 'the flag key in the path is not valid percent-encoding');
     }
     const action = match[2] as string;
-    if (!(PLAN_ACTIONS as readonly string[]).includes(action)) return fail(response, 404, 'not_found', `no action "${action}"; actions are ${PLAN_ACTIONS.join(', ')}`);
+    if (!(PLAN_ACTIONS as readonly string[]).includes(action))
+      return fail(response, 404, 'not_found', `no action "${action}"; actions are ${PLAN_ACTIONS.join(', ')}`);
     // A cross-site form can post text/plain without asking first; JSON needs a CORS preflight this server never grants.
     const type = (request.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
     if (type !== 'application/json') {
@@ -86,7 +94,11 @@ export class StatusPageActions {
       if (err instanceof InvalidWriteError) return fail(response, 400, 'invalid', err.message);
       throw err;
     }
-    sendJson(response, 200, { ok: true, message: `${flagKey}: ${action} by ${this.actor}, recorded in the audit log`, revision: result.revision });
+    sendJson(response, 200, {
+      ok: true,
+      message: `${flagKey}: ${action} by ${this.actor}, recorded in the audit log`,
+      revision: result.revision,
+    });
   }
 
   private run(action: PlanAction, flagKey: string, by: { actor: string; reason: string }): Promise<WriteResult> {
@@ -138,7 +150,13 @@ export class StatusPageActions {
   private async audit(response: ServerResponse, url: URL): Promise<void> {
     const limitText = url.searchParams.get('limit');
     const limit = limitText === null ? DEFAULT_AUDIT_LIMIT : Number(limitText);
-    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_AUDIT_LIMIT) return fail(response, 400, 'bad_request', `limit must be a whole number from 1 to ${MAX_AUDIT_LIMIT}, such as limit=50; got "${limitText}"`);
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_AUDIT_LIMIT)
+      return fail(
+        response,
+        400,
+        'bad_request',
+        `limit must be a whole number from 1 to ${MAX_AUDIT_LIMIT}, such as limit=50; got "${limitText}"`,
+      );
     const flagKey = url.searchParams.get('flag') ?? undefined;
     const entries = await this.store.audit({ flagKey, limit });
     sendJson(response, 200, { entries });

@@ -10,7 +10,8 @@ import type { BearerAuth, Role } from './bearer-auth.js';
 import { RolloutHistory } from './rollout-history.js';
 
 /** No inline script or style, nothing from elsewhere, no framing, no form posts: the page builds its DOM from JSON. */
-export const STATUS_PAGE_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+export const STATUS_PAGE_CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 const ASSETS: Readonly<Record<string, { readonly file: string; readonly type: string }>> = {
   '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
@@ -22,7 +23,9 @@ const ASSETS: Readonly<Record<string, { readonly file: string; readonly type: st
 const ASSET_DIR = new URL('./status-page/', import.meta.url);
 
 export function sendJson(response: ServerResponse, status: number, body: unknown): void {
-  response.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' }).end(`${JSON.stringify(body)}\n`);
+  response
+    .writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' })
+    .end(`${JSON.stringify(body)}\n`);
 }
 
 /**
@@ -36,7 +39,12 @@ export function requireRole(auth: BearerAuth | undefined, request: IncomingMessa
   request.resume();
   if (result !== 'forbidden') response.setHeader('www-authenticate', 'Bearer');
   const code = result === 'forbidden' ? 'forbidden' : 'unauthenticated';
-  const message = result === 'forbidden' ? `this token lacks the ${role} role` : result === 'missing' ? 'send authorization: Bearer TOKEN' : 'the bearer token is not known';
+  const message =
+    result === 'forbidden'
+      ? `this token lacks the ${role} role`
+      : result === 'missing'
+        ? 'send authorization: Bearer TOKEN'
+        : 'the bearer token is not known';
   sendJson(response, result === 'forbidden' ? 403 : 401, { error: { code, message } });
   return false;
 }
@@ -71,11 +79,15 @@ export class StatusPage {
       }
     }
     // A build that forgot to copy the files still serves everything else.
-    this.missing = absent.length === 0 ? undefined : `the status page's ${absent.join(', ')} are missing from ${ASSET_DIR.pathname}; rebuild with npm run build`;
+    this.missing =
+      absent.length === 0
+        ? undefined
+        : `the status page's ${absent.join(', ')} are missing from ${ASSET_DIR.pathname}; rebuild with npm run build`;
     if (this.missing !== undefined) options.log(this.missing);
     this.stopListening = options.guardian.addListener({ tick: (tick) => this.history.record(tick) });
     this.unwatch = options.store.watch((event) => {
-      if (event.type === 'change') this.history.retain((flagKey) => event.snapshot.parsed.definitions.has(flagKey) || event.snapshot.parsed.invalid.has(flagKey));
+      if (event.type === 'change')
+        this.history.retain((flagKey) => event.snapshot.parsed.definitions.has(flagKey) || event.snapshot.parsed.invalid.has(flagKey));
     });
   }
 
@@ -91,7 +103,13 @@ export class StatusPage {
     const flag = url.searchParams.get('flag') ?? undefined;
     const sinceText = url.searchParams.get('since');
     const sinceMs = sinceText === null ? undefined : Number(sinceText);
-    if (sinceMs !== undefined && !Number.isFinite(sinceMs)) return sendJson(response, 400, { error: { code: 'bad_request', message: `since must be milliseconds since the epoch, such as since=${Date.UTC(2026, 10, 30)}; got "${sinceText}"` } });
+    if (sinceMs !== undefined && !Number.isFinite(sinceMs))
+      return sendJson(response, 400, {
+        error: {
+          code: 'bad_request',
+          message: `since must be milliseconds since the epoch, such as since=${Date.UTC(2026, 10, 30)}; got "${sinceText}"`,
+        },
+      });
     sendJson(response, 200, this.history.view({ flag, sinceMs }));
   }
 

@@ -20,7 +20,13 @@ export interface SlotTraffic {
   readonly baselineMedianMs: number;
 }
 
-export const STEADY: SlotTraffic = { requests: 20, treatmentErrorRate: 0.002, baselineErrorRate: 0.002, treatmentMedianMs: 80, baselineMedianMs: 80 };
+export const STEADY: SlotTraffic = {
+  requests: 20,
+  treatmentErrorRate: 0.002,
+  baselineErrorRate: 0.002,
+  treatmentMedianMs: 80,
+  baselineMedianMs: 80,
+};
 
 export interface StatusPageFixtureOptions {
   readonly flags: Readonly<Record<string, FlagDefinitionInput>>;
@@ -48,7 +54,16 @@ export class StatusPageFixture {
     const store = new MemoryFlagStore({ flags: options.flags, state: options.state, clock });
     const slotMs = options.slotMs ?? 1000;
     // Outcomes are recorded at once here: one slot of lateness is plenty, so a slot is judged one tick after it ends.
-    const server = await RolloutServer.start({ store, port: 0, clock, slotMs, slotCount: Math.ceil(120_000 / slotMs), autoTick: false, auth: options.auth, ingest: { allowedLatenessMs: slotMs, joinWaitMs: 1 } });
+    const server = await RolloutServer.start({
+      store,
+      port: 0,
+      clock,
+      slotMs,
+      slotCount: Math.ceil(120_000 / slotMs),
+      autoTick: false,
+      auth: options.auth,
+      ingest: { allowedLatenessMs: slotMs, joinWaitMs: 1 },
+    });
     return new StatusPageFixture(server, store, clock, options.seed ?? 16);
   }
 
@@ -60,7 +75,11 @@ export class StatusPageFixture {
    * Plays `slots` slots: each flag's traffic for the slot (from `traffic`, or STEADY) is recorded
    * at event times inside it, then the clock moves one slot and the guardian and plans tick.
    */
-  async play(slots: number, traffic: (flagKey: string, slot: number) => SlotTraffic | undefined = () => STEADY, flagKeys?: readonly string[]): Promise<void> {
+  async play(
+    slots: number,
+    traffic: (flagKey: string, slot: number) => SlotTraffic | undefined = () => STEADY,
+    flagKeys?: readonly string[],
+  ): Promise<void> {
     const keys = flagKeys ?? [...(await this.store.load()).parsed.definitions.keys()];
     const variants = await this.variants();
     for (let slot = 0; slot < slots; slot++) {
@@ -71,8 +90,20 @@ export class StatusPageFixture {
         if (t === undefined || v === undefined) continue;
         for (let i = 0; i < t.requests; i++) {
           const at = start + Math.floor((i / t.requests) * this.slotMs);
-          this.server.registry.record(flagKey, v.treatment, lognormal(this.random, t.treatmentMedianMs, 0.4), this.random() < t.treatmentErrorRate, at);
-          this.server.registry.record(flagKey, v.baseline, lognormal(this.random, t.baselineMedianMs, 0.4), this.random() < t.baselineErrorRate, at);
+          this.server.registry.record(
+            flagKey,
+            v.treatment,
+            lognormal(this.random, t.treatmentMedianMs, 0.4),
+            this.random() < t.treatmentErrorRate,
+            at,
+          );
+          this.server.registry.record(
+            flagKey,
+            v.baseline,
+            lognormal(this.random, t.baselineMedianMs, 0.4),
+            this.random() < t.baselineErrorRate,
+            at,
+          );
         }
       }
       this.clock.advance(this.slotMs);
@@ -88,7 +119,8 @@ export class StatusPageFixture {
   private async variants(): Promise<Map<string, { treatment: string; baseline: string }>> {
     const out = new Map<string, { treatment: string; baseline: string }>();
     for (const [flagKey, definition] of (await this.store.load()).parsed.definitions) {
-      if (definition.rollout !== undefined) out.set(flagKey, { treatment: definition.rollout.variant, baseline: definition.defaultVariant });
+      if (definition.rollout !== undefined)
+        out.set(flagKey, { treatment: definition.rollout.variant, baseline: definition.defaultVariant });
     }
     return out;
   }
@@ -106,7 +138,8 @@ export function launchChromium(): Promise<Browser> {
  */
 export async function pageCaughtUp(page: Page, atMs: number): Promise<void> {
   await page.waitForFunction((at) => {
-    const shown = (globalThis as unknown as { document: { body: { dataset: { generatedAt?: string } } } }).document.body.dataset.generatedAt;
+    const shown = (globalThis as unknown as { document: { body: { dataset: { generatedAt?: string } } } }).document.body.dataset
+      .generatedAt;
     return shown !== undefined && Date.parse(shown) >= at;
   }, atMs);
 }

@@ -20,7 +20,12 @@ import { CLI_MAIN, requireBuiltCli } from '../helpers/cli-binary.js';
 import { STEADY, StatusPageFixture, launchChromium, pageCaughtUp, textBecomes } from '../helpers/status-page-fixture.js';
 
 const GUARD = { sustainFor: '30s', minSamples: 30, fastPath: false };
-const flag = (percentage: number): FlagDefinitionInput => ({ variants: { on: true, off: false }, defaultVariant: 'off', rollout: { variant: 'on', percentage }, guard: GUARD });
+const flag = (percentage: number): FlagDefinitionInput => ({
+  variants: { on: true, off: false },
+  defaultVariant: 'off',
+  rollout: { variant: 'on', percentage },
+  guard: GUARD,
+});
 const READ_TOKEN = 'read-only-token-0123456789abcdef';
 const OPERATE_TOKEN = 'operate-token-0123456789abcdefgh';
 const auth = () =>
@@ -31,10 +36,16 @@ const auth = () =>
 const by = { actor: 'sre', reason: 'release 42' };
 
 async function deployPlan(fixture: StatusPageFixture, flagKey: string): Promise<void> {
-  await new PlanWriter(fixture.store, fixture.clock).deploy(flagKey, 'custom', planSteps('custom', { steps: [10, 50, 100], stepDurationMs: 3_600_000 }), by);
+  await new PlanWriter(fixture.store, fixture.clock).deploy(
+    flagKey,
+    'custom',
+    planSteps('custom', { steps: [10, 50, 100], stepDurationMs: 3_600_000 }),
+    by,
+  );
 }
 
-const card = (page: Page, flagKey: string) => page.locator('section.flag').filter({ has: page.getByRole('heading', { name: flagKey, exact: true }) });
+const card = (page: Page, flagKey: string) =>
+  page.locator('section.flag').filter({ has: page.getByRole('heading', { name: flagKey, exact: true }) });
 
 describe('the status page', () => {
   let browser: Browser;
@@ -61,9 +72,14 @@ describe('the status page', () => {
       expect(await checkout.locator('tr', { hasText: 'treatment (on)' }).locator('td').nth(1).textContent()).toBe('600');
       expect(await card(page, 'search').locator('.plan').textContent()).toBe('no plan');
       // Two minutes of traffic: two points on each chart, for both cohorts.
-      for (const path of await checkout.locator('svg.chart path').all()) expect(await path.getAttribute('d')).toMatch(/^M[\d.]+ [\d.]+L[\d.]+ [\d.]+$/);
+      for (const path of await checkout.locator('svg.chart path').all())
+        expect(await path.getAttribute('d')).toMatch(/^M[\d.]+ [\d.]+L[\d.]+ [\d.]+$/);
       // Each chart carries the guard's limit: error rate 1% (the default), P95 500 ms, P99 1000 ms.
-      expect(await checkout.locator('svg.chart .max').allTextContents()).toEqual([expect.stringMatching(/^max \d.*; limit 1\.00%$/), expect.stringMatching(/^max \d+ ms; limit 500 ms$/), expect.stringMatching(/^max \d+ ms; limit 1000 ms$/)]);
+      expect(await checkout.locator('svg.chart .max').allTextContents()).toEqual([
+        expect.stringMatching(/^max \d.*; limit 1\.00%$/),
+        expect.stringMatching(/^max \d+ ms; limit 500 ms$/),
+        expect.stringMatching(/^max \d+ ms; limit 1000 ms$/),
+      ]);
       expect(await checkout.locator('svg.chart line.limit').first().getAttribute('visibility')).toBe('visible');
       expect(await card(page, 'search').locator('button[data-action="pause"]').isDisabled()).toBe(true);
 
@@ -86,10 +102,15 @@ describe('the status page', () => {
       const entry = checkout.locator('details.audit li.rollback');
       await entry.waitFor();
       expect(await entry.count()).toBe(1);
-      expect(await entry.locator('div').first().textContent()).toMatch(/^rollback by rollout-guardian at 2026-11-30T09:0\d:\d\d\.000Z: .*error rate/);
+      expect(await entry.locator('div').first().textContent()).toMatch(
+        /^rollback by rollout-guardian at 2026-11-30T09:0\d:\d\d\.000Z: .*error rate/,
+      );
       expect(await entry.locator('.muted').textContent()).toContain('plan running → rolled-back; rolled back');
       await entry.locator('details > summary').click();
-      const evidence = JSON.parse((await entry.locator('pre').textContent()) as string) as { check: { check: string }; treatment: { variant: string } };
+      const evidence = JSON.parse((await entry.locator('pre').textContent()) as string) as {
+        check: { check: string };
+        treatment: { variant: string };
+      };
       expect(evidence.check.check).toBe('errorRate');
       expect(evidence.treatment.variant).toBe('on');
       expect(await card(page, 'search').locator('.badge.v-healthy').count()).toBe(1);
@@ -138,14 +159,25 @@ describe('the status page', () => {
       ]);
       await textBecomes(checkout.locator('details.audit > summary'), 'Audit timeline (2)');
       await checkout.locator('details.audit > summary').click();
-      expect(await checkout.locator('details.audit li').first().locator('div').first().textContent()).toBe('pause by status-page at 2026-11-30T09:00:05.000Z: error budget is burning');
+      expect(await checkout.locator('details.audit li').first().locator('div').first().textContent()).toBe(
+        'pause by status-page at 2026-11-30T09:00:05.000Z: error budget is burning',
+      );
       expect(await checkout.locator('header .badge').allTextContents()).toContain('paused');
       expect(await checkout.locator('button[data-action="resume"]').isEnabled()).toBe(true);
 
       // A refusal the server explains: pausing a paused plan is a conflict, said in the dialog.
-      const pauseAgain = await fetch(`${fixture.server.url}/api/v1/flags/checkout/pause`, { method: 'POST', headers: { authorization: `Bearer ${OPERATE_TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ reason: 'again' }) });
+      const pauseAgain = await fetch(`${fixture.server.url}/api/v1/flags/checkout/pause`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${OPERATE_TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ reason: 'again' }),
+      });
       expect(pauseAgain.status).toBe(409);
-      expect(await pauseAgain.json()).toEqual({ error: { code: 'conflict', message: 'the plan for "checkout" is paused, not running; resume it with rollout-guardian resume checkout' } });
+      expect(await pauseAgain.json()).toEqual({
+        error: {
+          code: 'conflict',
+          message: 'the plan for "checkout" is paused, not running; resume it with rollout-guardian resume checkout',
+        },
+      });
     } finally {
       await page.close();
       await fixture.close();
@@ -156,18 +188,42 @@ describe('the status page', () => {
     const fixture = await StatusPageFixture.start({ flags: { checkout: flag(10) }, auth: auth() });
     try {
       const url = fixture.server.url;
-      const post = (path: string, body: string, type = 'application/json', token = OPERATE_TOKEN) => fetch(`${url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': type }, body });
+      const post = (path: string, body: string, type = 'application/json', token = OPERATE_TOKEN) =>
+        fetch(`${url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': type }, body });
       const answer = async (response: Response) => [response.status, await response.json()] as const;
-      expect(await answer(await fetch(`${url}/api/v1/flags/checkout/rollback`, { headers: { authorization: `Bearer ${OPERATE_TOKEN}` } }))).toEqual([405, { error: { code: 'method_not_allowed', message: 'GET is not served here; POST it with a JSON body {"reason": "..."}' } }]);
+      expect(
+        await answer(await fetch(`${url}/api/v1/flags/checkout/rollback`, { headers: { authorization: `Bearer ${OPERATE_TOKEN}` } })),
+      ).toEqual([
+        405,
+        { error: { code: 'method_not_allowed', message: 'GET is not served here; POST it with a JSON body {"reason": "..."}' } },
+      ]);
       expect((await answer(await post('/api/v1/flags/checkout/rollback', 'reason=x', 'text/plain')))[0]).toBe(415);
-      expect(await answer(await post('/api/v1/flags/checkout/rollback', '{}'))).toEqual([400, { error: { code: 'bad_request', message: 'say why, for the audit log: send {"reason": "..."} with a non-empty reason' } }]);
-      expect((await answer(await post('/api/v1/flags/checkout/rollback', '{"reason":'))).at(1)).toEqual({ error: { code: 'bad_request', message: 'the body is not JSON; send {"reason": "..."}' } });
-      expect(await answer(await post('/api/v1/flags/chekout/rollback', '{"reason":"x"}'))).toEqual([404, { error: { code: 'not_found', message: 'no flag "chekout"; did you mean "checkout"? (rollout-guardian flags list shows them all)' } }]);
+      expect(await answer(await post('/api/v1/flags/checkout/rollback', '{}'))).toEqual([
+        400,
+        { error: { code: 'bad_request', message: 'say why, for the audit log: send {"reason": "..."} with a non-empty reason' } },
+      ]);
+      expect((await answer(await post('/api/v1/flags/checkout/rollback', '{"reason":'))).at(1)).toEqual({
+        error: { code: 'bad_request', message: 'the body is not JSON; send {"reason": "..."}' },
+      });
+      expect(await answer(await post('/api/v1/flags/chekout/rollback', '{"reason":"x"}'))).toEqual([
+        404,
+        {
+          error: { code: 'not_found', message: 'no flag "chekout"; did you mean "checkout"? (rollout-guardian flags list shows them all)' },
+        },
+      ]);
       expect((await answer(await post('/api/v1/flags/checkout/explode', '{"reason":"x"}')))[0]).toBe(404);
       expect((await answer(await post('/api/v1/flags/checkout/rollback', '{"reason":"x"}', 'application/json', READ_TOKEN)))[0]).toBe(403);
-      expect((await answer(await post('/api/v1/flags/checkout/resume', '{"reason":"x"}')))).toEqual([409, { error: { code: 'conflict', message: '"checkout" has no plan; start one with rollout-guardian deploy checkout --strategy safe' } }]);
-      expect(await answer(await post('/api/v1/flags/checkout/rollback', '{"reason":"bad deploy"}'))).toEqual([200, { ok: true, message: 'checkout: rollback by status-page, recorded in the audit log', revision: expect.any(String) as string }]);
-      const audit = (await (await fetch(`${url}/api/v1/audit?flag=checkout&limit=5`, { headers: { authorization: `Bearer ${READ_TOKEN}` } })).json()) as { entries: { action: string; reason: string }[] };
+      expect(await answer(await post('/api/v1/flags/checkout/resume', '{"reason":"x"}'))).toEqual([
+        409,
+        { error: { code: 'conflict', message: '"checkout" has no plan; start one with rollout-guardian deploy checkout --strategy safe' } },
+      ]);
+      expect(await answer(await post('/api/v1/flags/checkout/rollback', '{"reason":"bad deploy"}'))).toEqual([
+        200,
+        { ok: true, message: 'checkout: rollback by status-page, recorded in the audit log', revision: expect.any(String) as string },
+      ]);
+      const audit = (await (
+        await fetch(`${url}/api/v1/audit?flag=checkout&limit=5`, { headers: { authorization: `Bearer ${READ_TOKEN}` } })
+      ).json()) as { entries: { action: string; reason: string }[] };
       expect(audit.entries.map((e) => [e.action, e.reason])).toEqual([['rollback', 'bad deploy']]);
       expect((await fetch(`${url}/api/v1/audit?limit=0`, { headers: { authorization: `Bearer ${READ_TOKEN}` } })).status).toBe(400);
       expect((await fetch(`${url}/api/v1/audit`)).status).toBe(401);
@@ -183,7 +239,11 @@ describe('the status page', () => {
     try {
       await fixture.play(3);
       const reason = '</q><script>document.title="owned"</script><img src=y onerror="document.title=\'owned\'">';
-      const rolled = await fetch(`${fixture.server.url}/api/v1/flags/${encodeURIComponent(hostile)}/rollback`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ reason }) });
+      const rolled = await fetch(`${fixture.server.url}/api/v1/flags/${encodeURIComponent(hostile)}/rollback`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ reason }),
+      });
       expect(rolled.status).toBe(200);
       await page.goto(`${fixture.server.url}/?poll=100`);
       await pageCaughtUp(page, fixture.clock.now());
@@ -227,7 +287,9 @@ describe('the status page', () => {
       expect(STATUS_PAGE_CSP).toContain("script-src 'self'");
       expect((await fetch(`${fixture.server.url}/api/v1/history`)).status).toBe(401);
       expect((await fetch(`${fixture.server.url}/api/status`)).status).toBe(401);
-      expect((await fetch(`${fixture.server.url}/api/v1/history?since=soon`, { headers: { authorization: `Bearer ${READ_TOKEN}` } })).status).toBe(400);
+      expect(
+        (await fetch(`${fixture.server.url}/api/v1/history?since=soon`, { headers: { authorization: `Bearer ${READ_TOKEN}` } })).status,
+      ).toBe(400);
     } finally {
       await fixture.close();
     }
@@ -236,7 +298,20 @@ describe('the status page', () => {
   it('is served by the built binary: the build copies the page to dist', async () => {
     requireBuiltCli();
     const { ROLLOUT_GUARDIAN_FLAGS: _flags, ROLLOUT_GUARDIAN_TOKEN: _token, ...env } = process.env;
-    const child = spawn(process.execPath, [CLI_MAIN, 'serve', '--port', '0', '--grpc-port', '0', '--store', fileURLToPath(new URL('../../examples/flags.yaml', import.meta.url))], { stdio: ['ignore', 'pipe', 'pipe'], env });
+    const child = spawn(
+      process.execPath,
+      [
+        CLI_MAIN,
+        'serve',
+        '--port',
+        '0',
+        '--grpc-port',
+        '0',
+        '--store',
+        fileURLToPath(new URL('../../examples/flags.yaml', import.meta.url)),
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'], env },
+    );
     try {
       let out = '';
       child.stdout.setEncoding('utf8');
@@ -280,14 +355,25 @@ describe('the status page', () => {
       // The watermark trails the clock by one slot: the newest whole minute ended a minute before now.
       expect(checkout.fromMs + 60 * 60_000).toBe(Math.floor((fixture.clock.now() - 5_001) / 60_000) * 60_000);
       const since = checkout.fromMs + 59 * 60_000;
-      expect((await read(`?flag=search&since=${since}`)).flags.map((f) => [f.flag, f.fromMs, f.treatment.requests])).toEqual([['search', since, [240]]]);
+      expect((await read(`?flag=search&since=${since}`)).flags.map((f) => [f.flag, f.fromMs, f.treatment.requests])).toEqual([
+        ['search', since, [240]],
+      ]);
 
-      await fixture.store.write({ actor: 'sre', reason: 'done with it', action: 'delete', changes: [{ flagKey: 'search', definitionEdits: [{ path: [], value: undefined }], state: null }] });
+      await fixture.store.write({
+        actor: 'sre',
+        reason: 'done with it',
+        action: 'delete',
+        changes: [{ flagKey: 'search', definitionEdits: [{ path: [], value: undefined }], state: null }],
+      });
       await fixture.server.guardian.tick();
       expect((await read()).flags.map((f) => f.flag)).toEqual(['checkout']);
       // A rolled-back flag is judged no more; its last hour stays on the charts, then goes.
       await fixture.server.plans.tick();
-      await fetch(`${fixture.server.url}/api/v1/flags/checkout/rollback`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"reason": "bad"}' });
+      await fetch(`${fixture.server.url}/api/v1/flags/checkout/rollback`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"reason": "bad"}',
+      });
       await fixture.play(30 * 12);
       expect((await read()).flags[0]?.treatment.requests.length).toBe(30);
       await fixture.play(31 * 12);
@@ -307,6 +393,8 @@ describe('the status page', () => {
     history.record({ nowMs: start + 61_000, watermarkMs: start + 60_000, flags: [cohorts('a'), cohorts('b')] });
     history.record({ nowMs: start + 121_000, watermarkMs: start + 120_000, flags: [cohorts('c'), cohorts('b')] });
     expect(history.view().flags.map((f) => f.flag)).toEqual(['b', 'c']);
-    expect(() => new RolloutHistory({ registry, pointMs: 1500 })).toThrow('RolloutHistory: pointMs must be a positive multiple of the slot (1000 ms), got 1500');
+    expect(() => new RolloutHistory({ registry, pointMs: 1500 })).toThrow(
+      'RolloutHistory: pointMs must be a positive multiple of the slot (1000 ms), got 1500',
+    );
   });
 });

@@ -103,7 +103,8 @@
   function trimHistory(entry, nowMs) {
     const drop = Math.max(0, Math.floor((nowMs - horizonMs - entry.fromMs) / pointMs));
     if (drop <= 0) return;
-    for (const cohort of [entry.treatment, entry.baseline]) for (const key of ['requests', 'errorRate', 'p95Ms', 'p99Ms']) cohort[key].splice(0, drop);
+    for (const cohort of [entry.treatment, entry.baseline])
+      for (const key of ['requests', 'errorRate', 'p95Ms', 'p99Ms']) cohort[key].splice(0, drop);
     entry.fromMs += drop * pointMs;
   }
 
@@ -162,7 +163,13 @@
     const box = svg('svg', { class: 'chart', width: CHART_W, height: CHART_H, viewBox: `0 0 ${CHART_W} ${CHART_H}`, role: 'img' });
     const title = svg('title', {});
     title.textContent = `${chart.label}, treatment and baseline, the last hour`;
-    box.append(title, svg('line', { class: 'limit', x1: 0, x2: CHART_W, y1: -1, y2: -1 }), svg('path', { class: 'b', d: '' }), svg('path', { class: 't', d: '' }), svg('text', { class: 'max', x: 3, y: 10 }));
+    box.append(
+      title,
+      svg('line', { class: 'limit', x1: 0, x2: CHART_W, y1: -1, y2: -1 }),
+      svg('path', { class: 'b', d: '' }),
+      svg('path', { class: 't', d: '' }),
+      svg('text', { class: 'max', x: 3, y: 10 }),
+    );
     figure.append(box);
     return figure;
   }
@@ -204,7 +211,13 @@
     card.querySelector('h2').textContent = flag;
     const rows = card.querySelectorAll('table.numbers tr');
     const row = (tr) => ({ name: tr.firstChild, cells: [...tr.children].slice(1) });
-    const drawn = [...card.querySelectorAll('svg.chart')].map((box, i) => ({ baseline: box.querySelector('.b'), treatment: box.querySelector('.t'), max: box.querySelector('.max'), limit: box.querySelector('.limit'), chart: CHARTS[i] }));
+    const drawn = [...card.querySelectorAll('svg.chart')].map((box, i) => ({
+      baseline: box.querySelector('.b'),
+      treatment: box.querySelector('.t'),
+      max: box.querySelector('.max'),
+      limit: box.querySelector('.limit'),
+      chart: CHARTS[i],
+    }));
     const buttons = {};
     for (const button of card.querySelectorAll('.actions button')) buttons[button.dataset.action] = button;
     const audit = card.querySelector('details.audit');
@@ -236,7 +249,8 @@
   function planText(plan) {
     if (!plan) return 'no plan';
     let text = `${plan.strategy} plan ${plan.status}: step ${plan.step} of ${plan.steps} (${plan.stepPercentage}%)`;
-    if (plan.nextPercentage !== null) text += plan.nextStepAt ? `; next ${plan.nextPercentage}% at ${plan.nextStepAt} if healthy` : `; next ${plan.nextPercentage}%`;
+    if (plan.nextPercentage !== null)
+      text += plan.nextStepAt ? `; next ${plan.nextPercentage}% at ${plan.nextStepAt} if healthy` : `; next ${plan.nextPercentage}%`;
     if (plan.note) text += ` (${plan.note})`;
     return text;
   }
@@ -253,7 +267,11 @@
     refs.extra.textContent = extras.join(', ');
     refs.extra.hidden = extras.length === 0;
     refs.plan.textContent = planText(view.plan);
-    refs.reason.textContent = view.guardian ? `guardian: ${view.guardian.reason}` : view.rolledBack ? 'rolled back; the baseline serves everyone' : 'the guardian has not judged this rollout';
+    refs.reason.textContent = view.guardian
+      ? `guardian: ${view.guardian.reason}`
+      : view.rolledBack
+        ? 'rolled back; the baseline serves everyone'
+        : 'the guardian has not judged this rollout';
     fillCohort(refs.treatment, `treatment (${view.treatmentVariant ?? '–'})`, view.guardian && view.guardian.treatment);
     fillCohort(refs.baseline, `baseline (${view.baselineVariant})`, view.guardian && view.guardian.baseline);
     const live = view.plan && (view.plan.status === 'running' || view.plan.status === 'paused');
@@ -311,7 +329,8 @@
       chart.treatment.setAttribute('d', linePath(t, entry.fromMs, top, fromMs, nowMs));
       chart.baseline.setAttribute('d', linePath(b, entry.fromMs, top, fromMs, nowMs));
       const limitText = typeof limit === 'number' ? `; limit ${chart.chart.format(limit)}` : '';
-      chart.max.textContent = max > 0 ? `max ${chart.chart.format(max)}${limitText}` : t.length === 0 ? 'no data yet' : `no traffic${limitText}`;
+      chart.max.textContent =
+        max > 0 ? `max ${chart.chart.format(max)}${limitText}` : t.length === 0 ? 'no data yet' : `no traffic${limitText}`;
     }
   }
 
@@ -359,7 +378,8 @@
   function render(status) {
     const nowMs = Date.parse(status.generatedAt);
     $('source').textContent = status.store;
-    $('updated').textContent = `updated ${status.generatedAt}${status.guardianLastTick ? `; guardian ticked ${status.guardianLastTick}` : ''}`;
+    $('updated').textContent =
+      `updated ${status.generatedAt}${status.guardianLastTick ? `; guardian ticked ${status.guardianLastTick}` : ''}`;
     document.body.dataset.generatedAt = status.generatedAt;
     const seen = new Set();
     let previous = null;
@@ -401,7 +421,17 @@
       auditDue = false;
       polls++;
       const [status] = await Promise.all([getJson('/api/status'), loadHistory(), wantAudit ? loadAudit() : null]);
-      const signature = JSON.stringify(status.flags.map((f) => [f.flag, f.percentage, f.rolledBack, f.override, f.disabled, f.plan && f.plan.status, f.plan && f.plan.step]));
+      const signature = JSON.stringify(
+        status.flags.map((f) => [
+          f.flag,
+          f.percentage,
+          f.rolledBack,
+          f.override,
+          f.disabled,
+          f.plan && f.plan.status,
+          f.plan && f.plan.step,
+        ]),
+      );
       if (!wantAudit && signature !== lastSignature) await loadAudit();
       lastSignature = signature;
       if (!rendered) {
@@ -425,7 +455,11 @@
       }
     } catch (err) {
       const status = err && err.status;
-      showProblem(status === 401 || status === 403 ? `${err.message}: enter a token with the read role above` : `cannot reach the server: ${err && err.message}`);
+      showProblem(
+        status === 401 || status === 403
+          ? `${err.message}: enter a token with the read role above`
+          : `cannot reach the server: ${err && err.message}`,
+      );
     }
   }
 
