@@ -137,8 +137,26 @@
     }
   }
 
+  const AUDIT_LIMIT = 200;
+  // A store's newest entries give every card its count; an open timeline reads its own flag's.
+  const flagAudit = new Map();
+  let auditTruncated = false;
+
+  function entriesOf(body) {
+    return Array.isArray(body) ? body : (body && body.entries) || [];
+  }
+
+  async function loadFlagAudit(flag) {
+    const entries = entriesOf(await getJson(`/api/v1/audit?flag=${encodeURIComponent(flag)}&limit=${AUDIT_SHOWN}`));
+    entries.sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
+    flagAudit.set(flag, entries);
+  }
+
   async function loadAudit() {
-    const { entries } = await getJson('/api/v1/audit?limit=200');
+    const entries = entriesOf(await getJson(`/api/v1/audit?limit=${AUDIT_LIMIT}`));
+    auditTruncated = entries.length >= AUDIT_LIMIT;
+    const open = [...cards].filter(([, refs]) => refs.audit.open).map(([flag]) => flag);
+    await Promise.all(open.map(loadFlagAudit));
     const byFlag = new Map();
     for (const entry of entries) {
       let list = byFlag.get(entry.flagKey);
@@ -346,17 +364,24 @@
     return parts.join('; ');
   }
 
+  function auditKey(entries) {
+    return entries.length === 0 ? '' : `${entries.length}:${entries[0].revision}:${entries[0].time}`;
+  }
+
   function updateAudit(refs, flag) {
-    const entries = auditByFlag.get(flag) || [];
-    const key = entries.length === 0 ? '' : `${entries.length}:${entries[0].revision}:${entries[0].time}`;
-    if (key !== refs.auditKey) {
-      refs.auditKey = key;
-      refs.auditSummary.textContent = `Audit timeline (${entries.length}${entries.length >= AUDIT_SHOWN ? '+' : ''})`;
+    const recent = auditByFlag.get(flag) || [];
+    const summary = `Audit timeline (${recent.length}${auditTruncated ? '+' : ''})`;
+    if (summary !== refs.auditKey) {
+      refs.auditKey = summary;
+      refs.auditSummary.textContent = summary;
     }
     // The entries are built when the timeline is open: most cards' timelines stay closed.
-    if (refs.audit.open && refs.auditBuilt !== key) {
+    if (!refs.audit.open) return;
+    const entries = (flagAudit.get(flag) || recent).slice(0, AUDIT_SHOWN);
+    const key = auditKey(entries);
+    if (refs.auditBuilt !== key) {
       refs.auditBuilt = key;
-      refs.auditList.replaceChildren(...entries.slice(0, AUDIT_SHOWN).map(auditItem));
+      refs.auditList.replaceChildren(...entries.map(auditItem));
     }
   }
 
@@ -527,8 +552,16 @@
     'toggle',
     (event) => {
       const card = event.target instanceof Element && event.target.matches('details.audit') ? event.target.closest('section.flag') : null;
-      const refs = card && cards.get(card.dataset.flag);
-      if (refs) updateAudit(refs, card.dataset.flag);
+      const flag = card && card.dataset.flag;
+      const refs = card && cards.get(flag);
+      if (!refs) return;
+      updateAudit(refs, flag);
+      if (refs.audit.open) {
+        loadFlagAudit(flag).then(
+          () => updateAudit(refs, flag),
+          (err) => showProblem(`cannot read the audit log of ${flag}: ${err.message}`),
+        );
+      }
     },
     true,
   );
