@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the tests need beyond npm: a Redis server, Prometheus (with promtool) and openssl,
-# from Debian's packages. The tests start their own instances on free ports and stop them;
+# Installs what the tests need beyond npm: a Redis server, Prometheus (with promtool), openssl
+# and Chromium (the status page's tests drive it headless through playwright-core), from
+# Debian's packages. The tests start their own instances on free ports and stop them;
 # nothing here starts a service. Safe to run again: it installs only what is missing.
 set -euo pipefail
 need=()
@@ -8,6 +9,8 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 # The TLS tests of serve make a self-signed certificate with openssl.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# playwright-core launches /usr/bin/chromium (CHROMIUM_PATH overrides); it downloads no browser.
+[ -x /usr/bin/chromium ] || [ -n "${CHROMIUM_PATH:-}" ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -21,3 +24,4 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 redis-server --version
 prometheus --version 2>&1 | head -1
+"${CHROMIUM_PATH:-/usr/bin/chromium}" --version

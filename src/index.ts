@@ -74,6 +74,7 @@ export type {
   RollbackRecord,
   GuardianListener,
   HealthCheckResult,
+  GuardianTick,
 } from './guardian/rollout-guardian.js';
 export { GuardianSpanProcessor } from './guardian/guardian-span-processor.js';
 export type { GuardianSpanProcessorOptions, GuardianSpanProcessorStats } from './guardian/guardian-span-processor.js';

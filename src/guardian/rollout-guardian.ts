@@ -75,13 +75,22 @@ export interface HealthCheckResult {
   readonly atMs: number;
 }
 
+/** One tick, after every flag was judged: slots before `watermarkMs` are final for all of them. */
+export interface GuardianTick {
+  readonly nowMs: number;
+  readonly watermarkMs: number;
+  /** Every flag guarded this tick (judged, or waiting for its rollback to land), with its cohorts. */
+  readonly flags: readonly { readonly flagKey: string; readonly treatmentVariant: string; readonly baselineVariant: string; readonly policy: GuardPolicy }[];
+}
+
 export interface GuardianListener {
   decision?(status: GuardedFlagStatus): void;
+  tick?(tick: GuardianTick): void;
   rollback?(record: RollbackRecord): void;
   error?(error: Error): void;
   healthCheck?(result: HealthCheckResult): void;
-  /** Once at the end of every tick, on the guardian's clock. */
-  tick?(atMs: number): void;
+  /** Once at the very end of every tick (after health checks and pending writes), on the guardian's clock. */
+  ticked?(atMs: number): void;
 }
 
 export interface RolloutGuardianOptions {
@@ -285,6 +294,8 @@ export class RolloutGuardian {
       }
     }
     for (const key of this.latest.keys()) if (!live.has(key)) this.latest.delete(key);
+    const flags = guarded.map((f) => ({ flagKey: f.flagKey, treatmentVariant: f.treatmentVariant, baselineVariant: f.definition.defaultVariant, policy: f.policy }));
+    this.emit((l) => l.tick?.({ nowMs, watermarkMs, flags }));
     for (const key of this.evidence.keys()) if (!live.has(key)) this.evidence.delete(key);
     // No longer guarded (rolled back by another replica or an operator, or its rollout ended):
     // a decision still pending for it has nothing left to do.
@@ -292,7 +303,7 @@ export class RolloutGuardian {
     for (const key of this.warnEvidence.keys()) if (!live.has(key)) this.warnEvidence.delete(key);
     await this.runHealthChecks(guarded, nowMs);
     await this.flushPending();
-    this.emit((l) => l.tick?.(nowMs));
+    this.emit((l) => l.ticked?.(nowMs));
   }
 
   private judgeFlag(flag: Guarded, watermarkMs: number, nowMs: number): void {

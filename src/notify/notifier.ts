@@ -105,7 +105,7 @@ export class Notifier {
       rollback: (record) => this.guarded(() => this.onRollback(record)),
       healthCheck: (result) => this.guarded(() => this.onHealthCheck(result)),
       // Each tick is a heartbeat on the guardian's clock: retries that fell due are sent.
-      tick: () => this.guarded(() => this.onTick()),
+      ticked: () => this.guarded(() => this.onTick()),
     });
   }
 

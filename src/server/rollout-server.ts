@@ -32,6 +32,7 @@ import { type ServerStatus, serverStatus } from './server-status.js';
 import { ControlApi } from './control-api.js';
 import { Notifier } from '../notify/notifier.js';
 import type { NotifyConfig } from '../notify/notify-config.js';
+import { StatusPage } from './status-page.js';
 
 export interface RolloutServerOptions {
   readonly store: FlagStore;
@@ -102,6 +103,8 @@ export class RolloutServer {
   readonly sourceProblems = new SourceProblems();
   /** Webhook delivery, when `notify` is configured. */
   readonly notifier: Notifier | undefined;
+  /** The page at / and the last hour of each rollout its charts draw. */
+  readonly statusPage: StatusPage;
   private readonly store: FlagStore;
   private readonly dryRun: boolean;
   private readonly clock: Clock;
@@ -165,6 +168,7 @@ export class RolloutServer {
     this.plans.onEvent((e) => this.log(`${e.dryRun ? '[dry run] would ' : ''}${e.action.kind} ${e.flagKey}: ${e.action.reason}`));
     this.auth = options.auth;
     this.controlApi = new ControlApi({ ...options.control, store: this.store, clock: this.clock, auth: this.auth, log: this.log });
+    this.statusPage = new StatusPage({ store: this.store, registry: this.registry, guardian: this.guardian, auth: this.auth, log: this.log });
     this.scheme = options.tls === undefined ? 'http' : 'https';
     const handle = (request: IncomingMessage, response: ServerResponse) => {
       this.route(request, response, metrics).catch((err: unknown) => {
@@ -266,7 +270,8 @@ export class RolloutServer {
     const recentWindowMs = Math.min(60_000, this.registry.slotMs * (this.registry.slotCount - 1));
     const now = this.clock.now();
     let recentOutcomes = 0;
-    for (const { window } of this.registry.cohorts()) recentOutcomes += window.merged(now - recentWindowMs, now + this.registry.slotMs).count;
+    // Counts only: merging the slots' sketches too would cost every poll of the status page.
+    for (const { window } of this.registry.cohorts()) for (const slot of window.slots(now - recentWindowMs, now + this.registry.slotMs)) recentOutcomes += slot.count;
     return { recentOutcomes, recentWindowMs };
   }
 
@@ -276,6 +281,7 @@ export class RolloutServer {
       this.http.closeAllConnections();
       await Promise.all([new Promise<void>((resolve) => this.http.close(() => resolve())), this.grpc?.close()]);
       await this.prometheus?.shutdown();
+      this.statusPage.close();
       await this.guardian.shutdown();
       await this.plans.shutdown();
       // Released once nothing more will be written, so a standby takes over at once.
@@ -324,6 +330,9 @@ export class RolloutServer {
   private async route(request: IncomingMessage, response: ServerResponse, metrics: (req: IncomingMessage, res: ServerResponse) => void): Promise<void> {
     const url = new URL(request.url ?? '/', 'http://localhost');
     const path = url.pathname;
+    // The page's files need no token, its data routes check their own roles; the control API
+    // checks its own tokens and roles (operate to act, read to look).
+    if (this.statusPage.handles(request.method, path)) return this.statusPage.route(request, response, url);
     // The control API checks its own tokens and roles (operate to act, read to look).
     if (this.controlApi.handles(path)) return this.controlApi.handle(request, response, url);
     const isOtlp = request.method === 'POST' && (path === '/v1/traces' || path === '/v1/logs' || path === '/v1/metrics');

@@ -265,6 +265,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       throw err;
     }
     ctx.io.stdout.write(`rollout-guardian serve on ${server.url} (store ${store.source}${options.dryRun ? ', dry run' : ''})\n`);
+    ctx.io.stdout.write(`status page: ${server.url}/\n`);
     if (notify !== undefined) ctx.io.stdout.write(`notifying ${notify.targets.map((t) => t.name).join(', ')}\n`);
     ctx.io.stdout.write(`OTLP: ${server.url}/v1/traces, /v1/logs and /v1/metrics${server.grpcPort === undefined ? '' : `, gRPC on port ${server.grpcPort}`}; ${auth === undefined ? 'no token: only 127.0.0.1 is served' : 'bearer tokens required'}${tls === undefined ? '' : ', TLS'}\n`);
     if (prometheus !== undefined) ctx.io.stdout.write(`Prometheus: ${prometheus.url}, each slot queried ${(prometheus.queryDelayMs ?? 15_000) / 1000} s after it ends, for flags whose guard names PromQL\n`);
