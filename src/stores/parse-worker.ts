@@ -1,0 +1,131 @@
+// The worker thread a file store reads large files in, so a reload never stalls the event
+// loop that serves evaluations: one thread per store, started on first use and reused, unref()'d,
+// ended by close(). A crash or a hang becomes a refusal the store reports, never a process exit.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type { JobResult, ParseJob, StreamedField, WorkerReply } from './parse-worker-protocol.js';
+
+/** How long a worker may take over one file before it is stopped: a maximum-size YAML file takes seconds. */
+export const DEFAULT_WORKER_TIMEOUT_MS = 60_000;
+
+/** What the worker answered: the result, and each streamed field's entries in order. */
+export interface WorkerAnswer {
+  readonly result: JobResult;
+  readonly streamed: ReadonlyMap<StreamedField, unknown[]>;
+}
+
+interface Pending {
+  readonly resolve: (answer: WorkerAnswer) => void;
+  readonly reject: (error: Error) => void;
+  readonly streamed: Map<StreamedField, unknown[]>;
+  readonly timer: NodeJS.Timeout;
+}
+
+/**
+ * The entry compiled beside this module in dist/; under tsx or vitest, the TypeScript source,
+ * run with tsx's loader (a worker does not inherit vitest's transform).
+ */
+function workerEntry(): { url: URL; execArgv: string[] | undefined } {
+  const js = new URL('./parse-worker-thread.js', import.meta.url);
+  if (existsSync(fileURLToPath(js))) return { url: js, execArgv: undefined };
+  const ts = new URL('./parse-worker-thread.ts', import.meta.url);
+  const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+  const inherited = process.execArgv;
+  const hasTsx = inherited.some((arg) => arg === 'tsx' || arg.includes('/tsx/') || arg.startsWith('--import=tsx'));
+  return { url: ts, execArgv: hasTsx ? [...inherited] : [...inherited, '--import', tsx] };
+}
+
+export class ParseWorker {
+  private worker: Worker | undefined;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private closed = false;
+
+  constructor(
+    /** Named in every message: the file the worker reads. */
+    private readonly source: string,
+    private readonly timeoutMs: number = DEFAULT_WORKER_TIMEOUT_MS,
+  ) {}
+
+  /** The job's answer; rejects (never throws) with a located message when the worker fails, hangs or is closed. */
+  run(job: ParseJob): Promise<WorkerAnswer> {
+    if (this.closed) return Promise.reject(new Error(`${this.source}: the store is closed`));
+    let worker: Worker;
+    try {
+      worker = this.started();
+    } catch (err) {
+      return Promise.reject(new Error(`${this.source}: cannot start the worker thread that reads the file: ${(err as Error).message}`));
+    }
+    const id = this.nextId++;
+    return new Promise<WorkerAnswer>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        // A hung parse cannot be interrupted: the thread goes, the next reload starts another.
+        this.fail(`${this.source}: reading the file took over ${this.timeoutMs} ms and was stopped; the last good flags keep serving`);
+      }, this.timeoutMs);
+      timer.unref();
+      this.pending.set(id, { resolve, reject, streamed: new Map(), timer });
+      worker.postMessage({ id, job });
+    });
+  }
+
+  /** Ends the thread; whatever it was reading is refused. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const worker = this.worker;
+    this.fail(`${this.source}: the store was closed while the file was being read`);
+    if (worker !== undefined) await worker.terminate();
+  }
+
+  private started(): Worker {
+    if (this.worker !== undefined) return this.worker;
+    const { url, execArgv } = workerEntry();
+    const worker = new Worker(url, { ...(execArgv !== undefined ? { execArgv } : {}), stdout: false, stderr: false });
+    // Nothing the store does needs the thread to keep a process alive.
+    worker.unref();
+    worker.on('message', (reply: WorkerReply) => this.onReply(reply));
+    worker.on('error', (err) => {
+      if (this.worker === worker) this.fail(`${this.source}: the worker thread reading the file failed: ${err.message}; the last good flags keep serving`);
+    });
+    worker.on('exit', (code) => {
+      if (this.worker === worker) this.fail(`${this.source}: the worker thread reading the file stopped (exit code ${code}); the last good flags keep serving`);
+    });
+    this.worker = worker;
+    return worker;
+  }
+
+  private onReply(reply: WorkerReply): void {
+    const pending = this.pending.get(reply.id);
+    if (pending === undefined) return;
+    if (reply.type === 'part') {
+      let entries = pending.streamed.get(reply.field);
+      if (entries === undefined) pending.streamed.set(reply.field, (entries = []));
+      for (const entry of reply.entries) entries.push(entry);
+      // The next part only after this thread's event loop has turned: evaluations, timers and
+      // I/O waiting behind this part go first.
+      const worker = this.worker;
+      setImmediate(() => {
+        if (this.worker === worker && this.pending.has(reply.id)) worker?.postMessage({ id: reply.id, ack: true });
+      });
+      return;
+    }
+    this.pending.delete(reply.id);
+    clearTimeout(pending.timer);
+    if (reply.type === 'failed') pending.reject(new Error(reply.message));
+    else pending.resolve({ result: reply.result, streamed: pending.streamed });
+  }
+
+  /** Refuses every job in flight and drops the thread (a later job starts a new one). */
+  private fail(message: string): void {
+    const worker = this.worker;
+    this.worker = undefined;
+    for (const pending of this.pending.values()) {
+      clearTimeout(pending.timer);
+      pending.reject(new Error(message));
+    }
+    this.pending.clear();
+    if (worker !== undefined) void worker.terminate().catch(() => undefined);
+  }
+}
