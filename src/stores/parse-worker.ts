@@ -25,16 +25,16 @@ interface Pending {
 
 /**
  * The entry compiled beside this module in dist/; under tsx or vitest, the TypeScript source,
- * run with tsx's loader (a worker does not inherit vitest's transform).
+ * loaded through tsx's API registered in the thread (a worker inherits neither vitest's
+ * transform nor, on Node 20, a loader given to it with --import).
  */
-function workerEntry(): { url: URL; execArgv: string[] | undefined } {
+function startWorker(): Worker {
   const js = new URL('./parse-worker-thread.js', import.meta.url);
-  if (existsSync(fileURLToPath(js))) return { url: js, execArgv: undefined };
-  const ts = new URL('./parse-worker-thread.ts', import.meta.url);
-  const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
-  const inherited = process.execArgv;
-  const hasTsx = inherited.some((arg) => arg === 'tsx' || arg.includes('/tsx/') || arg.startsWith('--import=tsx'));
-  return { url: ts, execArgv: hasTsx ? [...inherited] : [...inherited, '--import', tsx] };
+  if (existsSync(fileURLToPath(js))) return new Worker(js, { stdout: false, stderr: false });
+  const ts = new URL('./parse-worker-thread.ts', import.meta.url).href;
+  const tsxApi = new URL('./esm/api/index.mjs', pathToFileURL(createRequire(import.meta.url).resolve('tsx'))).href;
+  const bootstrap = `import(${JSON.stringify(tsxApi)}).then(({ register }) => { register(); return import(${JSON.stringify(ts)}); })`;
+  return new Worker(bootstrap, { eval: true, stdout: false, stderr: false });
 }
 
 export class ParseWorker {
@@ -81,8 +81,7 @@ export class ParseWorker {
 
   private started(): Worker {
     if (this.worker !== undefined) return this.worker;
-    const { url, execArgv } = workerEntry();
-    const worker = new Worker(url, { ...(execArgv !== undefined ? { execArgv } : {}), stdout: false, stderr: false });
+    const worker = startWorker();
     // Nothing the store does needs the thread to keep a process alive.
     worker.unref();
     worker.on('message', (reply: WorkerReply) => this.onReply(reply));

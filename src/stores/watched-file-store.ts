@@ -60,7 +60,7 @@ export interface WatchedFileStoreOptions {
 }
 
 /** About 60 flags of YAML: below it, parsing on the event loop costs less than a few milliseconds. */
-export const DEFAULT_WORKER_THRESHOLD_BYTES = 0;
+export const DEFAULT_WORKER_THRESHOLD_BYTES = 32 * 1024;
 
 /** The state document to write next: the write counter moved on, written first so revisionOf finds it. */
 export function nextStateText(previous: StateDocument, next: StateDocument): string {
