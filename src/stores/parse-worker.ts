@@ -1,6 +1,7 @@
 // The worker thread a file store reads large files in, so a reload never stalls the event
-// loop that serves evaluations: one thread per store, started on first use and reused, unref()'d,
-// ended by close(). A crash or a hang becomes a refusal the store reports, never a process exit.
+// loop that serves evaluations: one thread per store, started on first use and reused, holding
+// the process open only while it works, ended by close(). A crash or a hang becomes a refusal
+// the store reports, never a process exit.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -66,6 +67,8 @@ export class ParseWorker {
       }, this.timeoutMs);
       timer.unref();
       this.pending.set(id, { resolve, reject, streamed: new Map(), timer });
+      // Held open while it works (a one-shot command awaits it), let go when idle.
+      worker.ref();
       worker.postMessage({ id, job });
     });
   }
@@ -112,6 +115,7 @@ export class ParseWorker {
     }
     this.pending.delete(reply.id);
     clearTimeout(pending.timer);
+    if (this.pending.size === 0) this.worker?.unref();
     if (reply.type === 'failed') pending.reject(new Error(reply.message));
     else pending.resolve({ result: reply.result, streamed: pending.streamed });
   }

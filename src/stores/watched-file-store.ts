@@ -127,6 +127,7 @@ export abstract class WatchedFileStore implements FlagStore {
     // A write cut off by a dead process is undone before anyone reads its half, and what it
     // left behind (temp files, its lock) is cleared; once, when the store is first read.
     if (this.last === undefined && (await this.leftBehind())) await this.recover();
+    if (await this.readsOffThread()) return this.loadInWorker();
     let texts: StoreTexts;
     try {
       texts = await this.readTexts();
@@ -337,14 +338,42 @@ export abstract class WatchedFileStore implements FlagStore {
     }
   }
 
+  /** load(), the files read, parsed and validated in the worker thread. */
+  private async loadInWorker(): Promise<StoreSnapshot> {
+    let answer: WorkerAnswer;
+    try {
+      answer = await this.parseWorker().run({ source: this.source, statePath: this.statePath, missingMessage: this.missingFileMessage(), known: [], ...this.workerJob() });
+    } catch (err) {
+      if (this.last) return { ...this.last, problem: (err as Error).message };
+      throw new FlagSourceError((err as Error).message, this.source);
+    }
+    const result = answer.result;
+    if (result.status === 'unreadable') {
+      if (this.last) return this.last;
+      throw new FlagSourceError(result.message, result.path);
+    }
+    if (result.status === 'parsed') {
+      const snapshot = await this.fromWorker(result, answer.streamed);
+      this.last = snapshot;
+      return snapshot;
+    }
+    const errors = result.status === 'invalid' ? result.errors : [];
+    if (this.last) return { ...this.last, revision: result.revision, problem: `${this.source} is invalid; the last good flags keep serving:\n  ${errors.join('\n  ')}` };
+    throw new FlagSourceError(`${this.source} is invalid:\n  ${errors.join('\n  ')}`, this.source);
+  }
+
+  private parseWorker(): ParseWorker {
+    this.worker ??= new ParseWorker(this.source, this.workerTimeoutMs);
+    return this.worker;
+  }
+
   /** A reload read, parsed and validated in the worker thread; this thread only swaps the snapshot in. */
   private async reloadInWorker(): Promise<void> {
     const seq = ++this.readSeq;
-    this.worker ??= new ParseWorker(this.source, this.workerTimeoutMs);
     const known = [this.last?.revision, this.lastBadRevision].filter((r): r is string => r !== undefined);
     let answer: WorkerAnswer;
     try {
-      answer = await this.worker.run({ source: this.source, statePath: this.statePath, missingMessage: this.missingFileMessage(), known, ...this.workerJob() });
+      answer = await this.parseWorker().run({ source: this.source, statePath: this.statePath, missingMessage: this.missingFileMessage(), known, ...this.workerJob() });
     } catch (err) {
       // The thread crashed, hung or was closed: the file's fate is unknown, the last good flags stay.
       if (!this.closed) this.listeners.emit({ type: 'invalid', source: this.source, issues: [], message: (err as Error).message });
