@@ -7,9 +7,9 @@ import { EMERGENCY_SHUTDOWN, isEmergencyFlag } from '../core/emergency.js';
 import { type FlagdFlag, type FlagdFlagConversion, FLAGD_SCHEMA_URL, fixedVariant, fromFlagdFlag, staticFlagdFlag, toFlagdFlag } from '../flagd/flagd-convert.js';
 import type { FlagDefinition, FlagDefinitionInput, FlagRuntimeState } from '../core/flag-schema.js';
 import { buildFlagSet } from '../core/flag-set.js';
-import { type ParsedFlags, type SchemaIssue, parseFlagDocument } from '../core/parse-flags.js';
+import { type ParsedFlags, type SchemaIssue, describeIssue, parseFlagDocument } from '../core/parse-flags.js';
 import type { StateDocument } from './apply-write.js';
-import { locateIssues } from './flag-file-format.js';
+import { flowDepthError, locateIssues } from './flag-file-format.js';
 import { flagdLoadIssues, parseFlagdDocument } from '../flagd/flagd-evaluator.js';
 import type { StoreSnapshot } from './flag-store.js';
 import { type StoreTexts, parseStateText, revisionOf } from './store-texts.js';
@@ -199,7 +199,10 @@ export class FlagdModelReader {
     const extraMetadata = this.rolloutMetadata ? (key: string, revision: string) => rolloutExtras(parsed.definitions.get(key), state.get(key), revision) : undefined;
     const served = parseFlagdDocument({ ...context, flags: { ...fileFlags, ...overlay } }, { extraMetadata });
     let flagErrors = new Map<string, readonly string[]>();
-    if (allInvalid.size > 0) {
+    if (allInvalid.size > 0 && flowDepthError(texts.flags, this.source) !== undefined) {
+      // Too deep for the YAML parser to locate in safely: the paths alone say where.
+      flagErrors = new Map([...allInvalid].map(([key, issues]) => [key, issues.map((issue) => `${this.source}: ${describeIssue(issue)}`)]));
+    } else if (allInvalid.size > 0) {
       // Locating costs a YAML parse of the whole file: only when there is something to locate.
       const lines = new LineCounter();
       const located = parseDocument(texts.flags, { lineCounter: lines, prettyErrors: false });

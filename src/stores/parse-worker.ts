@@ -30,12 +30,15 @@ interface Pending {
  * transform nor, on Node 20, a loader given to it with --import).
  */
 function startWorker(): Worker {
+  // The main thread's stack (about 1 MB), so absurd nesting overflows where it does there, as a
+  // parse error; a worker's default 4 MB let V8's regexp compiler die of it, taking the process.
+  const options = { stdout: false, stderr: false, resourceLimits: { stackSizeMb: 1 } };
   const js = new URL('./parse-worker-thread.js', import.meta.url);
-  if (existsSync(fileURLToPath(js))) return new Worker(js, { stdout: false, stderr: false });
+  if (existsSync(fileURLToPath(js))) return new Worker(js, options);
   const ts = new URL('./parse-worker-thread.ts', import.meta.url).href;
   const tsxApi = new URL('./esm/api/index.mjs', pathToFileURL(createRequire(import.meta.url).resolve('tsx'))).href;
   const bootstrap = `import(${JSON.stringify(tsxApi)}).then(({ register }) => { register(); return import(${JSON.stringify(ts)}); })`;
-  return new Worker(bootstrap, { eval: true, stdout: false, stderr: false });
+  return new Worker(bootstrap, { ...options, eval: true });
 }
 
 export class ParseWorker {
