@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ProviderEvents } from '@openfeature/server-sdk';
+import { parseDocument, visit } from 'yaml';
 import { RolloutProvider } from '../src/provider/rollout-provider.js';
 import { FLAG_TEXT_LIMITS } from '../src/stores/flag-file-format.js';
 import { FileFlagStore } from '../src/stores/file-store.js';
@@ -93,10 +94,20 @@ function fileText(format: Format, count: number, pct: number): string {
   return `${JSON.stringify({ $schema: 'https://flagd.dev/schema/v0/flags.json', metadata: { flagSetId: 'bench' }, $evaluators: { corpEmail: { ends_with: [{ var: 'email' }, '@example.com'] } }, flags }, null, 2)}\n`;
 }
 
-/** The most flags of this format whose file stays within the size limit (with room for the other text's digits). */
+/**
+ * The most flags of this format a file within the limits holds: 8 MB of text, and for YAML and
+ * JSON (read by the YAML parser) 500,000 values, which these flags reach first.
+ */
 function maxFlags(format: Format): number {
   const per = Buffer.byteLength(fileText(format, 1_000, 10)) / 1_000;
   let count = Math.floor((FLAG_TEXT_LIMITS.maxBytes * 0.99) / per);
+  if (format !== 'flagd') {
+    let nodes = 0;
+    visit(parseDocument(fileText(format, 200, 10)), () => {
+      nodes++;
+    });
+    count = Math.min(count, Math.floor((FLAG_TEXT_LIMITS.maxExpandedNodes * 0.99) / (nodes / 200)) - 100);
+  }
   while (Buffer.byteLength(fileText(format, count, 10)) > FLAG_TEXT_LIMITS.maxBytes - 64) count -= 100;
   return count;
 }
