@@ -8,6 +8,7 @@ const BENCHES = {
   otlpIngest: 'bench/otlp-ingest-bench.ts',
   guardianTick: 'bench/guardian-tick-bench.ts',
   flagdReload: 'bench/flagd-reload-bench.ts',
+  reloadStall: 'bench/reload-stall-bench.ts',
 } as const;
 
 const json = process.argv.includes('--json');

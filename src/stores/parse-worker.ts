@@ -76,6 +76,11 @@ export class ParseWorker {
     });
   }
 
+  /** The running thread's id, or undefined when none runs (not started yet, failed, or closed). */
+  get threadId(): number | undefined {
+    return this.worker?.threadId;
+  }
+
   /** Ends the thread; whatever it was reading is refused. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;

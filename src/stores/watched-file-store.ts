@@ -240,6 +240,11 @@ export abstract class WatchedFileStore implements FlagStore {
     return readAuditLines(this.auditPath, query);
   }
 
+  /** The id of the worker thread that reads this store's large files, while one runs (for diagnostics). */
+  get workerThreadId(): number | undefined {
+    return this.worker?.threadId;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
