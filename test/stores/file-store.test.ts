@@ -420,3 +420,23 @@ describe('FileFlagStore reading large files in a worker thread', () => {
     });
   });
 });
+
+describe('FileFlagStore when its worker thread fails', () => {
+  it('reports a worker that takes too long as an invalid file, located, and keeps serving the last good flags', async () => {
+    await withTempDir(async (dir) => {
+      const path = await fixture(dir, manyFlagsYaml(300));
+      const good = await new FileFlagStore({ path, watch: false }).load();
+      // No thread starts and parses a file within 1 ms: every read through it times out.
+      const store = new FileFlagStore({ path, watch: false, workerThresholdBytes: 0, workerTimeoutMs: 1 });
+      await expect(store.load()).rejects.toThrow(new RegExp(`${path.replace(/[.]/g, '\\.')}: reading the file took over 1 ms and was stopped`));
+      const events = recorded(store);
+      await store.reload();
+      expect(events.map((e) => e.type)).toEqual(['invalid']);
+      expect(events[0]?.type === 'invalid' && events[0].message).toMatch(/flags\.yaml: reading the file took over 1 ms and was stopped; the last good flags keep serving/);
+      expect(good.parsed.definitions.size).toBe(303);
+      await store.close();
+      await store.reload();
+      expect(events).toHaveLength(1);
+    });
+  });
+});
