@@ -8,7 +8,6 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { ProviderEvents } from '@openfeature/server-sdk';
 import { parseDocument, visit } from 'yaml';
 import { RolloutProvider } from '../src/provider/rollout-provider.js';
@@ -141,8 +140,6 @@ interface Figures {
   readonly stallMs: Summary;
   /** From the write until the provider serves the new flags. */
   readonly reloadMs: Summary;
-  /** How long the main thread's event loop was busy over that time (its utilization times the time). */
-  readonly mainBusyMs: Summary;
 }
 
 async function measure(format: Format, count: number, mode: Mode, rounds: number): Promise<Figures> {
@@ -159,27 +156,23 @@ async function measure(format: Format, count: number, mode: Mode, rounds: number
     provider.events.addHandler(ProviderEvents.ConfigurationChanged, () => changed?.());
     const stalls: number[] = [];
     const reloads: number[] = [];
-    const busy: number[] = [];
     // One untimed round first: it starts the worker thread and warms the JIT.
     for (let round = 0; round <= rounds; round++) {
       const served = new Promise<void>((resolve) => (changed = resolve));
       const probe = stallProbe();
-      const elu = performance.eventLoopUtilization();
       const start = process.hrtime.bigint();
       await writeFile(path, texts[(round + 1) % 2] as string);
       await store.reload();
       await served;
       const ms = Number(process.hrtime.bigint() - start) / 1e6;
       const stall = probe.stop();
-      const used = performance.eventLoopUtilization(elu);
       if (round > 0) {
         stalls.push(stall);
         reloads.push(ms);
-        busy.push(used.active);
       }
     }
     await provider.onClose();
-    return { format, mode, flags: count, megabytes: Buffer.byteLength(texts[0]) / 1024 / 1024, stallMs: summarise(stalls), reloadMs: summarise(reloads), mainBusyMs: summarise(busy) };
+    return { format, mode, flags: count, megabytes: Buffer.byteLength(texts[0]) / 1024 / 1024, stallMs: summarise(stalls), reloadMs: summarise(reloads) };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -214,7 +207,7 @@ if (json) {
       ...Object.fromEntries(
         results.map((r) => [
           `${r.format}-${r.flags}-${r.mode === 'worker' ? 'worker' : 'main'}`,
-          { megabytes: r.megabytes, stallMedianMs: r.stallMs.median, stallMaxMs: r.stallMs.max, reloadMedianMs: r.reloadMs.median, mainBusyMedianMs: r.mainBusyMs.median, targetMs: TARGET_MS },
+          { megabytes: r.megabytes, stallMedianMs: r.stallMs.median, stallMaxMs: r.stallMs.max, reloadMedianMs: r.reloadMs.median, targetMs: TARGET_MS },
         ]),
       ),
     })}\n`,
@@ -223,11 +216,11 @@ if (json) {
   const ms = (x: number) => x.toFixed(x < 10 ? 1 : 0);
   process.stdout.write(`longest event-loop stall while a changed file reloads (provider watching), median (max) of ${ROUNDS} rounds (${Math.max(3, Math.ceil(ROUNDS / 2))} at the largest size); target ${TARGET_MS} ms\n`);
   process.stdout.write(`  the probe alone, no reload: ${ms(idle.median)} ms (max ${ms(idle.max)}): the machine's own share of every figure\n`);
-  process.stdout.write(`  format  flags    size     read in       stall ms          reload ms  main thread busy ms\n`);
+  process.stdout.write(`  format  flags    size     read in       stall ms          reload ms\n`);
   for (const r of results) {
     const verdict = r.mode === 'worker' ? (r.stallMs.max <= TARGET_MS ? '' : '  OVER') : '';
     process.stdout.write(
-      `  ${r.format.padEnd(6)} ${String(r.flags).padStart(6)} ${`${r.megabytes.toFixed(2)} MB`.padStart(8)}  ${r.mode.padEnd(11)}  ${`${ms(r.stallMs.median)} (${ms(r.stallMs.max)})`.padStart(14)}  ${ms(r.reloadMs.median).padStart(9)}  ${ms(r.mainBusyMs.median).padStart(12)}${verdict}\n`,
+      `  ${r.format.padEnd(6)} ${String(r.flags).padStart(6)} ${`${r.megabytes.toFixed(2)} MB`.padStart(8)}  ${r.mode.padEnd(11)}  ${`${ms(r.stallMs.median)} (${ms(r.stallMs.max)})`.padStart(14)}  ${ms(r.reloadMs.median).padStart(9)}${verdict}\n`,
     );
   }
 }

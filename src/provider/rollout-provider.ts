@@ -62,8 +62,9 @@ function withRetained(
   return serving;
 }
 
-/** Flags compiled in one turn of the event loop: a few milliseconds' work. */
-const FLAGS_PER_TURN = 500;
+/** Up to this many flags compile at once (a few milliseconds); more compile FLAGS_PER_TURN per turn of the event loop. */
+const COMPILED_AT_ONCE = 500;
+const FLAGS_PER_TURN = 100;
 
 export class RolloutProvider implements Provider {
   readonly metadata = { name: PROVIDER_NAME } as const;
@@ -248,7 +249,7 @@ export class RolloutProvider implements Provider {
 
   private onChange(snapshot: StoreSnapshot): void {
     const generation = ++this.compiling;
-    if (snapshot.parsed.definitions.size <= FLAGS_PER_TURN) {
+    if (snapshot.parsed.definitions.size <= COMPILED_AT_ONCE) {
       this.swapIn(snapshot, this.build(snapshot));
       return;
     }
