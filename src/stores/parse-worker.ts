@@ -30,8 +30,9 @@ interface Pending {
  * transform nor, on Node 20, a loader given to it with --import).
  */
 function startWorker(): Worker {
-  // The main thread's stack (about 1 MB), so absurd nesting overflows where it does there, as a
-  // parse error; a worker's default 4 MB let V8's regexp compiler die of it, taking the process.
+  // The main thread's stack size (about 1 MB), so deep nesting overflows where it does there.
+  // (20,000 brackets killed the process from a worker at 4 MB and at 1 MB alike, in V8's regexp
+  // compiler: readFlagText refuses such text before parsing it.)
   const options = { stdout: false, stderr: false, resourceLimits: { stackSizeMb: 1 } };
   const js = new URL('./parse-worker-thread.js', import.meta.url);
   if (existsSync(fileURLToPath(js))) return new Worker(js, options);
