@@ -40,6 +40,24 @@ export function buildFlagSet(
   previous?: FlagSet,
   external?: ReadonlyMap<string, ExternalEvaluator>,
 ): BuiltFlagSet {
+  const steps = buildFlagSetInSteps(parsed, state, nowMs, previous, external, Number.POSITIVE_INFINITY);
+  let step = steps.next();
+  while (step.done !== true) step = steps.next();
+  return step.value;
+}
+
+/**
+ * buildFlagSet a part at a time: the generator pauses after every `flagsPerStep` flags, so a
+ * caller can let other work run between parts of a large set (the set exists only at the end).
+ */
+export function* buildFlagSetInSteps(
+  parsed: ParsedFlags,
+  state: ReadonlyMap<string, FlagRuntimeState>,
+  nowMs: number,
+  previous: FlagSet | undefined,
+  external: ReadonlyMap<string, ExternalEvaluator> | undefined,
+  flagsPerStep: number,
+): Generator<void, BuiltFlagSet, void> {
   const definitions = new Map(parsed.definitions);
   const evaluators = new Map(external ?? []);
   const retained = new Map<string, readonly SchemaIssue[]>();
@@ -53,7 +71,12 @@ export function buildFlagSet(
   }
   const shutdown = isOn(definitions.get(EMERGENCY_SHUTDOWN), state.get(EMERGENCY_SHUTDOWN), nowMs, evaluators.get(EMERGENCY_SHUTDOWN));
   const flags = new Map<string, FlagEntry>();
+  let inStep = 0;
   for (const [key, definition] of definitions) {
+    if (++inStep > flagsPerStep) {
+      inStep = 1;
+      yield;
+    }
     const options = { shutdown: shutdown && !isEmergencyFlag(key) };
     const evaluator = evaluators.get(key);
     flags.set(key, evaluator === undefined ? compileFlag(key, definition, state.get(key), options) : externalFlag(key, definition, state.get(key), evaluator, options));

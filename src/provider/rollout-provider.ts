@@ -15,7 +15,7 @@ import {
 import type { Clock } from '../core/clock.js';
 import type { ExternalEvaluator } from '../core/compile-flag.js';
 import { type FlagValueType, flagValueType } from '../core/flag-schema.js';
-import { type FlagSet, buildFlagSet, changedFlags } from '../core/flag-set.js';
+import { type FlagSet, buildFlagSet, buildFlagSetInSteps, changedFlags } from '../core/flag-set.js';
 import { evaluate } from '../core/evaluate.js';
 import { type SchemaIssue, describeIssue } from '../core/parse-flags.js';
 import type { FlagStore, StoreEvent, StoreSnapshot } from '../stores/flag-store.js';
@@ -93,6 +93,10 @@ function withRetained(
   return serving;
 }
 
+/** Up to this many flags compile at once (a few milliseconds); more compile FLAGS_PER_TURN per turn of the event loop. */
+const COMPILED_AT_ONCE = 500;
+const FLAGS_PER_TURN = 100;
+
 export class RolloutProvider implements Provider {
   readonly metadata = { name: PROVIDER_NAME } as const;
   readonly runsOn = 'server';
@@ -114,6 +118,8 @@ export class RolloutProvider implements Provider {
   private errorTimer: NodeJS.Timeout | undefined;
   private troubled = false;
   private closed = false;
+  /** Counts changes, so a large set still compiling is abandoned for a newer one. */
+  private compiling = 0;
 
   constructor(options: RolloutProviderOptions) {
     this.store = options.store;
@@ -313,8 +319,30 @@ export class RolloutProvider implements Provider {
   }
 
   private onChange(snapshot: StoreSnapshot): void {
+    const generation = ++this.compiling;
+    if (snapshot.parsed.definitions.size <= COMPILED_AT_ONCE) {
+      this.swapIn(snapshot, this.build(snapshot));
+      return;
+    }
+    // A large set compiles a part per turn of the event loop, the old set serving meanwhile, so
+    // a reload never stalls evaluations; a newer change or close() abandons it.
+    const steps = buildFlagSetInSteps(snapshot.parsed, snapshot.state, this.clock.now(), this.set === EMPTY_SET ? undefined : this.set, snapshot.external, FLAGS_PER_TURN);
+    const step = (): void => {
+      if (this.closed || generation !== this.compiling) return;
+      try {
+        const next = steps.next();
+        if (next.done === true) this.swapIn(snapshot, next.value);
+        else setImmediate(step);
+      } catch (err) {
+        this.safeLog('error', `rollout-guardian: failed to compile the flags of ${snapshot.source}: ${String(err)}`);
+      }
+    };
+    step();
+  }
+
+  private swapIn(snapshot: StoreSnapshot, built: ReturnType<typeof buildFlagSet>): void {
     const previous = this.set;
-    const { set, retained } = this.build(snapshot);
+    const { set, retained } = built;
     this.set = set;
     this.serving = withRetained(snapshot.serving, this.serving, retained);
     const flagsChanged = changedFlags(previous, set);

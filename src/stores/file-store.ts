@@ -5,11 +5,12 @@
 import { resolve } from 'node:path';
 import { type Document, parseDocument } from 'yaml';
 import { canonicalJson } from '../core/compile-flag.js';
-import type { StoreSnapshot, WriteRequest } from './flag-store.js';
+import type { WriteRequest } from './flag-store.js';
 import { FlagSourceError } from './flag-store.js';
 import { applyWrite } from './apply-write.js';
 import { documentData, readFlagText, renderFlagText, spliceScalarEdits } from './flag-file-format.js';
-import { type ParsedTexts, type PreparedWrite, type StoreTexts, type WatchedFileStoreOptions, WatchedFileStore, nextStateText, revisionOf } from './watched-file-store.js';
+import { parseFlagFileTexts } from './store-texts.js';
+import { type ParsedTexts, type PreparedWrite, type StoreTexts, type WatchedFileStoreOptions, type WorkerJobKind, WatchedFileStore, nextStateText } from './watched-file-store.js';
 
 export const FLAGS_ENV_VAR = 'ROLLOUT_GUARDIAN_FLAGS';
 export const DEFAULT_FLAGS_FILE = 'flags.yaml';
@@ -36,18 +37,11 @@ export class FileFlagStore extends WatchedFileStore {
   }
 
   protected parse(texts: StoreTexts): ParsedTexts {
-    const read = readFlagText(texts.flags, this.source);
-    const stateDoc = this.parseState(texts.state);
-    const errors = typeof stateDoc === 'string' ? [...read.fileErrors, stateDoc] : read.fileErrors;
-    if (errors.length > 0 || typeof stateDoc === 'string') return { ok: false, errors };
-    const snapshot: StoreSnapshot = {
-      revision: revisionOf(texts),
-      parsed: read.parsed,
-      state: new Map(Object.entries(stateDoc.flags)),
-      source: this.source,
-      flagErrors: read.flagErrors,
-    };
-    return { ok: true, snapshot };
+    return parseFlagFileTexts(this.source, this.statePath, texts);
+  }
+
+  protected workerJob(): WorkerJobKind {
+    return { kind: 'file' };
   }
 
   protected prepareWrite(texts: StoreTexts, request: WriteRequest): PreparedWrite {

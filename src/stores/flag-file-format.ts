@@ -141,10 +141,51 @@ function expansionError(doc: Document, lines: LineCounter, file: string): string
   return undefined;
 }
 
+/** Brackets deep enough to stop reading at: far past any valid file (64 levels), far short of the parser's stack. */
+const MAX_FLOW_DEPTH = 512;
+
+/**
+ * Where `[` and `{` nest past MAX_FLOW_DEPTH, found by a scan that skips quoted text: such a
+ * file is refused before the parser recurses into it, on any thread and any stack size (in a
+ * worker thread, V8 has died of 20,000 brackets instead of throwing).
+ */
+export function flowDepthError(text: string, file: string): string | undefined {
+  let depth = 0;
+  let line = 1;
+  let lineStart = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 10) {
+      line++;
+      lineStart = i + 1;
+    } else if (c === 34 || c === 39) {
+      // A quoted string: skip to its end ("\" escapes in double quotes, '' in single).
+      for (i++; i < text.length; i++) {
+        const d = text.charCodeAt(i);
+        if (c === 34 && d === 92) i++;
+        else if (d === c) break;
+        else if (d === 10) {
+          line++;
+          lineStart = i + 1;
+        }
+      }
+    } else if (c === 91 || c === 123) {
+      if (++depth > MAX_FLOW_DEPTH) {
+        return `${file}:${line}:${i - lineStart + 1}: ${isJsonPath(file) ? 'JSON' : 'YAML'} syntax error: expected at most ${FLAG_TEXT_LIMITS.maxDepth} levels of nesting (the text nests far deeper)`;
+      }
+    } else if (c === 93 || c === 125) {
+      if (depth > 0) depth--;
+    }
+  }
+  return undefined;
+}
+
 export function readFlagText(text: string, file: string): ReadFlagText {
   const lines = new LineCounter();
   const tooBig = sizeError(file, Buffer.byteLength(text, 'utf8'));
   if (tooBig !== undefined) return unusable(new Document(null), [tooBig]);
+  const tooDeep = flowDepthError(text, file);
+  if (tooDeep !== undefined) return unusable(new Document(null), [tooDeep]);
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
     const fileErrors = doc.errors.map((e) => {

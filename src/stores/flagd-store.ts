@@ -5,27 +5,17 @@
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
-import { type ExternalEvaluator, type FlagMetadata, canonicalJson, fingerprint } from '../core/compile-flag.js';
-import { EMERGENCY_SHUTDOWN, isEmergencyFlag } from '../core/emergency.js';
-import {
-  type FlagdFlag,
-  type FlagdFlagConversion,
-  FLAGD_SCHEMA_URL,
-  describeConversionIssue,
-  fixedVariant,
-  fromFlagdFlag,
-  staticFlagdFlag,
-  toFlagdFlag,
-} from '../flagd/flagd-convert.js';
-import type { FlagDefinition, FlagDefinitionInput, FlagRuntimeState } from '../core/flag-schema.js';
-import { buildFlagSet } from '../core/flag-set.js';
-import { type ParsedFlags, type SchemaIssue, parseFlagDocument } from '../core/parse-flags.js';
+import { type ExternalEvaluator, type FlagMetadata, canonicalJson } from '../core/compile-flag.js';
+import { isEmergencyFlag } from '../core/emergency.js';
+import { describeConversionIssue, toFlagdFlag } from '../flagd/flagd-convert.js';
 import { type StateDocument, applyWrite } from './apply-write.js';
 import { documentOf, locateIssues } from './flag-file-format.js';
-import { flagdLoadIssues, flagdWarnings, parseFlagdDocument } from '../flagd/flagd-evaluator.js';
+import { flagdWarnings, parseFlagdDocument } from '../flagd/flagd-evaluator.js';
 import { writeFileAtomic } from './atomic-write.js';
 import { type AuditEntry, type StoreListener, type StoreSnapshot, type WriteRequest, type WriteResult, FlagSourceError, InvalidWriteError } from './flag-store.js';
-import { type ParsedTexts, type PreparedWrite, type StoreTexts, type WatchedFileStoreOptions, WatchedFileStore, revisionOf } from './watched-file-store.js';
+import { type FlagdModel, type FlagdParsed, FlagdModelReader, rolloutExtras } from './flagd-model.js';
+import type { StreamedField } from './parse-worker-protocol.js';
+import { type ParsedJobResult, type ParsedTexts, type PreparedWrite, type StoreTexts, type WatchedFileStoreOptions, type WorkerJobKind, WatchedFileStore, revisionOf } from './watched-file-store.js';
 
 /** `flagd:<path>` names a flagd file where a store location is expected. */
 export const FLAGD_LOCATION_PREFIX = 'flagd:';
@@ -43,58 +33,6 @@ export interface FlagdFileStoreOptions extends WatchedFileStoreOptions {
   readonly rolloutMetadata?: boolean;
 }
 
-type Texts = StoreTexts;
-
-/**
- * What an older version of this store kept of a flag it rewrote in the user's file: the flag as
- * its owner wrote it (null: a built-in emergency flag) and the hash of what it wrote instead.
- * Read, never written: while the file still holds the rewritten flag, the owner's is its definition.
- */
-interface FlagdRecord {
-  readonly original: FlagdFlag | null;
-  readonly written: string;
-}
-
-interface Model {
-  readonly snapshot: StoreSnapshot;
-  readonly stateDoc: StateDocument;
-  /** The file's JSON, flags as they stand in the file. */
-  readonly data: Record<string, unknown>;
-  /** Per flag: what its owner wrote (restored from the records where the store rewrote it). */
-  readonly originals: ReadonlyMap<string, FlagdFlag | null>;
-  /** Our definitions, and for external flags their variants, baseline, state and metadata. */
-  readonly inputs: Record<string, FlagDefinitionInput>;
-  readonly external: ReadonlySet<string>;
-  /** The overlay flagd must read after the file for it to serve what the state decides. */
-  readonly overlayText: string;
-}
-
-type Parsed = { ok: true; model: Model } | { ok: false; errors: string[] };
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
-}
-
-/** `file:line:col` of a JSON.parse error, from the position V8 reports. */
-function jsonErrorLine(file: string, text: string, err: unknown): string {
-  const message = err instanceof Error ? err.message : String(err);
-  const position = Number(/position (\d+)/.exec(message)?.[1] ?? 0);
-  const before = text.slice(0, position).split('\n');
-  return `${file}:${before.length}:${(before.at(-1)?.length ?? 0) + 1}: JSON syntax error: ${message}`;
-}
-
-function recordsOf(stateDoc: StateDocument): Record<string, FlagdRecord> {
-  const records = stateDoc.flagd;
-  if (!isObject(records)) return {};
-  const out: Record<string, FlagdRecord> = {};
-  for (const [key, record] of Object.entries(records)) {
-    if (isObject(record) && typeof record.written === 'string' && (record.original === null || isObject(record.original))) {
-      out[key] = { original: record.original as FlagdFlag | null, written: record.written };
-    }
-  }
-  return out;
-}
-
 export class FlagdFileStore extends WatchedFileStore {
   /** The overlay: the guardian's and operators' decisions, as flagd flags that win over the file's. */
   readonly overlayPath: string;
@@ -105,8 +43,7 @@ export class FlagdFileStore extends WatchedFileStore {
   private overlayOnDisk: string | null | undefined;
   private overlaySync: Promise<void> = Promise.resolve();
   private followingOverlay = false;
-  private conversions = new Map<string, FlagdFlagConversion>();
-  private conversionsMetadata: { value: unknown; text: string } = { value: undefined, text: '' };
+  private readonly reader: FlagdModelReader;
   /** Why the overlay could not be written the last time it had to be, or undefined. */
   overlayProblem: string | undefined;
 
@@ -115,6 +52,7 @@ export class FlagdFileStore extends WatchedFileStore {
     super(resolve(path), options);
     this.overlayPath = join(dirname(this.source), `${basename(this.source, extname(this.source))}${FLAGD_OVERLAY_SUFFIX}`);
     this.rolloutMetadata = options.rolloutMetadata ?? false;
+    this.reader = new FlagdModelReader(this.source, this.statePath, this.rolloutMetadata);
   }
 
   /** Loads the flags and brings the overlay up to date with them. */
@@ -239,6 +177,26 @@ export class FlagdFileStore extends WatchedFileStore {
     return { ok: true, snapshot: parsed.model.snapshot };
   }
 
+  protected workerJob(): WorkerJobKind {
+    return { kind: 'flagd', nowMs: this.clock.now(), rolloutMetadata: this.rolloutMetadata };
+  }
+
+  /**
+   * The worker's model with what cannot cross threads added: the evaluators flagd's semantics
+   * need, built a few hundred flags per turn of the event loop.
+   */
+  protected override async fromWorker(result: ParsedJobResult, streamed: ReadonlyMap<StreamedField, unknown[]>): Promise<StoreSnapshot> {
+    const base = await super.fromWorker(result, streamed);
+    const context = result.context ?? {};
+    const state = result.state;
+    const definitions = base.parsed.definitions;
+    const external = await evaluatorsInTurns(context, streamed.get('externalFlags'), (_key, revision) => ({ revision }));
+    const extraMetadata = this.rolloutMetadata ? (key: string, revision: string) => rolloutExtras(definitions.get(key), state.get(key), revision) : undefined;
+    const serving = await evaluatorsInTurns(context, streamed.get('servedFlags'), extraMetadata);
+    this.pendingOverlay = { text: result.overlayText ?? '', revision: result.revision };
+    return { ...base, external, serving };
+  }
+
   protected prepareWrite(texts: StoreTexts, request: WriteRequest): PreparedWrite {
     const parsed = this.parseModel(texts);
     if (!parsed.ok) throw new FlagSourceError(`${this.source} is invalid, so nothing can be written until it is fixed:\n  ${parsed.errors.join('\n  ')}`, this.source);
@@ -247,7 +205,7 @@ export class FlagdFileStore extends WatchedFileStore {
   }
 
   /** The write applied: new state and, for an explicit definition edit, that flag rewritten in the file. */
-  private applyRequest(model: Model, texts: Texts, request: WriteRequest): Texts & { entries: Omit<AuditEntry, 'revision'>[] } {
+  private applyRequest(model: FlagdModel, texts: StoreTexts, request: WriteRequest): StoreTexts & { entries: Omit<AuditEntry, 'revision'>[] } {
     for (const change of request.changes) {
       if ((change.definitionEdits?.length ?? 0) > 0 && model.external.has(change.flagKey)) {
         throw new InvalidWriteError(
@@ -299,147 +257,33 @@ export class FlagdFileStore extends WatchedFileStore {
     return { flags: flagsText, state: `${JSON.stringify(stateOut, null, 2)}\n`, entries: [...applied.entries] };
   }
 
-  /**
-   * Every flag as a flagd daemon must serve it: its owner's JSON, unless runtime state or an
-   * emergency shutdown fixes its outcome (then a flag that serves one variant) or sets a
-   * runtime percentage (then its fractional weights rewritten).
-   */
-  private materialize(
-    fileFlags: Readonly<Record<string, unknown>>,
-    originals: ReadonlyMap<string, FlagdFlag | null>,
-    parsed: ParsedFlags,
-    state: ReadonlyMap<string, FlagRuntimeState>,
-    external: ReadonlyMap<string, ExternalEvaluator>,
-  ): Record<string, FlagdFlag> {
-    // Only emergency_shutdown decides the shutdown: compile that one flag, not the whole file.
-    const shutdownDefinition = parsed.definitions.get(EMERGENCY_SHUTDOWN);
-    const shutdownOnly: ParsedFlags = { definitions: new Map(shutdownDefinition === undefined ? [] : [[EMERGENCY_SHUTDOWN, shutdownDefinition]]), invalid: new Map(), fileIssues: [] };
-    const shutdown = buildFlagSet(shutdownOnly, state, this.clock.now(), undefined, external).set.shutdown;
-    // The file's flags in order, then built-in emergency flags state may need.
-    const keys = new Set([...Object.keys(fileFlags), ...[...parsed.definitions.keys()].filter(isEmergencyFlag)]);
-    const flags: Record<string, FlagdFlag> = {};
-    for (const key of keys) {
-      const original = originals.get(key) ?? null;
-      const definition = parsed.definitions.get(key);
-      const kept = (fileFlags[key] as FlagdFlag | undefined) ?? null;
-      const out = definition === undefined ? kept : this.served(key, original, definition, state.get(key), shutdown, external.has(key));
-      if (out !== null) flags[key] = out;
-    }
-    return flags;
-  }
-
-  private served(key: string, original: FlagdFlag | null, definition: FlagDefinition, state: FlagRuntimeState | undefined, shutdown: boolean, external: boolean): FlagdFlag | null {
-    const fixed = fixedVariant(definition, state, shutdown && !isEmergencyFlag(key));
-    if (fixed !== undefined) {
-      const base = original ?? toFlagdFlag(key, definition, undefined, { shutdown: false }).flag;
-      return base === undefined ? original : staticFlagdFlag(base, definition.defaultVariant, fixed.variant, fixed.note);
-    }
-    if (!external && state?.percentage !== undefined) return toFlagdFlag(key, definition, state, { shutdown: false }).flag ?? original;
-    return original;
-  }
-
-  /**
-   * A flag in our model, from the last parse when the flag and the set's metadata read the same:
-   * an edit of one flag in a large file converts that flag, not all of them.
-   */
-  private convert(key: string, flag: unknown, setMetadata: unknown, used: Map<string, FlagdFlagConversion>): FlagdFlagConversion {
-    if (setMetadata !== this.conversionsMetadata.value) {
-      this.conversionsMetadata = { value: setMetadata, text: JSON.stringify(setMetadata) ?? '' };
-    }
-    const id = `${key}\u0000${JSON.stringify(flag)}\u0000${this.conversionsMetadata.text}`;
-    const conversion = this.conversions.get(id) ?? fromFlagdFlag(key, flag, { metadata: setMetadata });
-    used.set(id, conversion);
-    return conversion;
-  }
-
-  /** The files as a model: located errors for the file as a whole, per-flag problems as invalid flags. */
-  private parseModel(texts: Texts): Parsed {
-    let data: unknown;
-    try {
-      data = JSON.parse(texts.flags);
-    } catch (err) {
-      return { ok: false, errors: [jsonErrorLine(this.source, texts.flags, err)] };
-    }
-    if (!isObject(data) || !isObject(data.flags)) {
-      return { ok: false, errors: [`${this.source}:1:1: expected a flagd flag-definition document: an object with a "flags" map ($schema ${FLAGD_SCHEMA_URL})`] };
-    }
-    const stateDoc = this.parseState(texts.state);
-    if (typeof stateDoc === 'string') return { ok: false, errors: [stateDoc] };
-    const records = recordsOf(stateDoc);
-    const context = { ...(data.$evaluators !== undefined ? { $evaluators: data.$evaluators } : {}), ...(data.metadata !== undefined ? { metadata: data.metadata } : {}) };
-
-    // The model (for writes, plans, the guardian): each flag as its owner wrote it, in our terms where it maps.
-    const conversions = new Map<string, FlagdFlagConversion>();
-    const originals = new Map<string, FlagdFlag | null>();
-    const inputs: Record<string, FlagDefinitionInput> = {};
-    const externalFlags: Record<string, unknown> = {};
-    const invalid = new Map<string, SchemaIssue[]>();
-    for (const [key, fileFlag] of Object.entries(data.flags)) {
-      const record = records[key];
-      const original = record !== undefined && fingerprint(fileFlag) === record.written ? record.original : (fileFlag as FlagdFlag);
-      originals.set(key, original);
-      if (original === null) continue; // a built-in emergency flag the store wrote; its definition is the built-in one
-      const problems = flagdLoadIssues(key, original);
-      if (problems.length > 0) {
-        invalid.set(key, problems.map((p) => ({ path: p.path, message: p.message })));
-        continue;
-      }
-      const conversion = this.convert(key, original, data.metadata, conversions);
-      if (conversion.definition !== undefined) {
-        inputs[key] = conversion.definition;
-      } else {
-        // Served by flagd's semantics; a shadow (variants, baseline, state) lets state apply around it.
-        if (conversion.shadow !== undefined) inputs[key] = conversion.shadow;
-        externalFlags[key] = original;
-      }
-    }
-    this.conversions = conversions; // what this parse used: the cache holds no flag the file dropped
-    const fromInputs = parseFlagDocument({ flags: inputs });
-    const allInvalid = new Map<string, readonly SchemaIssue[]>([...fromInputs.invalid, ...invalid]);
-    const parsed: ParsedFlags = { definitions: fromInputs.definitions, invalid: allInvalid, fileIssues: [] };
-    const external = parseFlagdDocument({ ...context, flags: externalFlags }, { extraMetadata: (_key, revision) => ({ revision }) }).evaluators;
-    const state = new Map(Object.entries(stateDoc.flags));
-    // The overlay: each flag whose served form is not the file's (state or shutdown decide it).
-    const fileFlags = data.flags;
-    const materialized = this.materialize(fileFlags, originals, parsed, state, external);
-    const overlay: Record<string, FlagdFlag> = {};
-    for (const [key, flag] of Object.entries(materialized)) {
-      // Most flags are served as the file has them (the very object): no hashing needed to tell.
-      if (flag === fileFlags[key]) continue;
-      if (!Object.hasOwn(fileFlags, key) || fingerprint(flag) !== fingerprint(fileFlags[key])) overlay[key] = flag;
-    }
-    // The overlay carries the file's flag-set metadata and evaluators, so its flags read them as the file's do.
-    const overlayText = `${JSON.stringify({ $schema: FLAGD_SCHEMA_URL, ...context, flags: overlay }, null, 2)}\n`;
-    // What a flagd daemon serves: the file, then the overlay (a later source wins flag by flag);
-    // our revision and rollout percentage only when asked for (flagd's metadata is flagd's).
-    const extraMetadata = this.rolloutMetadata ? (key: string, revision: string) => rolloutExtras(parsed.definitions.get(key), state.get(key), revision) : undefined;
-    const served = parseFlagdDocument({ ...context, flags: { ...fileFlags, ...overlay } }, { extraMetadata });
-    let flagErrors = new Map<string, readonly string[]>();
-    if (allInvalid.size > 0) {
-      // Locating costs a YAML parse of the whole file: only when there is something to locate.
-      const lines = new LineCounter();
-      const located = parseDocument(texts.flags, { lineCounter: lines, prettyErrors: false });
-      flagErrors = new Map([...allInvalid].map(([key, issues]) => [key, locateIssues(this.source, located, lines, issues)]));
-    }
-    const snapshot: StoreSnapshot = {
-      revision: revisionOf(texts),
-      parsed,
-      state,
-      source: this.source,
-      flagErrors,
-      external,
-      serving: served.evaluators,
-    };
-    return { ok: true, model: { snapshot, stateDoc, data, originals, inputs, external: new Set(Object.keys(externalFlags)), overlayText } };
+  private parseModel(texts: StoreTexts): FlagdParsed {
+    return this.reader.read(texts, this.clock.now());
   }
 }
 
-/** Our revision and, for a rollout our model reads, its current percentage: the opt-in extras. */
-function rolloutExtras(definition: FlagDefinition | undefined, state: FlagRuntimeState | undefined, revision: string): FlagMetadata {
-  const rollout = definition?.rollout;
-  if (rollout === undefined || rollout.progressive !== undefined) return { revision };
-  const percentage = state?.rollback !== undefined ? 0 : (state?.percentage ?? rollout.percentage ?? 100);
-  return { revision, rolloutPercentage: percentage };
+/** Flags per turn of the event loop while evaluators are built on it. */
+const EVALUATORS_PER_TURN = 500;
+
+/** parseFlagdDocument over `entries`, a part at a time, yielding the event loop between parts. */
+async function evaluatorsInTurns(
+  context: { readonly $evaluators?: unknown; readonly metadata?: unknown },
+  entries: readonly unknown[] | undefined,
+  extraMetadata: ((key: string, revision: string) => FlagMetadata) | undefined,
+): Promise<Map<string, ExternalEvaluator>> {
+  const evaluators = new Map<string, ExternalEvaluator>();
+  const all = (entries ?? []) as [string, unknown][];
+  for (let start = 0; start < all.length; start += EVALUATORS_PER_TURN) {
+    if (start > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    const flags = Object.fromEntries(all.slice(start, start + EVALUATORS_PER_TURN));
+    const parsed = parseFlagdDocument({ ...context, flags }, extraMetadata !== undefined ? { extraMetadata } : {});
+    for (const [key, evaluator] of parsed.evaluators) evaluators.set(key, evaluator);
+  }
+  return evaluators;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
 function indentOf(text: string): string {

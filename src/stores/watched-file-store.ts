@@ -2,16 +2,17 @@
 // `<name>.audit.jsonl` beside it, reload on change (the last good flags kept through a corrupt
 // edit), and writes under a lock file that check the revision and replace files atomically.
 // Subclasses say how their definitions file reads and how a write changes it.
-import { createHash } from 'node:crypto';
 import { type FSWatcher, realpathSync, watch as watchDir } from 'node:fs';
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import type { Clock } from '../core/clock.js';
-import { describeIssue, parseStateDocument } from '../core/parse-flags.js';
-import { type StateDocument, emptyStateDocument } from './apply-write.js';
+import type { FlagDefinition } from '../core/flag-schema.js';
+import type { StateDocument } from './apply-write.js';
 import { readAuditLines } from './audit-log.js';
 import { withFileLock } from './file-lock.js';
-import { locatedJsonError, sizeError } from './flag-file-format.js';
+import { DEFAULT_WORKER_TIMEOUT_MS, ParseWorker, type WorkerAnswer } from './parse-worker.js';
+import type { JobResult, StreamedField } from './parse-worker-protocol.js';
+import { type ParsedTexts, type StoreTexts, parseStateText, readStoreTexts, revisionOf } from './store-texts.js';
 import { recoverJournal, removeLeftovers, writeJournaled } from './write-journal.js';
 import {
   type AuditEntry,
@@ -27,13 +28,6 @@ import {
 import { systemClock } from '../runtime/system-clock.js';
 import { CoalescedRun, StoreListeners } from './store-listeners.js';
 
-export interface StoreTexts {
-  readonly flags: string;
-  readonly state: string | undefined;
-}
-
-export type ParsedTexts = { readonly ok: true; readonly snapshot: StoreSnapshot } | { readonly ok: false; readonly errors: readonly string[] };
-
 /** A write worked out against the current texts: what to write, and what to audit. */
 export interface PreparedWrite {
   readonly next: StoreTexts;
@@ -41,6 +35,12 @@ export interface PreparedWrite {
   /** Other files written with the change (a corrupt state file kept aside). */
   readonly extraFiles?: readonly { readonly path: string; readonly text: string }[];
 }
+
+export type { ParsedTexts, StoreTexts };
+/** The kind of a store's worker job and what that kind needs. */
+export type WorkerJobKind = { readonly kind: 'file' } | { readonly kind: 'flagd'; readonly nowMs: number; readonly rolloutMetadata: boolean };
+export type ParsedJobResult = Extract<JobResult, { status: 'parsed' }>;
+export { revisionOf };
 
 export interface WatchedFileStoreOptions {
   readonly clock?: Clock;
@@ -50,19 +50,17 @@ export interface WatchedFileStoreOptions {
   /** How often a watching store reads its files again in case a change raised no event (default 10000). */
   readonly resyncMs?: number;
   readonly lockTimeoutMs?: number;
+  /**
+   * A reload of a definitions file at least this large is read, parsed and validated in a
+   * worker thread, so evaluations never wait for it (default 32 KiB; 0: every file; Infinity: none).
+   */
+  readonly workerThresholdBytes?: number;
+  /** How long the worker may take over one file before it is stopped and the reload refused (default 60000). */
+  readonly workerTimeoutMs?: number;
 }
 
-/** `<writes>-<content hash>`: the count makes every write's revision new, the hash catches hand edits. */
-export function revisionOf(texts: StoreTexts): string {
-  const hash = createHash('sha256')
-    .update(texts.flags)
-    .update('\0')
-    .update(texts.state ?? '')
-    .digest('hex')
-    .slice(0, 12);
-  const count = texts.state === undefined ? 0 : Number(/"revision":\s*(\d+)/.exec(texts.state)?.[1] ?? 0);
-  return `${count}-${hash}`;
-}
+/** About 60 flags of YAML: below it, parsing on the event loop costs less than a few milliseconds. */
+export const DEFAULT_WORKER_THRESHOLD_BYTES = 32 * 1024;
 
 /** The state document to write next: the write counter moved on, written first so revisionOf finds it. */
 export function nextStateText(previous: StateDocument, next: StateDocument): string {
@@ -91,6 +89,13 @@ export abstract class WatchedFileStore implements FlagStore {
   private timer: NodeJS.Timeout | undefined;
   private troubled = false;
   private closed = false;
+  /** Files at least this large are read in the worker thread. */
+  private readonly workerThresholdBytes: number;
+  private readonly workerTimeoutMs: number;
+  private worker: ParseWorker | undefined;
+  /** Reads in the order they started, and the latest one applied (see applyParsed). */
+  private readSeq = 0;
+  private appliedSeq = 0;
 
   protected constructor(source: string, options: WatchedFileStoreOptions) {
     this.source = source;
@@ -104,6 +109,8 @@ export abstract class WatchedFileStore implements FlagStore {
     this.lockTimeoutMs = options.lockTimeoutMs ?? 10_000;
     this.watchFiles = options.watch ?? true;
     this.resyncMs = options.resyncMs ?? 10_000;
+    this.workerThresholdBytes = options.workerThresholdBytes ?? DEFAULT_WORKER_THRESHOLD_BYTES;
+    this.workerTimeoutMs = options.workerTimeoutMs ?? DEFAULT_WORKER_TIMEOUT_MS;
   }
 
   /** The texts as a snapshot, or located errors when the files cannot be used. */
@@ -120,6 +127,7 @@ export abstract class WatchedFileStore implements FlagStore {
     // A write cut off by a dead process is undone before anyone reads its half, and what it
     // left behind (temp files, its lock) is cleared; once, when the store is first read.
     if (this.last === undefined && (await this.leftBehind())) await this.recover();
+    if (await this.readsOffThread()) return this.loadInWorker();
     let texts: StoreTexts;
     try {
       texts = await this.readTexts();
@@ -213,8 +221,10 @@ export abstract class WatchedFileStore implements FlagStore {
       },
       { timeoutMs: this.lockTimeoutMs },
     );
-    // Our own listeners see the write at once; the watcher's later reload finds no change.
-    await this.applyTexts(result.next);
+    // Our own listeners see the write at once; the watcher's later reload finds no change. A
+    // large file is parsed again in the worker thread (it reads what was just written).
+    if (await this.readsOffThread()) await this.reload();
+    else await this.applyTexts(result.next);
     return { revision: result.revision, entries: result.entries };
   }
 
@@ -230,6 +240,11 @@ export abstract class WatchedFileStore implements FlagStore {
     return readAuditLines(this.auditPath, query);
   }
 
+  /** The id of the worker thread that reads this store's large files, while one runs (for diagnostics). */
+  get workerThreadId(): number | undefined {
+    return this.worker?.threadId;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -238,40 +253,17 @@ export abstract class WatchedFileStore implements FlagStore {
     if (this.resyncTimer) clearInterval(this.resyncTimer);
     if (this.timer) clearTimeout(this.timer);
     this.listeners.clear();
+    await this.worker?.close();
     await this.reloads.inFlight;
   }
 
-  protected async readTexts(): Promise<StoreTexts> {
-    let flags: string;
-    try {
-      // Refused before it is read: a huge file would stall the process that reads it.
-      const tooBig = sizeError(this.source, (await stat(this.source)).size);
-      if (tooBig !== undefined) throw new FlagSourceError(tooBig, this.source);
-      flags = await readFile(this.source, 'utf8');
-    } catch (err) {
-      if (err instanceof FlagSourceError) throw err;
-      const code = (err as NodeJS.ErrnoException).code;
-      throw new FlagSourceError(code === 'ENOENT' ? this.missingFileMessage() : `cannot read ${this.source}: ${(err as Error).message}`, this.source);
-    }
-    const state = await readFile(this.statePath, 'utf8').catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return undefined;
-      throw new FlagSourceError(`cannot read ${this.statePath}: ${err.message}`, this.statePath);
-    });
-    return { flags, state };
+  protected readTexts(): Promise<StoreTexts> {
+    return readStoreTexts(this.source, this.statePath, this.missingFileMessage());
   }
 
   /** The state document, or a message saying what is wrong with it. */
   protected parseState(text: string | undefined): StateDocument | string {
-    if (text === undefined) return emptyStateDocument();
-    let data: unknown;
-    try {
-      data = JSON.parse(text);
-    } catch (err) {
-      return locatedJsonError(text, this.statePath, err as Error);
-    }
-    const state = parseStateDocument(data);
-    if (state.issues.length > 0) return `${this.statePath} is invalid: ${state.issues.map(describeIssue).join('; ')}`;
-    return state.raw as StateDocument;
+    return parseStateText(text, this.statePath);
   }
 
   /** parse(), with anything it throws (a bug, a stack overflow) turned into a refusal: a watcher must never die of a file. */
@@ -329,21 +321,118 @@ export abstract class WatchedFileStore implements FlagStore {
   }
 
   private async reloadOnce(): Promise<void> {
+    if (await this.readsOffThread()) return this.reloadInWorker();
+    const seq = ++this.readSeq;
     let texts: StoreTexts;
     try {
       texts = await this.readTexts();
     } catch (err) {
-      if (!this.troubled) {
-        this.troubled = true;
-        this.listeners.emit({ type: 'unavailable', error: err as Error });
-      }
+      this.onUnreadable(err as Error);
       return;
     }
-    await this.applyTexts(texts);
+    await this.applyParsed(seq, revisionOf(texts), () => this.parseSafely(texts));
   }
 
-  private async applyTexts(texts: StoreTexts): Promise<void> {
-    const revision = revisionOf(texts);
+  /** Whether the definitions file is large enough to be read in the worker thread. */
+  private async readsOffThread(): Promise<boolean> {
+    if (this.workerThresholdBytes === Number.POSITIVE_INFINITY) return false;
+    try {
+      return (await stat(this.source)).size >= this.workerThresholdBytes;
+    } catch {
+      return false; // the main thread's read says what is wrong
+    }
+  }
+
+  /** load(), the files read, parsed and validated in the worker thread. */
+  private async loadInWorker(): Promise<StoreSnapshot> {
+    let answer: WorkerAnswer;
+    try {
+      answer = await this.parseWorker().run({ source: this.source, statePath: this.statePath, missingMessage: this.missingFileMessage(), known: [], ...this.workerJob() });
+    } catch (err) {
+      if (this.last) return { ...this.last, problem: (err as Error).message };
+      throw new FlagSourceError((err as Error).message, this.source);
+    }
+    const result = answer.result;
+    if (result.status === 'unreadable') {
+      if (this.last) return this.last;
+      throw new FlagSourceError(result.message, result.path);
+    }
+    if (result.status === 'parsed') {
+      const snapshot = await this.fromWorker(result, answer.streamed);
+      this.last = snapshot;
+      return snapshot;
+    }
+    const errors = result.status === 'invalid' ? result.errors : [];
+    if (this.last) return { ...this.last, revision: result.revision, problem: `${this.source} is invalid; the last good flags keep serving:\n  ${errors.join('\n  ')}` };
+    throw new FlagSourceError(`${this.source} is invalid:\n  ${errors.join('\n  ')}`, this.source);
+  }
+
+  private parseWorker(): ParseWorker {
+    this.worker ??= new ParseWorker(this.source, this.workerTimeoutMs);
+    return this.worker;
+  }
+
+  /** A reload read, parsed and validated in the worker thread; this thread only swaps the snapshot in. */
+  private async reloadInWorker(): Promise<void> {
+    const seq = ++this.readSeq;
+    const known = [this.last?.revision, this.lastBadRevision].filter((r): r is string => r !== undefined);
+    let answer: WorkerAnswer;
+    try {
+      answer = await this.parseWorker().run({ source: this.source, statePath: this.statePath, missingMessage: this.missingFileMessage(), known, ...this.workerJob() });
+    } catch (err) {
+      // The thread crashed, hung or was closed: the file's fate is unknown, the last good flags stay.
+      if (!this.closed) this.listeners.emit({ type: 'invalid', source: this.source, issues: [], message: (err as Error).message });
+      return;
+    }
+    const result = answer.result;
+    if (result.status === 'unreadable') {
+      this.onUnreadable(new FlagSourceError(result.message, result.path));
+      return;
+    }
+    if (result.status === 'known' && result.revision !== this.last?.revision && result.revision !== this.lastBadRevision) {
+      // Known when asked, no longer (a write landed meanwhile): read it again, parsing this time.
+      this.lastBadRevision = undefined;
+      void this.reload();
+      return;
+    }
+    await this.applyParsed(seq, result.revision, async () => {
+      if (result.status === 'parsed') return { ok: true, snapshot: await this.fromWorker(result, answer.streamed) };
+      if (result.status === 'invalid') return { ok: false, errors: result.errors };
+      return { ok: false, errors: [] }; // known: applyParsed returns before asking
+    });
+  }
+
+  /** The kind of job the worker runs for this store, and what it needs beyond the paths. */
+  protected abstract workerJob(): WorkerJobKind;
+
+  /** The worker's answer as a snapshot on this thread; a subclass adds what cannot cross threads. */
+  protected fromWorker(result: ParsedJobResult, streamed: ReadonlyMap<StreamedField, unknown[]>): Promise<StoreSnapshot> {
+    return Promise.resolve({
+      revision: result.revision,
+      parsed: { definitions: new Map(streamed.get('definitions') as [string, FlagDefinition][] | undefined), invalid: result.invalid, fileIssues: result.fileIssues },
+      state: result.state,
+      source: this.source,
+      flagErrors: result.flagErrors,
+    });
+  }
+
+  private onUnreadable(error: Error): void {
+    if (!this.troubled) {
+      this.troubled = true;
+      this.listeners.emit({ type: 'unavailable', error });
+    }
+  }
+
+  private applyTexts(texts: StoreTexts): Promise<void> {
+    return this.applyParsed(++this.readSeq, revisionOf(texts), () => this.parseSafely(texts));
+  }
+
+  /**
+   * Swaps in what texts of `revision` parse to. `seq` orders the reads: a read overtaken by a
+   * later one that was already applied (a write's, while the worker parsed) is dropped.
+   */
+  private async applyParsed(seq: number, revision: string, parse: () => ParsedTexts | Promise<ParsedTexts>): Promise<void> {
+    if (seq < this.appliedSeq) return;
     if (this.troubled) {
       this.troubled = false;
       this.listeners.emit({ type: 'available' });
@@ -357,7 +446,14 @@ export abstract class WatchedFileStore implements FlagStore {
       }
       return;
     }
-    const result = this.parseSafely(texts);
+    let result: ParsedTexts;
+    try {
+      result = await parse();
+    } catch (err) {
+      result = { ok: false, errors: [`${this.source}: cannot be read as flags: ${(err as Error).message}`] };
+    }
+    if (seq < this.appliedSeq || this.closed) return;
+    this.appliedSeq = seq;
     if (!result.ok) {
       this.lastBadRevision = revision;
       this.listeners.emit({ type: 'invalid', source: this.source, issues: [], message: `${this.source} is invalid; the last good flags keep serving:\n  ${result.errors.join('\n  ')}` });
@@ -366,7 +462,5 @@ export abstract class WatchedFileStore implements FlagStore {
     this.lastBadRevision = undefined;
     this.last = result.snapshot;
     this.listeners.emit({ type: 'change', snapshot: result.snapshot });
-    await Promise.resolve();
   }
-
 }

@@ -54,4 +54,17 @@ describe('the rollout-guardian executable', () => {
       expect(await readFile(join(dir, 'flags.yaml'), 'utf8')).toBe(FLAGS);
     });
   });
+
+  it('lists a flag file large enough to be read in the worker thread from dist/, with the located error of its one bad flag, and exits', async () => {
+    await withTempDir(async (dir) => {
+      const parts = ['flags:\n'];
+      for (let i = 0; i < 400; i++) parts.push(`  flag-${i}:\n    variants: { on: true, off: false }\n    defaultVariant: off\n    rollout: { variant: on, percentage: ${i === 3 ? 150 : i % 100} }\n`);
+      await writeFile(join(dir, 'big.yaml'), parts.join(''));
+      const result = await runCli(dir, ['flags', 'list', '--store', 'big.yaml']);
+      expect(result.code).toBe(0);
+      expect(result.stdout).toMatch(/^flag-399 +boolean +enabled +on, off +off +99% on/m);
+      expect(result.stdout).toMatch(/^flag-3 +- +INVALID/m);
+      expect(result.stdout).toContain('big.yaml:17:41: flags.flag-3.rollout.percentage: expected a percentage from 0 to 100, got 150');
+    });
+  });
 });

@@ -305,3 +305,138 @@ describe('FileFlagStore', () => {
     });
   });
 });
+
+/** `count` flags as YAML; flag-3's percentage is `pct3` (over 100 makes that one flag invalid). */
+function manyFlagsYaml(count: number, pct3 = 30): string {
+  const parts = ['flags:\n'];
+  for (let i = 0; i < count; i++) {
+    parts.push(`  flag-${i}:\n    variants: { on: true, off: false }\n    defaultVariant: off\n    rollout: { variant: on, percentage: ${i === 3 ? pct3 : i % 100} }\n`);
+    parts.push(`    targeting:\n      - when: { attribute: region, in: [eu-west-1] }\n        variant: on\n`);
+  }
+  return parts.join('');
+}
+
+function manyFlagsJson(count: number, pct3 = 30): string {
+  const flags: Record<string, unknown> = {};
+  for (let i = 0; i < count; i++) {
+    flags[`flag-${i}`] = { variants: { on: true, off: false }, defaultVariant: 'off', rollout: { variant: 'on', percentage: i === 3 ? pct3 : i % 100 }, targeting: [{ when: { attribute: 'region', in: ['eu-west-1'] }, variant: 'on' }] };
+  }
+  return `${JSON.stringify({ flags }, null, 2)}\n`;
+}
+
+/** Every event the store emits, in order. */
+function recorded(store: FileFlagStore): StoreEvent[] {
+  const events: StoreEvent[] = [];
+  store.watch((event) => events.push(event));
+  return events;
+}
+
+describe('FileFlagStore reading large files in a worker thread', () => {
+  it('reloads YAML and JSON through the worker to the same flags, revisions and located errors as on the main thread', async () => {
+    await withTempDir(async (dir) => {
+      for (const [name, text] of [
+        ['flags.yaml', manyFlagsYaml],
+        ['flags.json', manyFlagsJson],
+      ] as const) {
+        const path = await fixture(dir, text(300), name);
+        const inWorker = new FileFlagStore({ path, watch: false, workerThresholdBytes: 0 });
+        const onMain = new FileFlagStore({ path, watch: false, workerThresholdBytes: Number.POSITIVE_INFINITY });
+        expect(await inWorker.load()).toEqual(await onMain.load());
+        const fromWorker = recorded(inWorker);
+        const fromMain = recorded(onMain);
+
+        // One flag turns bad: the others change, that one is reported by file, line, field and expectation.
+        await writeFile(path, text(300, 150));
+        await inWorker.reload();
+        await onMain.reload();
+        expect(fromWorker).toEqual(fromMain);
+        const changed = fromWorker[0];
+        expect(changed?.type).toBe('change');
+        const snapshot = changed?.type === 'change' ? changed.snapshot : undefined;
+        expect(snapshot?.parsed.definitions.has('flag-299')).toBe(true);
+        expect(snapshot?.flagErrors?.get('flag-3')?.join('\n')).toMatch(new RegExp(`${path.replace(/[.]/g, '\\.')}:\\d+:\\d+: flags\\.flag-3\\.rollout\\.percentage: expected a percentage from 0 to 100, got 150`));
+
+        // The file turns unreadable as a whole: refused with the same located error, the last good flags serving.
+        await writeFile(path, `${text(300)}\n]]] not ${name.endsWith('.json') ? 'JSON' : 'YAML'}`);
+        await inWorker.reload();
+        await onMain.reload();
+        expect(fromWorker).toEqual(fromMain);
+        const invalid = fromWorker[1];
+        expect(invalid?.type === 'invalid' && invalid.message).toMatch(new RegExp(`the last good flags keep serving:\\n  ${path.replace(/[.]/g, '\\.')}:\\d+:\\d+: (YAML|JSON) syntax error`));
+        const serving = await inWorker.load();
+        expect(serving.parsed.definitions.get('flag-1')).toEqual(snapshot?.parsed.definitions.get('flag-1'));
+        expect(serving.problem).toMatch(/is invalid; the last good flags keep serving/);
+        expect(serving).toEqual(await onMain.load());
+        await inWorker.close();
+        await onMain.close();
+      }
+    });
+  });
+
+  it('refuses a billion-laughs file and 20,000 nested brackets through the worker with the main thread’s located errors, and keeps serving', async () => {
+    await withTempDir(async (dir) => {
+      const path = await fixture(dir, manyFlagsYaml(100));
+      const inWorker = new FileFlagStore({ path, watch: false, workerThresholdBytes: 0 });
+      const onMain = new FileFlagStore({ path, watch: false, workerThresholdBytes: Number.POSITIVE_INFINITY });
+      const good = await inWorker.load();
+      await onMain.load();
+      const fromWorker = recorded(inWorker);
+      const fromMain = recorded(onMain);
+      const laughs = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]', ...'bcdefghi'.split('').map((c, i) => `${c}: &${c} [${Array(9).fill(`*${'abcdefghi'[i]}`).join(',')}]`)].join('\n');
+      for (const hostile of [`${laughs}\n`, `{"flags":{"deep":{"variants":{"a":${'['.repeat(20_000)}${']'.repeat(20_000)}},"defaultVariant":"a"}}}`]) {
+        await writeFile(path, hostile);
+        await inWorker.reload();
+        await onMain.reload();
+      }
+      expect(fromWorker).toEqual(fromMain);
+      expect(fromWorker.map((e) => (e.type === 'invalid' ? e.message.split('\n')[1] : e.type))).toEqual([
+        expect.stringMatching(/flags\.yaml:\d+:\d+: the YAML aliases here expand to over 500,000 values/),
+        expect.stringMatching(/flags\.yaml:1:\d+: YAML syntax error: expected at most 64 levels of nesting/),
+      ]);
+      expect((await inWorker.load()).parsed.definitions).toEqual(good.parsed.definitions);
+      await inWorker.close();
+      await onMain.close();
+    });
+  });
+
+  it('starts one worker thread per store and reuses it, and close() ends it', async () => {
+    await withTempDir(async (dir) => {
+      const path = await fixture(dir, manyFlagsYaml(300));
+      const small = new FileFlagStore({ path: await fixture(dir, FLAGS_YAML, 'small.yaml'), watch: false });
+      const store = new FileFlagStore({ path, watch: false });
+      expect(store.workerThreadId).toBeUndefined();
+      await store.load();
+      const thread = store.workerThreadId;
+      expect(thread).toBeGreaterThan(0);
+      await writeFile(path, manyFlagsYaml(300, 40));
+      await store.reload();
+      expect(store.workerThreadId).toBe(thread);
+      expect((await store.load()).parsed.definitions.get('flag-3')?.rollout?.percentage).toBe(40);
+      // The default threshold (32 KiB): this file is over it; a small one is read on the main thread.
+      await small.load();
+      expect(small.workerThreadId).toBeUndefined();
+      await store.close();
+      expect(store.workerThreadId).toBeUndefined();
+    });
+  });
+});
+
+describe('FileFlagStore when its worker thread fails', () => {
+  it('reports a worker that takes too long as an invalid file, located, and keeps serving the last good flags', async () => {
+    await withTempDir(async (dir) => {
+      const path = await fixture(dir, manyFlagsYaml(300));
+      const good = await new FileFlagStore({ path, watch: false }).load();
+      // No thread starts and parses a file within 1 ms: every read through it times out.
+      const store = new FileFlagStore({ path, watch: false, workerThresholdBytes: 0, workerTimeoutMs: 1 });
+      await expect(store.load()).rejects.toThrow(new RegExp(`${path.replace(/[.]/g, '\\.')}: reading the file took over 1 ms and was stopped`));
+      const events = recorded(store);
+      await store.reload();
+      expect(events.map((e) => e.type)).toEqual(['invalid']);
+      expect(events[0]?.type === 'invalid' && events[0].message).toMatch(/flags\.yaml: reading the file took over 1 ms and was stopped; the last good flags keep serving/);
+      expect(good.parsed.definitions.size).toBe(303);
+      await store.close();
+      await store.reload();
+      expect(events).toHaveLength(1);
+    });
+  });
+});

@@ -495,3 +495,49 @@ describe('FlagdFileStore serves what a flagd daemon serves', () => {
     });
   });
 });
+
+describe('FlagdFileStore reading its file in a worker thread', () => {
+  it('reloads through the worker to the same model, located errors and served results as on the main thread', async () => {
+    await withTempDir(async (dir) => {
+      const path = await flagdFile(dir);
+      const inWorker = new FlagdFileStore({ path, watch: false, clock: new FakeClock(NOW), workerThresholdBytes: 0 });
+      const onMain = new FlagdFileStore({ path, watch: false, clock: new FakeClock(NOW), workerThresholdBytes: Number.POSITIVE_INFINITY });
+      const providers = [new RolloutProvider({ store: inWorker, logger: QUIET, clock: new FakeClock(NOW) }), new RolloutProvider({ store: onMain, logger: QUIET, clock: new FakeClock(NOW) })] as const;
+      for (const provider of providers) await provider.initialize();
+      const seen = [[], []] as [StoreEvent[], StoreEvent[]];
+      inWorker.watch((e) => seen[0].push(e));
+      onMain.watch((e) => seen[1].push(e));
+
+      const document = JSON.parse(await readFile(path, 'utf8')) as { flags: Record<string, unknown> };
+      document.flags['three-way'] = { ...FLAGD_ONLY['three-way'], targeting: { fractional: [['a', 10], ['b', 10], ['c', 80]] } };
+      document.flags.broken = { state: 'ENABLED', variants: 'not a map', defaultVariant: 'a' };
+      await writeFile(path, `${JSON.stringify(document, null, 2)}\n`);
+      await inWorker.reload();
+      await onMain.reload();
+
+      const [fromWorker, fromMain] = seen.map((events) => events.map((e) => (e.type === 'change' ? { revision: e.snapshot.revision, parsed: e.snapshot.parsed, state: e.snapshot.state, flagErrors: e.snapshot.flagErrors, served: [...(e.snapshot.serving?.keys() ?? [])] } : e)));
+      expect(fromWorker).toHaveLength(1);
+      expect(fromWorker).toEqual(fromMain);
+      const changed = seen[0][0];
+      expect(changed?.type === 'change' ? changed.snapshot.flagErrors?.get('broken')?.join('\n') : undefined).toMatch(new RegExp(`${basename(path).replace(/[.]/g, '\\.')}:\\d+:\\d+: `));
+      const keys = Object.keys(document.flags);
+      for (let i = 0; i < 60; i++) {
+        for (const key of keys) {
+          const baseline = typeof (document.flags[key] as { variants?: Record<string, FlagValue> }).variants === 'object' ? (Object.values((document.flags[key] as { variants: Record<string, FlagValue> }).variants)[0] as FlagValue) : false;
+          expect(await resolveOurs(providers[0], key, baseline, contextFor(i))).toEqual(await resolveOurs(providers[1], key, baseline, contextFor(i)));
+        }
+      }
+
+      // A file that is no longer JSON: the same located refusal, the last good flags serving.
+      await writeFile(path, '{"flags": {"three-way": ');
+      await inWorker.reload();
+      await onMain.reload();
+      const refusals = seen.map((events) => events.at(-1));
+      expect(refusals[0]).toEqual(refusals[1]);
+      expect(refusals[0]?.type === 'invalid' && refusals[0].message).toMatch(/flags\.flagd\.json:1:\d+: JSON syntax error/);
+      expect(await resolveOurs(providers[0], 'three-way', 0, contextFor(1))).toEqual(await resolveOurs(providers[1], 'three-way', 0, contextFor(1)));
+      for (const provider of providers) await provider.onClose();
+      expect(inWorker.workerThreadId).toBeUndefined();
+    });
+  });
+});
