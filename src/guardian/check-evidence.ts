@@ -46,6 +46,8 @@ const CHANGE_EVIDENCE = Math.log(100);
 const RECOVERY_EVIDENCE = Math.log(100);
 /** Segments of history kept; older ones merge pairwise, so resolution coarsens with age. */
 const MAX_SEGMENTS = 96;
+/** Suffix sums for onset(), reused across calls (JavaScript runs one onset() at a time). */
+let suffixScratch = { n: new Float64Array(MAX_SEGMENTS + 16), k: new Float64Array(MAX_SEGMENTS + 16), e: new Float64Array(MAX_SEGMENTS + 16) };
 
 export interface CheckEvidenceOptions {
   /** False-rollback budget: 1 - confidence. */
@@ -189,7 +191,12 @@ export class CheckEvidence {
 
   read(): EvidenceReading {
     const limit = this.samples > 0 ? this.expected / this.samples : this.cachedP0;
-    const bounds = confidenceSequence(this.events, this.samples, this.alpha * EPOCH_SHARE);
+    // The bounds are for people (status, audit), not for the decision: worked out when read.
+    const events = this.events;
+    const samples = this.samples;
+    const alpha = this.alpha * EPOCH_SHARE;
+    let bounds: { lower: number; upper: number } | undefined;
+    const boundsOf = () => (bounds ??= confidenceSequence(events, samples, alpha));
     let best = Number.NEGATIVE_INFINITY;
     let bestLogE = Number.NEGATIVE_INFINITY;
     let bestThreshold = Number.POSITIVE_INFINITY;
@@ -214,8 +221,12 @@ export class CheckEvidence {
       samples: this.samples,
       events: this.events,
       limit,
-      lowerBound: bounds.lower,
-      upperBound: bounds.upper,
+      get lowerBound() {
+        return boundsOf().lower;
+      },
+      get upperBound() {
+        return boundsOf().upper;
+      },
       logEvidence: best,
       logE: bestLogE,
       logThreshold: bestThreshold,
@@ -302,9 +313,12 @@ export class CheckEvidence {
     let expected = 0;
     let bestLlr = 0;
     let best = -1;
-    const suffixN = new Float64Array(count + 1);
-    const suffixK = new Float64Array(count + 1);
-    const suffixE = new Float64Array(count + 1);
+    // Scratch shared by every check: read once per tick per check, so it need not allocate.
+    if (suffixScratch.n.length < count + 1) suffixScratch = { n: new Float64Array(count + 16), k: new Float64Array(count + 16), e: new Float64Array(count + 16) };
+    const { n: suffixN, k: suffixK, e: suffixE } = suffixScratch;
+    suffixN[count] = 0;
+    suffixK[count] = 0;
+    suffixE[count] = 0;
     for (let i = count - 1; i >= 0; i--) {
       const s = this.segments[i] as Segment;
       n += s.n;

@@ -151,8 +151,12 @@ function judgeCheck(slot: FlagEvidence['checks'][number], policy: GuardPolicy): 
     samples: r.samples,
     events: r.events,
     observed,
-    lowerBound: r.lowerBound,
-    upperBound: r.upperBound,
+    get lowerBound() {
+      return r.lowerBound;
+    },
+    get upperBound() {
+      return r.upperBound;
+    },
     evidence: Math.exp(Math.min(700, r.logE)),
     evidenceNeeded: Math.exp(r.logThreshold),
     breachSinceMs: r.onsetMs,

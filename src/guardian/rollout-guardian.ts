@@ -8,8 +8,8 @@ import { context, diag } from '@opentelemetry/api';
 import { suppressTracing } from '@opentelemetry/core';
 import type { Clock } from '../core/clock.js';
 import type { FlagDefinition } from '../core/flag-schema.js';
-import { buildFlagSet } from '../core/flag-set.js';
-import { isEmergencyFlag } from '../core/emergency.js';
+import { type FlagSet, buildFlagSet } from '../core/flag-set.js';
+import { EMERGENCY_SHUTDOWN, isEmergencyFlag } from '../core/emergency.js';
 import { progressiveWeight } from '../core/evaluate.js';
 import { weightToPercentage } from '../core/bucketing.js';
 import type { Attribution, Lease, StoreEvent, StoreSnapshot } from '../stores/flag-store.js';
@@ -158,6 +158,7 @@ export class RolloutGuardian {
   private readonly allowedLatenessMs: number;
   private readonly lease: Lease | undefined;
   private readonly sourceProblems: SourceProblemView | undefined;
+  private compiled: { readonly snapshot: StoreSnapshot; readonly set: FlagSet; readonly timed: boolean } | undefined;
   /** Evidence of each guarded flag's current rollout or step. */
   private readonly evidence = new Map<string, FlagEvidence>();
   /** The same flags' evidence against their warning levels, where they have any. */
@@ -389,7 +390,7 @@ export class RolloutGuardian {
 
   /** Flags with a live rollout of a treatment, unless an emergency shutdown stops everything. */
   private guardedFlags(snapshot: StoreSnapshot, nowMs: number): Guarded[] | undefined {
-    const { set } = buildFlagSet(snapshot.parsed, snapshot.state, nowMs, undefined, snapshot.external);
+    const set = this.flagSetOf(snapshot, nowMs);
     if (set.shutdown) return undefined;
     const out: Guarded[] = [];
     for (const [flagKey, entry] of set.flags) {
@@ -404,6 +405,20 @@ export class RolloutGuardian {
       out.push({ flagKey, definition: entry.definition, treatmentVariant: rollout.variant, percentage, policy, epochKey });
     }
     return out;
+  }
+
+  /**
+   * The snapshot's compiled flags. Compiling hashes every definition, so the set is kept until
+   * the snapshot changes; time enters only through an emergency_shutdown with a progressive
+   * rollout, which is compiled afresh each tick.
+   */
+  private flagSetOf(snapshot: StoreSnapshot, nowMs: number): FlagSet {
+    const cached = this.compiled;
+    if (cached !== undefined && cached.snapshot === snapshot && !cached.timed) return cached.set;
+    const { set } = buildFlagSet(snapshot.parsed, snapshot.state, nowMs, undefined, snapshot.external);
+    const shutdown = set.flags.get(EMERGENCY_SHUTDOWN);
+    this.compiled = { snapshot, set, timed: shutdown?.kind === 'flag' && shutdown.progressive !== undefined };
+    return set;
   }
 
   private async runHealthChecks(guarded: readonly Guarded[], nowMs: number): Promise<void> {

@@ -62,20 +62,23 @@ function mixtureLogRatio(k: number, n: number, p: number): number {
  */
 export function confidenceSequence(k: number, n: number, alpha: number): { lower: number; upper: number } {
   if (!(n > 0)) return { lower: 0, upper: 1 };
+  // The mixture's own likelihood does not depend on p: only p's likelihood moves in the search.
+  const mixture = mixtureLogRatio(k, n, 0.5) + logLikelihood(k, n, 0.5);
   const limit = Math.log(1 / alpha);
+  const ratio = (q: number) => mixture - logLikelihood(k, n, q);
   const p = k / n;
   const solve = (lo: number, hi: number, outsideIsLo: boolean): number => {
     // Bisection on the mixture ratio, which falls towards the estimate and rises away from it.
     for (let i = 0; i < 60; i++) {
       const mid = (lo + hi) / 2;
-      const outside = mixtureLogRatio(k, n, mid) >= limit;
+      const outside = ratio(mid) >= limit;
       if (outside === outsideIsLo) lo = mid;
       else hi = mid;
     }
     return outsideIsLo ? hi : lo;
   };
-  const lower = k === 0 || mixtureLogRatio(k, n, Number.MIN_VALUE) < limit ? 0 : solve(0, p, true);
-  const upper = k === n || mixtureLogRatio(k, n, 1 - 1e-15) < limit ? 1 : solve(p, 1, false);
+  const lower = k === 0 || ratio(Number.MIN_VALUE) < limit ? 0 : solve(0, p, true);
+  const upper = k === n || ratio(1 - 1e-15) < limit ? 1 : solve(p, 1, false);
   return { lower, upper };
 }
 
