@@ -17,29 +17,11 @@ import {
   WANTED_KEY_MAP,
 } from './otlp-records.js';
 import { EVENT_FEATURE_FLAG_EVALUATION } from '../telemetry/names.js';
-
-type Json = Record<string, unknown>;
+import { type Json, fail, list, object } from './otlp-json-reading.js';
 
 const HEX_TRACE_ID = /^[0-9a-fA-F]{32}$/;
 const HEX_SPAN_ID = /^[0-9a-fA-F]{16}$/;
 const DIGITS = /^\d{1,20}$/;
-
-function fail(where: string, what: string, value: unknown): never {
-  const shown = typeof value === 'string' ? JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value) : typeof value === 'object' ? (Array.isArray(value) ? 'an array' : value === null ? 'null' : 'an object') : typeof value === 'number' || typeof value === 'boolean' ? String(value) : 'nothing';
-  throw new OtlpPayloadError(`${where}: expected ${what}, got ${shown}`);
-}
-
-function list(parent: Json, key: string, where: string): readonly unknown[] {
-  const value = parent[key];
-  if (value === undefined || value === null) return [];
-  if (!Array.isArray(value)) fail(`${where}.${key}`, 'an array', value);
-  return value;
-}
-
-function object(value: unknown, where: string): Json {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(where, 'an object', value);
-  return value as Json;
-}
 
 /**
  * Nanoseconds since the epoch as [ms above the last 6 digits, the last 6 digits in ns], so

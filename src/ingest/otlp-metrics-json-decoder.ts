@@ -4,8 +4,7 @@
 // naming where it is.
 import { OtlpPayloadError } from './otlp-records.js';
 import { type AttributeValue, attributeKey, type DecodedMetrics, type MetricKind, type MetricPoint, newMetricPoint, streamKeyOf } from './otlp-metric-points.js';
-
-type Json = Record<string, unknown>;
+import { type Json, fail, list, object } from './otlp-json-reading.js';
 
 const DIGITS = /^-?\d{1,20}$/;
 const TEMPORALITY_NAMES: Record<string, number> = { AGGREGATION_TEMPORALITY_UNSPECIFIED: 0, AGGREGATION_TEMPORALITY_DELTA: 1, AGGREGATION_TEMPORALITY_CUMULATIVE: 2 };
@@ -15,23 +14,6 @@ const KINDS: readonly (readonly [string, MetricKind])[] = [
   ['histogram', 'histogram'],
   ['exponentialHistogram', 'exponential_histogram'],
 ];
-
-function fail(where: string, what: string, value: unknown): never {
-  const shown = typeof value === 'string' ? JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value) : typeof value === 'object' ? (Array.isArray(value) ? 'an array' : value === null ? 'null' : 'an object') : typeof value === 'number' || typeof value === 'boolean' ? String(value) : 'nothing';
-  throw new OtlpPayloadError(`${where}: expected ${what}, got ${shown}`);
-}
-
-function list(parent: Json, key: string, where: string): readonly unknown[] {
-  const value = parent[key];
-  if (value === undefined || value === null) return [];
-  if (!Array.isArray(value)) fail(`${where}.${key}`, 'an array', value);
-  return value;
-}
-
-function object(value: unknown, where: string): Json {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(where, 'an object', value);
-  return value as Json;
-}
 
 /** A 64-bit integer field: a decimal string or a safe integer; absent is 0. */
 function int(value: unknown, where: string, min = 0): number {
