@@ -9,6 +9,7 @@ const BENCHES = {
   guardianTick: 'bench/guardian-tick-bench.ts',
   flagdReload: 'bench/flagd-reload-bench.ts',
   fleet: 'bench/fleet-bench.ts',
+  fleetMetricsMemory: 'bench/fleet-metrics-memory.ts',
   reloadStall: 'bench/reload-stall-bench.ts',
 } as const;
 
