@@ -2,7 +2,7 @@
 // threshold) since its rollout or plan step began: anytime-valid sequential tests that may be
 // read after every slot forever, and a bounded history of counts to date a breach's onset.
 // Pure: slots are folded in once each, in order, with their times; nothing here reads a clock.
-import { type MixtureComponent, binomialLlr, confidenceSequence, logMixture, mixtureSteps, oddsMixtureSteps } from './statistics.js';
+import { type MixtureComponent, binomialLlr, confidenceSequence, logMixture, mixtureReaches, mixtureSteps, oddsMixtureSteps } from './statistics.js';
 
 // Alternatives of the confirming test, as multiples of the limit. Most weight sits on modest
 // breaches (1.3x-2x), which need the most evidence; the large ones gain so fast per request
@@ -183,32 +183,30 @@ export class CheckEvidence {
   rejects(): boolean {
     if (this.samples > 0 && this.expected === 0 && this.events > 0) return true;
     for (const test of this.tests) {
-      if (logMixture(CONFIRM_COMPONENTS, test.logs) >= test.threshold) return true;
-      if (this.fastPathFactor !== undefined && logMixture(FAST_COMPONENTS, test.fastLogs) >= test.fastThreshold) return true;
+      if (mixtureReaches(this.components, test.logs, test.threshold)) return true;
+      if (this.fastPathFactor !== undefined && mixtureReaches(FAST_COMPONENTS, test.fastLogs, test.fastThreshold)) return true;
     }
     return false;
   }
 
   read(): EvidenceReading {
     const limit = this.samples > 0 ? this.expected / this.samples : this.cachedP0;
-    // The bounds are for people (status, audit), not for the decision: worked out when read.
-    const events = this.events;
-    const samples = this.samples;
-    const alpha = this.alpha * EPOCH_SHARE;
-    let bounds: { lower: number; upper: number } | undefined;
-    const boundsOf = () => (bounds ??= confidenceSequence(events, samples, alpha));
+    const bounds = confidenceSequence(this.events, this.samples, this.alpha * EPOCH_SHARE);
     let best = Number.NEGATIVE_INFINITY;
     let bestLogE = Number.NEGATIVE_INFINITY;
     let bestThreshold = Number.POSITIVE_INFINITY;
     let fastRejected = false;
     for (const test of this.tests) {
-      const logE = logMixture(this.components, test.logs);
+      // A mixture is never above its largest component: a test that cannot beat the best is skipped.
+      let top = Number.NEGATIVE_INFINITY;
+      for (let i = 0; i < test.logs.length; i++) if ((test.logs[i] as number) > top) top = test.logs[i] as number;
+      const logE = top - test.threshold > best || best === Number.NEGATIVE_INFINITY ? logMixture(this.components, test.logs) : Number.NEGATIVE_INFINITY;
       if (logE - test.threshold > best) {
         best = logE - test.threshold;
         bestLogE = logE;
         bestThreshold = test.threshold;
       }
-      if (this.fastPathFactor !== undefined && logMixture(FAST_COMPONENTS, test.fastLogs) >= test.fastThreshold) fastRejected = true;
+      if (!fastRejected && this.fastPathFactor !== undefined && mixtureReaches(FAST_COMPONENTS, test.fastLogs, test.fastThreshold)) fastRejected = true;
     }
     // A limit of 0 is breached by one event; a limit of 1 never.
     if (limit === 0 && this.events > 0) {
@@ -221,12 +219,8 @@ export class CheckEvidence {
       samples: this.samples,
       events: this.events,
       limit,
-      get lowerBound() {
-        return boundsOf().lower;
-      },
-      get upperBound() {
-        return boundsOf().upper;
-      },
+      lowerBound: bounds.lower,
+      upperBound: bounds.upper,
       logEvidence: best,
       logE: bestLogE,
       logThreshold: bestThreshold,

@@ -75,7 +75,7 @@ export interface WarningJudgment {
   /** The warning check that crossed its level: confirmed over sustainFor, or overwhelming. */
   readonly check: CheckResult;
   readonly reason: string;
-  /** Every warning check, as judged. */
+  /** The warning checks whose tests reject the level, as judged (the others are not read). */
   readonly checks: readonly CheckResult[];
 }
 
@@ -151,12 +151,8 @@ function judgeCheck(slot: FlagEvidence['checks'][number], policy: GuardPolicy): 
     samples: r.samples,
     events: r.events,
     observed,
-    get lowerBound() {
-      return r.lowerBound;
-    },
-    get upperBound() {
-      return r.upperBound;
-    },
+    lowerBound: r.lowerBound,
+    upperBound: r.upperBound,
     evidence: Math.exp(Math.min(700, r.logE)),
     evidenceNeeded: Math.exp(r.logThreshold),
     breachSinceMs: r.onsetMs,
@@ -211,9 +207,11 @@ function since(c: CheckResult): string {
  */
 export function judgeWarning(evidence: FlagEvidence): WarningJudgment | undefined {
   // Confirmed and overwhelming both stand on a rejected test: most ticks stop here, cheaply.
-  if (!evidence.checks.some((slot) => slot.evidence.rejects())) return undefined;
+  // Only a check whose test rejects can be confirmed or overwhelming: the others are not read.
+  const rejecting = evidence.checks.filter((slot) => slot.evidence.rejects());
+  if (rejecting.length === 0) return undefined;
   const policy = evidence.policy;
-  const checks = evidence.checks.map((slot) => judgeCheck(slot, policy));
+  const checks = rejecting.map((slot) => judgeCheck(slot, policy));
   const check = checks.find((c) => c.state === 'overwhelming') ?? checks.find((c) => c.state === 'confirmed');
   if (check === undefined) return undefined;
   return { check, checks, reason: `above the warning level for ${seconds(check.heldMs)} (warns, never rolls back): ${what(check)}${since(check)}; ${evidenceWords(check)}` };

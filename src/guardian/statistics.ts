@@ -68,8 +68,9 @@ export function confidenceSequence(k: number, n: number, alpha: number): { lower
   const ratio = (q: number) => mixture - logLikelihood(k, n, q);
   const p = k / n;
   const solve = (lo: number, hi: number, outsideIsLo: boolean): number => {
-    // Bisection on the mixture ratio, which falls towards the estimate and rises away from it.
-    for (let i = 0; i < 60; i++) {
+    // Bisection on the mixture ratio, which falls towards the estimate and rises away from it;
+    // 34 halvings of a span within [0, 1] leave it under 1e-10, far finer than any reader needs.
+    for (let i = 0; i < 34; i++) {
       const mid = (lo + hi) / 2;
       const outside = ratio(mid) >= limit;
       if (outside === outsideIsLo) lo = mid;
@@ -123,11 +124,33 @@ export function oddsMixtureSteps(components: readonly MixtureComponent[], p0: nu
 /** ln of sum_i weight_i * exp(logs_i): the log e-value of a mixture from each component's log likelihood ratio. */
 export function logMixture(components: readonly MixtureComponent[], logs: Float64Array): number {
   let max = Number.NEGATIVE_INFINITY;
-  for (let i = 0; i < logs.length; i++) max = Math.max(max, (logs[i] as number) + Math.log((components[i] as MixtureComponent).weight));
+  for (let i = 0; i < logs.length; i++) max = Math.max(max, (logs[i] as number) + logWeight(components[i] as MixtureComponent));
   if (max === Number.NEGATIVE_INFINITY) return max;
   let sum = 0;
-  for (let i = 0; i < logs.length; i++) sum += Math.exp((logs[i] as number) + Math.log((components[i] as MixtureComponent).weight) - max);
+  for (let i = 0; i < logs.length; i++) sum += Math.exp((logs[i] as number) + logWeight(components[i] as MixtureComponent) - max);
   return max + Math.log(sum);
+}
+
+/**
+ * Whether the mixture's log e-value reaches `threshold`, without exponentials when it cannot:
+ * the weights sum to at most 1, so the mixture is never above its largest component.
+ */
+export function mixtureReaches(components: readonly MixtureComponent[], logs: Float64Array, threshold: number): boolean {
+  let max = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < logs.length; i++) if ((logs[i] as number) > max) max = logs[i] as number;
+  return max >= threshold && logMixture(components, logs) >= threshold;
+}
+
+const logWeights = new WeakMap<MixtureComponent, number>();
+
+/** ln(weight), worked out once per component (the mixtures are read every slot). */
+function logWeight(c: MixtureComponent): number {
+  let w = logWeights.get(c);
+  if (w === undefined) {
+    w = Math.log(c.weight);
+    logWeights.set(c, w);
+  }
+  return w;
 }
 
 /** Kullback-Leibler divergence of Bernoulli(p) from Bernoulli(q): the drift of an SPRT per trial. */
