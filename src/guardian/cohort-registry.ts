@@ -12,7 +12,7 @@ import { QuantileSketch } from './quantile-sketch.js';
 export interface CohortRegistryOptions {
   readonly slotMs: number;
   readonly slotCount: number;
-  /** Cohorts kept at most before the store's flags are known (default 1000). */
+  /** Cohorts of the store's flags kept at most (default 4096: 2,000 flags of two variants, with room). */
   readonly maxCohorts?: number;
   /** Cohorts of flags (or variants) the store does not know, kept at most (default 64). */
   readonly maxUnknownCohorts?: number;
@@ -31,7 +31,7 @@ export interface Cohort {
 /** Flag keys the store knows, with their variants (undefined: any variant). */
 export type KnownFlags = ReadonlyMap<string, ReadonlySet<string> | undefined>;
 
-const DEFAULT_MAX_COHORTS = 1000;
+const DEFAULT_MAX_COHORTS = 4096;
 const DEFAULT_MAX_UNKNOWN_COHORTS = 64;
 const DEFAULT_MAX_FUTURE_MS = 60_000;
 

@@ -59,6 +59,12 @@ export class CumulativeToDelta {
   private readonly maxStreams: number;
   private readonly streamIdleMs: number;
   private lastSweepMs = Number.NEGATIVE_INFINITY;
+  /**
+   * The latest point time of any stream forgotten (evicted or expired). A stream whose start is
+   * not after it may be one we forgot, whose counts up to then were already delivered: its
+   * next point is a baseline, never counted whole again.
+   */
+  private forgottenThroughMs = Number.NEGATIVE_INFINITY;
   private counts = { baselines: 0, resets: 0, restarts: 0, stale: 0, evictedStreams: 0, expiredStreams: 0 };
 
   constructor(options: CumulativeToDeltaOptions) {
@@ -85,9 +91,11 @@ export class CumulativeToDelta {
       return 'ended';
     }
     if (previous === undefined) {
+      // A stream that started after we began listening, and after every stream we forgot, has
+      // shown us all it counted (judged before remembering it evicts another).
+      const whole = point.startTimeMs > 0 && point.startTimeMs < point.timeMs && point.startTimeMs >= this.startedAtMs && point.startTimeMs > this.forgottenThroughMs;
       this.remember(key, point, nowMs);
-      // A stream that started after we began listening has shown us all it counted.
-      if (point.startTimeMs > 0 && point.startTimeMs < point.timeMs && point.startTimeMs >= this.startedAtMs) return 'delta';
+      if (whole) return 'delta';
       this.counts.baselines++;
       return 'baseline';
     }
@@ -123,13 +131,21 @@ export class CumulativeToDelta {
   /** Keeps a copy of the cumulative point (before it is turned into a delta). */
   private remember(key: string, point: MetricPoint, nowMs: number): void {
     if (this.streams.size >= this.maxStreams) {
-      const oldest = this.streams.keys().next();
-      if (oldest.done !== true) {
-        this.streams.delete(oldest.value);
+      // The least recently updated hundredth at once: one walk past the map's deleted entries
+      // per many evictions, where one walk per eviction made a full map quadratic.
+      let evict = Math.max(1, Math.floor(this.maxStreams / 100));
+      for (const [oldKey, state] of this.streams) {
+        if (evict-- <= 0) break;
+        this.forget(oldKey, state);
         this.counts.evictedStreams++;
       }
     }
     this.streams.set(key, snapshot(point, nowMs));
+  }
+
+  private forget(key: string, state: StreamState): void {
+    this.streams.delete(key);
+    if (state.timeMs > this.forgottenThroughMs) this.forgottenThroughMs = state.timeMs;
   }
 
   /** Forgets streams idle for streamIdleMs (in update order, so it stops at the first recent one). */
@@ -139,7 +155,7 @@ export class CumulativeToDelta {
     const oldest = nowMs - this.streamIdleMs;
     for (const [key, state] of this.streams) {
       if (state.seenAtMs >= oldest) return;
-      this.streams.delete(key);
+      this.forget(key, state);
       this.counts.expiredStreams++;
     }
   }

@@ -275,6 +275,20 @@ describe('cumulative streams', () => {
     expect(h.ingest.stats.streams).toMatchObject({ streams: 1, evictedStreams: 1, expiredStreams: 2 });
   });
 
+  it('count an evicted stream that comes back as a baseline, never its whole total again', () => {
+    const h = harness({ maxStreams: 2 });
+    const t = h.clock.now();
+    const point = (variant: string, time: number, value: number) => calls([{ start: t + 1, time, value, attributes: { 'feature_flag.key': 'checkout', 'feature_flag.result.variant': variant } }]);
+    // Three streams started after the ingest did: each first point counts whole.
+    for (const variant of ['a', 'b', 'c']) h.send(point(variant, t + 5_000, 10));
+    expect(h.sink.aggregates.map((a) => a.requests)).toEqual([10, 10, 10]);
+    expect(h.ingest.stats.streams).toMatchObject({ evictedStreams: 1 });
+    // 'a' was forgotten; its next cumulative point (15) is only the base of the next delta.
+    h.clock.advance(5_000);
+    h.send(point('a', t + 10_000, 15));
+    expect(h.sink.aggregates.map((a) => a.requests)).toEqual([10, 10, 10]);
+  });
+
   it('subtract histograms bucket by bucket, and pass delta temporality through', () => {
     const h = harness();
     const t = h.clock.now();
