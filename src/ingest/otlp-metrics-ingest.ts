@@ -68,7 +68,8 @@ export class OtlpMetricsIngest {
   private readonly source: OutcomeSource;
   private readonly roles = new Map<string, Roles>();
   private readonly deltas: CumulativeToDelta;
-  private readonly maxStreams: number;
+  /** Cumulative streams remembered at most. */
+  readonly maxStreams: number;
   private readonly errorStatusCodes: ReadonlySet<string>;
   private readonly requestSpanKinds: ReadonlySet<string>;
   private counts = { dataPoints: 0, recordedPoints: 0, skippedPoints: 0, summaryPoints: 0, unattributedPoints: 0, baselinePoints: 0, stalePoints: 0 };
@@ -104,7 +105,7 @@ export class OtlpMetricsIngest {
     const evictedBefore = this.deltas.stats.evictedStreams;
     for (const point of decoded.points) this.point(point, nowMs);
     if (this.deltas.stats.evictedStreams > evictedBefore) {
-      this.warnOnce('streams', `rollout-guardian ingest: more than ${this.maxStreams} cumulative metric streams at once; the least recently updated are forgotten and their next point only sets a baseline, so requests go uncounted (raise maxStreams, or have the senders export delta temporality)`);
+      this.warnOnce('streams', `rollout-guardian ingest: more than ${this.maxStreams} cumulative metric streams at once; the least recently updated are forgotten and their next point only sets a baseline, so requests go uncounted (raise serve --max-metric-streams, or have the senders export delta temporality)`);
     }
     let rejected = 0;
     const parts: string[] = [];

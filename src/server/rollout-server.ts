@@ -62,6 +62,8 @@ export interface RolloutServerOptions {
   readonly prometheus?: Omit<PrometheusSourceOptions, 'flags' | 'sink' | 'slotMs' | 'problems' | 'clock'>;
   /** Which OTLP metrics give requests, errors and latency (default: spanmetrics and http.server.request.duration). */
   readonly metricsMapping?: MetricsMapping;
+  /** Cumulative metric streams remembered at most (default 100,000, about 0.8 KiB each; docs/fleet.md). */
+  readonly maxMetricStreams?: number;
   /** The control API (/api/v1/*): the one origin given CORS headers (none by default), the body limit (64 KiB). */
   readonly control?: { readonly corsOrigin?: string; readonly maxBodyBytes?: number };
   /** This replica's name in the guardian lease on a Redis store (default host:pid:random). */
@@ -131,7 +133,7 @@ export class RolloutServer {
     this.registry = new CohortRegistry({ slotMs, slotCount: options.slotCount ?? 72 });
     this.processor = new GuardianSpanProcessor({ registry: this.registry, clock: this.clock });
     this.ingest = new OtlpIngest({ ...options.ingest, sink: this.registry, clock: this.clock });
-    this.metricsIngest = new OtlpMetricsIngest({ sink: this.registry, clock: this.clock, gate: this.ingest.gate, mapping: options.metricsMapping });
+    this.metricsIngest = new OtlpMetricsIngest({ sink: this.registry, clock: this.clock, gate: this.ingest.gate, mapping: options.metricsMapping, maxStreams: options.maxMetricStreams });
     this.otlpHttp = new OtlpHttpReceiver(this.ingest, options.ingest, this.metricsIngest);
     // A slot is judged once nothing more can arrive for it: the ingest's allowed lateness plus
     // the time a request may wait for its evaluation records.

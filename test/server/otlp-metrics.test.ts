@@ -381,6 +381,19 @@ describe('serve --metrics-mapping', () => {
       const missing = await runCliIn(dir, ['serve', '--store', join(dir, 'flags.yaml'), '--port', '0', '--no-grpc-port', '--metrics-mapping', join(dir, 'nope.yaml')]);
       expect(missing.code).toBe(1);
       expect(missing.stderr).toContain(`--metrics-mapping ${join(dir, 'nope.yaml')}: ENOENT`);
+      const streams = await runCliIn(dir, ['serve', '--store', join(dir, 'flags.yaml'), '--port', '0', '--no-grpc-port', '--max-metric-streams', '0']);
+      expect(streams.code).toBe(2);
+      expect(streams.stderr).toContain('expected a whole number of streams from 1 to 100000000, such as 1000000, got "0"');
     });
+  });
+
+  it('remembers as many cumulative streams as --max-metric-streams allows', async () => {
+    const store = new MemoryFlagStore({ flags: {} });
+    const server = await RolloutServer.start({ store, port: 0, autoTick: false, maxMetricStreams: 3 });
+    try {
+      expect(server.metricsIngest.maxStreams).toBe(3);
+    } finally {
+      await server.close();
+    }
   });
 });

@@ -38,6 +38,7 @@ interface ServeOptions extends StoreOptions {
   readonly prometheusQueryDelay?: number;
   readonly prometheusTimeout?: number;
   readonly metricsMapping?: string;
+  readonly maxMetricStreams?: number;
   readonly corsOrigin?: string;
   readonly replicaName?: string;
   readonly notify?: string;
@@ -145,6 +146,12 @@ function parseOrigin(text: string): string {
   return origin;
 }
 
+function parseStreamCount(text: string): number {
+  const count = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(count) || count < 1 || count > 100_000_000) throw new InvalidArgumentError(`expected a whole number of streams from 1 to 100000000, such as 1000000, got "${text}"`);
+  return count;
+}
+
 function parsePort(text: string): number {
   const port = Number(text);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError(`expected a port from 0 to 65535 (0 picks a free one), got "${text}"`);
@@ -211,6 +218,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       .option('--max-body-bytes <size>', 'largest OTLP request body, compressed or not (default 16MiB)', parseBytes)
       .option('--allowed-lateness <duration>', 'how far behind the clock an outcome may end and still count (default 30s); the guardian judges a slot this long (plus 10s for evaluation records) after it ends', parseLateness)
       .option('--metrics-mapping <file>', 'which OTLP metrics (POST /v1/metrics, gRPC MetricsService) give requests, errors and latency, and which attributes name the flag and variant (YAML or JSON; default: spanmetrics and http.server.request.duration, see docs/pipelines.md)')
+      .option('--max-metric-streams <count>', 'cumulative OTLP metric streams remembered at most, about 0.8 KiB each (default 100000); beyond it the least recently updated are forgotten and their next point is only a baseline, so a fleet this large should export delta (docs/fleet.md)', parseStreamCount)
       .option('--cors-origin <origin>', 'answer the control API (/api/v1/*, /openapi.json) with CORS headers for this one origin, such as https://ops.example.com (default: no CORS)', parseOrigin)
       .option('--replica-name <name>', 'this replica\u2019s name in the guardian lease on a Redis store, unique per replica (default host:pid:random; see docs/fleet.md)', parseReplicaName)
       .option('--replay <file>', 'judge a recorded OTLP stream (JSON lines of {timeUnixMs, traces|logs}) in dry run, faster than real time, then exit')
@@ -249,6 +257,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
         ingest: { maxBodyBytes: options.maxBodyBytes, allowedLatenessMs: options.allowedLateness },
         prometheus,
         metricsMapping,
+        maxMetricStreams: options.maxMetricStreams,
         control: { corsOrigin: options.corsOrigin },
         clock: ctx.io.clock,
         slotMs: options.slot,
