@@ -190,6 +190,22 @@ export class CohortWindow {
     return result;
   }
 
+  /** Requests and errors in the slots overlapping [fromMs, toMs), without listing them (read every tick). */
+  totals(fromMs: number, toMs: number): { count: number; errors: number } {
+    let count = 0;
+    let errors = 0;
+    const range = this.slotRange(fromMs, toMs);
+    if (range !== undefined) {
+      for (let index = range.first; index <= range.last; index++) {
+        const position = index % this.slotCount;
+        if (this.slotIndex[position] !== index) continue;
+        count += this.counts[position] as number;
+        errors += this.errors[position] as number;
+      }
+    }
+    return { count, errors };
+  }
+
   /** The slots overlapping [fromMs, toMs) merged into one count, error count and fresh sketch. */
   merged(fromMs: number, toMs: number): WindowStats {
     const sketch = new LatencyDistribution(this.relativeAccuracy);

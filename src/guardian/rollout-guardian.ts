@@ -530,12 +530,7 @@ function emptySlot(startMs: number): SlotStats {
 /** A cohort over [fromMs, toMs): counts now, quantiles merged only when read. */
 function summaryOf(window: CohortWindow | undefined, fromMs: number, toMs: number): CohortSummary {
   if (window === undefined) return { samples: 0, errorRate: undefined, p95Ms: undefined, p99Ms: undefined };
-  let samples = 0;
-  let errors = 0;
-  for (const slot of window.slots(fromMs, toMs)) {
-    samples += slot.count;
-    errors += slot.errors;
-  }
+  const { count: samples, errors } = window.totals(fromMs, toMs);
   let merged: LatencyDistribution | undefined;
   const sketch = () => (merged ??= window.merged(fromMs, toMs).sketch);
   return {
