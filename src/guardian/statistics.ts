@@ -66,17 +66,24 @@ export function confidenceSequence(k: number, n: number, alpha: number): { lower
   const mixture = mixtureLogRatio(k, n, 0.5) + logLikelihood(k, n, 0.5);
   const limit = Math.log(1 / alpha);
   const ratio = (q: number) => mixture - logLikelihood(k, n, q);
+  // d ratio / dq: the likelihood of q falls away from the estimate on either side.
+  const slope = (q: number) => (n - k) / (1 - q) - k / q;
   const p = k / n;
   const solve = (lo: number, hi: number, outsideIsLo: boolean): number => {
-    // Bisection on the mixture ratio, which falls towards the estimate and rises away from it;
-    // 34 halvings of a span within [0, 1] leave it under 1e-10, far finer than any reader needs.
-    for (let i = 0; i < 34; i++) {
-      const mid = (lo + hi) / 2;
-      const outside = ratio(mid) >= limit;
-      if (outside === outsideIsLo) lo = mid;
-      else hi = mid;
+    // Newton's method kept inside a bracket [lo, hi] around the crossing, halving the bracket
+    // whenever a step would leave it: a few steps to 1e-10 where bisection alone needs 34.
+    let q = (lo + hi) / 2;
+    for (let i = 0; i < 80; i++) {
+      const f = ratio(q) - limit;
+      if (f >= 0 === outsideIsLo) lo = q;
+      else hi = q;
+      const step = q - f / slope(q);
+      const next = step > lo && step < hi ? step : (lo + hi) / 2;
+      const done = Math.abs(next - q) <= 1e-10 * Math.max(q, 1e-12) || hi - lo <= 1e-10 * Math.max(hi, 1e-12);
+      q = next;
+      if (done) break;
     }
-    return outsideIsLo ? hi : lo;
+    return q;
   };
   const lower = k === 0 || ratio(Number.MIN_VALUE) < limit ? 0 : solve(0, p, true);
   const upper = k === n || ratio(1 - 1e-15) < limit ? 1 : solve(p, 1, false);
