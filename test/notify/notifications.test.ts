@@ -461,6 +461,10 @@ describe('notifications', () => {
     const guardian = status.flags.find((f) => f.flag === 'checkout')?.guardian;
     expect(guardian?.verdict).not.toBe('rollback');
     expect(guardian?.warning).toMatch(/^above the warning level for \d+ s \(warns, never rolls back\): .* slower than 200 ms/);
+    // And `status --server` says it under the verdict.
+    const cli = await runCliIn(process.cwd(), ['status', 'checkout', '--server', server.url]);
+    expect(cli.code).toBe(0);
+    expect(cli.stdout).toMatch(/\n {2}warning {3}above the warning level for \d+ s \(warns, never rolls back\)/);
   });
 
   it('notifies plan steps advanced and completed, and a plan held by its judgment once per step', async () => {

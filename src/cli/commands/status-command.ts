@@ -83,6 +83,7 @@ export function statusText(flags: readonly FlagStatusView[], nowMs: number, serv
     if (f.plan?.note) out += `  note      ${f.plan.note}\n`;
     if (f.guardian) {
       out += `  guardian  ${f.guardian.verdict}: ${f.guardian.reason} (judged ${f.guardian.judgedAt})\n`;
+      if (f.guardian.warning) out += `  warning   ${f.guardian.warning}\n`;
       out += cohortLine(`            treatment (${f.treatmentVariant ?? '-'})`, f.guardian.treatment);
       out += cohortLine(`            baseline  (${f.baselineVariant})`, f.guardian.baseline);
     } else {
