@@ -37,8 +37,12 @@ export interface CohortAggregate {
   readonly source: OutcomeSource;
 }
 
-/** Why an aggregate was not counted; the cohort registry counts each. */
-export type AggregateRefusal = 'invalid' | 'late' | 'future' | 'cohort-limit';
+/**
+ * Why an aggregate was not counted; the cohort registry counts each. `other-source`: the
+ * cohort is already fed by another source (spans, or another metric source), and one source
+ * per cohort keeps the same requests from being counted twice.
+ */
+export type AggregateRefusal = 'invalid' | 'late' | 'future' | 'cohort-limit' | 'other-source';
 
 /** Where metric sources deliver; the cohort registry implements it. Never throws. */
 export interface AggregateSink {

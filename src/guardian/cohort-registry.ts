@@ -51,7 +51,7 @@ export class CohortRegistry implements AggregateSink {
   private dropped = 0;
   private lateOutcomes = 0;
   private futureOutcomes = 0;
-  private readonly refusals: Record<AggregateRefusal, number> = { invalid: 0, late: 0, future: 0, 'cohort-limit': 0 };
+  private readonly refusals: Record<AggregateRefusal, number> = { invalid: 0, late: 0, future: 0, 'cohort-limit': 0, 'other-source': 0 };
   private lastInvalid: string | undefined;
   private watermarkMs = Number.NEGATIVE_INFINITY;
   private horizonMs = Number.POSITIVE_INFINITY;
@@ -98,6 +98,10 @@ export class CohortRegistry implements AggregateSink {
       window = this.create(flagKey, variant);
       if (window === undefined) return;
     }
+    if (!window.takesSpans()) {
+      this.refusals['other-source']++;
+      return;
+    }
     window.record(durationMs, failed, atMs);
   }
 
@@ -124,6 +128,10 @@ export class CohortRegistry implements AggregateSink {
       return 'future';
     }
     const window = this.windows.get(flagKey)?.get(variant) ?? this.create(flagKey, variant);
+    if (window !== undefined && !window.takes(aggregate.source)) {
+      this.refusals['other-source']++;
+      return 'other-source';
+    }
     if (window === undefined || !window.recordAggregate(aggregate.requests, aggregate.errors, aggregate.latency, atMs, aggregate.source)) {
       this.refusals['cohort-limit']++;
       return 'cohort-limit';
@@ -158,7 +166,7 @@ export class CohortRegistry implements AggregateSink {
     return this.windows.get(flagKey)?.get(variant) ?? this.create(flagKey, variant);
   }
 
-  /** Aggregates refused, by reason, and the last reason an aggregate was invalid. */
+  /** Aggregates refused, by reason (other-source counts span outcomes too), and the last reason an aggregate was invalid. */
   get aggregateRefusals(): Readonly<Record<AggregateRefusal, number>> & { readonly lastInvalid?: string } {
     return { ...this.refusals, lastInvalid: this.lastInvalid };
   }

@@ -138,6 +138,19 @@ export class CohortWindow {
     return true;
   }
 
+  /**
+   * Whether `source` may write here: a window takes one source, the first to write to it, so
+   * a cohort fed both by spans and by metrics of the same requests is never counted twice.
+   */
+  takes(source: OutcomeSource): boolean {
+    return this.sourceBits === 0 || this.sourceBits === 1 << OUTCOME_SOURCES.indexOf(source);
+  }
+
+  /** Whether span outcomes may write here (see takes()); the span path's check, without a lookup. */
+  takesSpans(): boolean {
+    return this.sourceBits <= 1;
+  }
+
   /** The sources that have written to this window, in OUTCOME_SOURCES order. */
   sources(): OutcomeSource[] {
     return OUTCOME_SOURCES.filter((_, i) => (this.sourceBits & (1 << i)) !== 0);

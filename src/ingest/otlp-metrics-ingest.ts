@@ -14,8 +14,8 @@ import type { IngestResult } from './otlp-ingest.js';
 import type { UnusedMetricPointReason } from '../telemetry/names.js';
 
 /** Why a data point was refused (answered as rejected data points); a subset of the telemetry's unused reasons. */
-export type MetricPointRefusal = Extract<UnusedMetricPointReason, 'late' | 'future' | 'invalid' | 'unit' | 'kind' | 'cohort-limit'>;
-export const METRIC_POINT_REFUSALS: readonly MetricPointRefusal[] = ['late', 'future', 'invalid', 'unit', 'kind', 'cohort-limit'];
+export type MetricPointRefusal = Extract<UnusedMetricPointReason, 'late' | 'future' | 'invalid' | 'unit' | 'kind' | 'cohort-limit' | 'other-source'>;
+export const METRIC_POINT_REFUSALS: readonly MetricPointRefusal[] = ['late', 'future', 'invalid', 'unit', 'kind', 'cohort-limit', 'other-source'];
 
 export interface OtlpMetricsIngestOptions {
   readonly sink: AggregateSink;
@@ -73,7 +73,7 @@ export class OtlpMetricsIngest {
   private readonly errorStatusCodes: ReadonlySet<string>;
   private readonly requestSpanKinds: ReadonlySet<string>;
   private counts = { dataPoints: 0, recordedPoints: 0, skippedPoints: 0, summaryPoints: 0, unattributedPoints: 0, baselinePoints: 0, stalePoints: 0 };
-  private readonly refused: Record<MetricPointRefusal, number> = { late: 0, future: 0, invalid: 0, unit: 0, kind: 0, 'cohort-limit': 0 };
+  private readonly refused: Record<MetricPointRefusal, number> = { late: 0, future: 0, invalid: 0, unit: 0, kind: 0, 'cohort-limit': 0, 'other-source': 0 };
   private readonly warned = new Set<string>();
   /** Whether the mapping reads a metric of this name; decoders skip the others unread. */
   readonly wanted = (metric: string): boolean => this.roles.has(metric);
@@ -228,6 +228,7 @@ const DESCRIPTIONS: Record<MetricPointRefusal, (gate: EventTimeGate) => string> 
   unit: () => 'with a latency unit that is not s, ms or us (set it in the metrics mapping)',
   kind: () => 'of a kind the mapping cannot use (a gauge, or a sum that is not monotonic)',
   'cohort-limit': () => 'for cohorts beyond the cohort limit',
+  'other-source': () => 'for cohorts another source already feeds (spans, or another metric source: one source per cohort, so nothing is counted twice)',
 };
 
 function wellFormed(point: MetricPoint): boolean {

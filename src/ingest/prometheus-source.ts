@@ -279,6 +279,7 @@ export class PrometheusSource {
       if (refused === undefined) this.counters.delivered++;
       else if (refused === 'late') problem('late', `numbers for variant "${variant}" arrived after the guardian judged their slot: give the guardian an allowed lateness above the query delay plus the query timeout`);
       else if (refused === 'invalid') problem('malformed', `numbers for variant "${variant}" were refused as invalid`);
+      else if (refused === 'other-source') problem('refused', `numbers for variant "${variant}" were refused: another source (spans, or OTLP metrics) already feeds this cohort, and one source per cohort keeps requests from being counted twice; give the flag one source`);
       else problem('refused', `numbers for variant "${variant}" were refused (${refused})`);
     }
     this.problems.settle(flagKey, SOURCE, problems);

@@ -65,7 +65,7 @@ export interface GuardianTelemetryOptions {
 
 const GUARDIAN_ERRORS = Object.freeze({ [ATTR_REASON]: 'guardian' });
 const PLAN_ERRORS = Object.freeze({ [ATTR_REASON]: 'plans' });
-const AGGREGATE_REFUSALS: readonly AggregateRefusal[] = ['invalid', 'late', 'future', 'cohort-limit'];
+const AGGREGATE_REFUSALS: readonly AggregateRefusal[] = ['invalid', 'late', 'future', 'cohort-limit', 'other-source'];
 const LATE = Object.freeze({ [ATTR_REASON]: 'late' });
 const FUTURE = Object.freeze({ [ATTR_REASON]: 'future' });
 

@@ -279,7 +279,7 @@ export const METRICS = {
     name: 'rollout_guardian.ingest.unused_metric_data_points',
     unit: '{data_point}',
     description:
-      'Metric data points received but not recorded in a cohort, by reason: refused (late, future, invalid, unit, kind, cohort-limit: answered as rejected data points) or passed over (baseline: the first cumulative point of a stream or one after a reset; stale; unattributed: no flag and variant, or not a request span kind; unmapped: a metric the mapping does not read; summary).',
+      'Metric data points received but not recorded in a cohort, by reason: refused (late, future, invalid, unit, kind, cohort-limit, other-source: answered as rejected data points) or passed over (baseline: the first cumulative point of a stream or one after a reset; stale; unattributed: no flag and variant, or not a request span kind; unmapped: a metric the mapping does not read; summary).',
     instrument: 'observable-counter',
     attributes: [ATTR_REASON],
   },
@@ -300,7 +300,7 @@ export const METRICS = {
   refusedAggregates: {
     name: 'rollout_guardian.cohort_registry.refused_aggregates',
     unit: '{aggregate}',
-    description: 'Metric aggregates (one cohort over one interval) the cohort registry refused, by reason: invalid (bad numbers or histogram), late, future, cohort-limit.',
+    description: 'Metric aggregates (one cohort over one interval) the cohort registry refused, by reason: invalid (bad numbers or histogram), late, future, cohort-limit, other-source (the cohort is fed by another source: spans, or another metric source; span outcomes refused so are counted here too).',
     instrument: 'observable-counter',
     attributes: [ATTR_REASON],
   },
@@ -415,8 +415,8 @@ export const SOURCE_ERROR_REASONS: readonly SourceErrorReason[] = ['query_failed
 /** Sources whose errors /metrics reports from the start, each reason at 0 until it happens. */
 export const SOURCES_WITH_ERRORS = ['prometheus'] as const;
 /** Why a metric data point was not recorded: the `reason` label of the unused-data-points counter. */
-export type UnusedMetricPointReason = 'late' | 'future' | 'invalid' | 'unit' | 'kind' | 'cohort-limit' | 'baseline' | 'stale' | 'unattributed' | 'unmapped' | 'summary';
-export const UNUSED_METRIC_POINT_REASONS: readonly UnusedMetricPointReason[] = ['late', 'future', 'invalid', 'unit', 'kind', 'cohort-limit', 'baseline', 'stale', 'unattributed', 'unmapped', 'summary'];
+export type UnusedMetricPointReason = 'late' | 'future' | 'invalid' | 'unit' | 'kind' | 'cohort-limit' | 'other-source' | 'baseline' | 'stale' | 'unattributed' | 'unmapped' | 'summary';
+export const UNUSED_METRIC_POINT_REASONS: readonly UnusedMetricPointReason[] = ['late', 'future', 'invalid', 'unit', 'kind', 'cohort-limit', 'other-source', 'baseline', 'stale', 'unattributed', 'unmapped', 'summary'];
 
 export type NotificationOutcome = 'sent' | 'failed' | 'dropped' | 'retried';
 export const NOTIFICATION_OUTCOMES: readonly NotificationOutcome[] = ['sent', 'failed', 'dropped', 'retried'];

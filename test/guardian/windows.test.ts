@@ -430,14 +430,27 @@ describe('Cohort aggregates from metric sources', () => {
     const registry = new CohortRegistry({ slotMs: 1000, slotCount: 10 });
     expect(registry.recordAggregate(aggregate())).toBeUndefined();
     expect(registry.recordAggregate(aggregate({ requests: 0, errors: 0, latency: { boundsMs: [100, 500], counts: [0, 0, 5] } }))).toBeUndefined();
-    registry.record('checkout', 'on', 900, false, T + 10);
     const window = registry.window('checkout', 'on') as CohortWindow;
     const merged = window.merged(T, T + 1000);
-    expect(merged).toMatchObject({ count: 101, errors: 2 });
-    // Latency observations: 100 + 5 from histograms, 1 span; 5 + 5 + 1 slower than 500 ms.
-    expect(merged.sketch.count).toBe(106);
-    expect(merged.sketch.countAbove(500)).toBe(11);
-    expect(window.sources()).toEqual(['spans', 'otlp-metrics']);
+    expect(merged).toMatchObject({ count: 100, errors: 2 });
+    // Latency observations: 100 + 5 from histograms; 5 + 5 slower than 500 ms.
+    expect(merged.sketch.count).toBe(105);
+    expect(merged.sketch.countAbove(500)).toBe(10);
+    expect(window.sources()).toEqual(['otlp-metrics']);
+  });
+
+  it('takes one source per cohort, so requests seen as spans and as metrics are not counted twice', () => {
+    const registry = new CohortRegistry({ slotMs: 1000, slotCount: 10 });
+    registry.record('checkout', 'on', 120, false, T);
+    registry.record('checkout', 'off', 120, false, T);
+    expect(registry.recordAggregate(aggregate())).toBe('other-source');
+    expect(registry.recordAggregate(aggregate({ variant: 'beta' }))).toBeUndefined();
+    registry.record('checkout', 'beta', 120, false, T);
+    expect(registry.recordAggregate(aggregate({ variant: 'beta', source: 'prometheus' }))).toBe('other-source');
+    expect(registry.window('checkout', 'on')?.merged(T, T + 1000).count).toBe(1);
+    expect(registry.window('checkout', 'beta')?.merged(T, T + 1000).count).toBe(100);
+    expect(registry.window('checkout', 'beta')?.sources()).toEqual(['otlp-metrics']);
+    expect(registry.aggregateRefusals['other-source']).toBe(3);
   });
 
   it('refuses bad numbers, late and future intervals, and counts each reason', () => {

@@ -364,7 +364,7 @@ describe('the mapping', () => {
       { rejected: 1, message: 'data points not recorded: 1 late (before now - 30000 ms)' },
       { rejected: 1, message: 'data points not recorded: 1 future-dated (beyond +5000 ms)' },
     ]);
-    expect(h.ingest.stats.refusedPoints).toEqual({ late: 1, future: 1, invalid: 0, unit: 1, kind: 1, 'cohort-limit': 0 });
+    expect(h.ingest.stats.refusedPoints).toEqual({ late: 1, future: 1, invalid: 0, unit: 1, kind: 1, 'cohort-limit': 0, 'other-source': 0 });
     expect(h.sink.aggregates).toEqual([]);
   });
 
