@@ -299,6 +299,14 @@ export class OtlpMetricsProtoDecoder {
     }
   }
 
+  /** One KeyValue of a data point: kept raw for the stream's key, and read into the point. */
+  private pointAttribute(r: ProtoReader, point: MetricPoint): void {
+    const e = r.lengthEnd();
+    this.rawAttributes += r.buf.toString('latin1', r.pos, e);
+    readAttribute(r, e, point.attributes);
+    r.pos = e;
+  }
+
   /** NumberDataPoint: start 2, time 3, as_double 4, as_int 6 (sfixed64), attributes 7, flags 8. */
   private numberPoint(r: ProtoReader, end: number, point: MetricPoint): void {
     while (r.pos < end) {
@@ -316,13 +324,9 @@ export class OtlpMetricsProtoDecoder {
         case I64(6):
           point.value = int64(r);
           break;
-        case LEN(7): {
-          const e = r.lengthEnd();
-          this.rawAttributes += r.buf.toString('latin1', r.pos, e);
-          readAttribute(r, e, point.attributes);
-          r.pos = e;
+        case LEN(7):
+          this.pointAttribute(r, point);
           break;
-        }
         case VAR(8):
           point.flags = r.varint();
           break;
@@ -354,13 +358,9 @@ export class OtlpMetricsProtoDecoder {
         case LEN(7):
           doubles(r, t, 7, point.bounds);
           break;
-        case LEN(9): {
-          const e = r.lengthEnd();
-          this.rawAttributes += r.buf.toString('latin1', r.pos, e);
-          readAttribute(r, e, point.attributes);
-          r.pos = e;
+        case LEN(9):
+          this.pointAttribute(r, point);
           break;
-        }
         case VAR(10):
           point.flags = r.varint();
           break;
@@ -377,13 +377,9 @@ export class OtlpMetricsProtoDecoder {
     while (r.pos < end) {
       const t = r.tag();
       switch (t) {
-        case LEN(1): {
-          const e = r.lengthEnd();
-          this.rawAttributes += r.buf.toString('latin1', r.pos, e);
-          readAttribute(r, e, point.attributes);
-          r.pos = e;
+        case LEN(1):
+          this.pointAttribute(r, point);
           break;
-        }
         case I64(2):
           point.startTimeMs = r.fixed64() / NS_PER_MS;
           break;

@@ -102,3 +102,9 @@ export class BearerAuth {
     return { result: found.roles.has(role) ? 'ok' : 'forbidden', name: found.name };
   }
 }
+
+/** What a refused request is told, the same on every route (callers may add a hint). */
+export function refusalMessage(result: Exclude<AuthResult, 'ok'>, role: Role): string {
+  if (result === 'forbidden') return `this token lacks the ${role} role`;
+  return result === 'missing' ? 'send authorization: Bearer TOKEN' : 'the bearer token is not known';
+}

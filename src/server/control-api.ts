@@ -13,7 +13,7 @@ import { LockTimeoutError } from '../stores/file-lock.js';
 import { type FlagStore, FlagSourceError, InvalidWriteError, RevisionConflictError } from '../stores/flag-store.js';
 import { UnknownFlagError, knownFlag } from '../stores/store-writer.js';
 import { WriteIncompleteError, WriteNotAppliedError } from '../stores/write-journal.js';
-import type { BearerAuth, Role } from './bearer-auth.js';
+import { type BearerAuth, type Role, refusalMessage } from './bearer-auth.js';
 import { BodyError, MemoryBudget, readBody } from './body-reader.js';
 
 export const DEFAULT_CONTROL_BODY_BYTES = 64 * 1024;
@@ -259,7 +259,7 @@ export class ControlApi {
     const { result, name } = this.auth.check(request.headers.authorization, role);
     if (result === 'ok') return name as string;
     if (result === 'forbidden') throw new ApiError(403, 'forbidden', `the token "${name ?? ''}" lacks the ${role} role${role === 'operate' ? ' (an ingest or read token cannot act); use a token listed with operate' : ''}`);
-    throw new ApiError(401, 'unauthenticated', result === 'missing' ? 'send authorization: Bearer TOKEN' : 'the bearer token is not known', undefined, { 'www-authenticate': 'Bearer' });
+    throw new ApiError(401, 'unauthenticated', refusalMessage(result, role), undefined, { 'www-authenticate': 'Bearer' });
   }
 
   private actorFor(tokenName: string | null, body: Record<string, unknown>): string {

@@ -27,7 +27,7 @@ import { OtlpMetricsIngest } from '../ingest/otlp-metrics-ingest.js';
 import type { MetricsMapping } from '../ingest/metrics-mapping.js';
 import { type OtlpHttpLimits, OtlpHttpReceiver } from './otlp-http-receiver.js';
 import { OtlpGrpcReceiver } from './otlp-grpc-receiver.js';
-import type { BearerAuth, Role } from './bearer-auth.js';
+import { type BearerAuth, type Role, refusalMessage } from './bearer-auth.js';
 import { type ServerStatus, serverStatus } from './server-status.js';
 import { ControlApi } from './control-api.js';
 import { Notifier } from '../notify/notifier.js';
@@ -303,12 +303,8 @@ export class RolloutServer {
     const { result } = (this.auth as BearerAuth).check(request.headers.authorization, role);
     if (result === 'ok') return true;
     request.resume();
-    const message =
-      result === 'forbidden'
-        ? `this token lacks the ${role} role`
-        : result === 'missing'
-          ? `send authorization: Bearer TOKEN${isOtlp ? ' (exporters: OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20TOKEN)' : ''}`
-          : 'the bearer token is not known';
+    const hint = result === 'missing' && isOtlp ? ' (exporters: OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20TOKEN)' : '';
+    const message = `${refusalMessage(result, role)}${hint}`;
     if (result !== 'forbidden') response.setHeader('www-authenticate', 'Bearer');
     if (isOtlp) {
       this.otlpHttp.refuse(request, response, result === 'forbidden' ? 403 : 401, 'unauthenticated', message);

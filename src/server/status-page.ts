@@ -6,7 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CohortRegistry } from '../guardian/cohort-registry.js';
 import type { RolloutGuardian } from '../guardian/rollout-guardian.js';
 import type { FlagStore } from '../stores/flag-store.js';
-import type { BearerAuth, Role } from './bearer-auth.js';
+import { type BearerAuth, type Role, refusalMessage } from './bearer-auth.js';
 import { RolloutHistory } from './rollout-history.js';
 
 /** No inline script or style, nothing from elsewhere, no framing, no form posts: the page builds its DOM from JSON. */
@@ -39,13 +39,7 @@ export function requireRole(auth: BearerAuth | undefined, request: IncomingMessa
   request.resume();
   if (result !== 'forbidden') response.setHeader('www-authenticate', 'Bearer');
   const code = result === 'forbidden' ? 'forbidden' : 'unauthenticated';
-  const message =
-    result === 'forbidden'
-      ? `this token lacks the ${role} role`
-      : result === 'missing'
-        ? 'send authorization: Bearer TOKEN'
-        : 'the bearer token is not known';
-  sendJson(response, result === 'forbidden' ? 403 : 401, { error: { code, message } });
+  sendJson(response, result === 'forbidden' ? 403 : 401, { error: { code, message: refusalMessage(result, role) } });
   return false;
 }
 
