@@ -58,36 +58,41 @@ function mixtureLogRatio(k: number, n: number, p: number): number {
 /**
  * Anytime-valid bounds on a proportion from k events in n trials: with probability at least
  * 1 - alpha the true rate lies within [lower, upper] at every n simultaneously, so a monitor may
- * read them after every slot forever. [0, 1] with no data.
+ * read them after every slot forever. [0, 1] with no data. `near` (the bounds read a slot ago)
+ * only starts the search: the answer is the same to 1e-10 wherever it starts.
  */
-export function confidenceSequence(k: number, n: number, alpha: number): { lower: number; upper: number } {
+export function confidenceSequence(k: number, n: number, alpha: number, near?: { lower: number; upper: number }): { lower: number; upper: number } {
   if (!(n > 0)) return { lower: 0, upper: 1 };
   // The mixture's own likelihood does not depend on p: only p's likelihood moves in the search.
   const mixture = mixtureLogRatio(k, n, 0.5) + logLikelihood(k, n, 0.5);
   const limit = Math.log(1 / alpha);
-  const ratio = (q: number) => mixture - logLikelihood(k, n, q);
-  // d ratio / dq: the likelihood of q falls away from the estimate on either side.
-  const slope = (q: number) => (n - k) / (1 - q) - k / q;
   const p = k / n;
-  const solve = (lo: number, hi: number, outsideIsLo: boolean): number => {
-    // Newton's method kept inside a bracket [lo, hi] around the crossing, halving the bracket
-    // whenever a step would leave it: a few steps to 1e-10 where bisection alone needs 34.
-    let q = (lo + hi) / 2;
-    for (let i = 0; i < 80; i++) {
-      const f = ratio(q) - limit;
-      if (f >= 0 === outsideIsLo) lo = q;
-      else hi = q;
-      const step = q - f / slope(q);
-      const next = step > lo && step < hi ? step : (lo + hi) / 2;
-      const done = Math.abs(next - q) <= 1e-10 * Math.max(q, 1e-12) || hi - lo <= 1e-10 * Math.max(hi, 1e-12);
-      q = next;
-      if (done) break;
-    }
-    return q;
-  };
-  const lower = k === 0 || ratio(Number.MIN_VALUE) < limit ? 0 : solve(0, p, true);
-  const upper = k === n || ratio(1 - 1e-15) < limit ? 1 : solve(p, 1, false);
+  const lower = k === 0 || mixture - logLikelihood(k, n, Number.MIN_VALUE) < limit ? 0 : solveBound(k, n, mixture, limit, 0, p, true, near?.lower);
+  const upper = k === n || mixture - logLikelihood(k, n, 1 - 1e-15) < limit ? 1 : solveBound(k, n, mixture, limit, p, 1, false, near?.upper);
   return { lower, upper };
+}
+
+/**
+ * Where the mixture's ratio against rate q, mixture - logLikelihood(k, n, q), crosses `limit`
+ * within [lo, hi]: Newton's method kept inside the bracket, halving it whenever a step would
+ * leave it; a few steps to 1e-10 where bisection alone needs 34. `outsideIsLo`: the ratio is
+ * above the limit at lo (the lower bound) rather than at hi (the upper).
+ */
+function solveBound(k: number, n: number, mixture: number, limit: number, lo: number, hi: number, outsideIsLo: boolean, start: number | undefined): number {
+  let q = start !== undefined && start > lo && start < hi ? start : (lo + hi) / 2;
+  for (let i = 0; i < 80; i++) {
+    const f = mixture - logLikelihood(k, n, q) - limit;
+    if (f >= 0 === outsideIsLo) lo = q;
+    else hi = q;
+    // d ratio / dq: the likelihood of q falls away from the estimate on either side.
+    const slope = (n - k) / (1 - q) - k / q;
+    const step = q - f / slope;
+    const next = step > lo && step < hi ? step : (lo + hi) / 2;
+    const done = Math.abs(next - q) <= 1e-10 * Math.max(q, 1e-12) || hi - lo <= 1e-10 * Math.max(hi, 1e-12);
+    q = next;
+    if (done) break;
+  }
+  return q;
 }
 
 /** One alternative rate of a mixture test, as a multiple of the null rate, with its prior weight. */
@@ -130,11 +135,12 @@ export function oddsMixtureSteps(components: readonly MixtureComponent[], p0: nu
 
 /** ln of sum_i weight_i * exp(logs_i): the log e-value of a mixture from each component's log likelihood ratio. */
 export function logMixture(components: readonly MixtureComponent[], logs: Float64Array): number {
+  const weights = logWeightsOf(components);
   let max = Number.NEGATIVE_INFINITY;
-  for (let i = 0; i < logs.length; i++) max = Math.max(max, (logs[i] as number) + logWeight(components[i] as MixtureComponent));
+  for (let i = 0; i < logs.length; i++) max = Math.max(max, (logs[i] as number) + (weights[i] as number));
   if (max === Number.NEGATIVE_INFINITY) return max;
   let sum = 0;
-  for (let i = 0; i < logs.length; i++) sum += Math.exp((logs[i] as number) + logWeight(components[i] as MixtureComponent) - max);
+  for (let i = 0; i < logs.length; i++) sum += Math.exp((logs[i] as number) + (weights[i] as number) - max);
   return max + Math.log(sum);
 }
 
@@ -148,14 +154,14 @@ export function mixtureReaches(components: readonly MixtureComponent[], logs: Fl
   return max >= threshold && logMixture(components, logs) >= threshold;
 }
 
-const logWeights = new WeakMap<MixtureComponent, number>();
+const logWeights = new WeakMap<readonly MixtureComponent[], Float64Array>();
 
-/** ln(weight), worked out once per component (the mixtures are read every slot). */
-function logWeight(c: MixtureComponent): number {
-  let w = logWeights.get(c);
+/** ln(weight) of each component, worked out once per mixture (the mixtures are read every slot). */
+export function logWeightsOf(components: readonly MixtureComponent[]): Float64Array {
+  let w = logWeights.get(components);
   if (w === undefined) {
-    w = Math.log(c.weight);
-    logWeights.set(c, w);
+    w = Float64Array.from(components, (c) => Math.log(c.weight));
+    logWeights.set(components, w);
   }
   return w;
 }
