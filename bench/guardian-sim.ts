@@ -55,7 +55,7 @@ interface Scenario {
   readonly traffic?: Traffic;
   readonly expectation: string;
   /** The error rates an SPRT would have to tell apart (limit vs fault), when errors are the fault. */
-  readonly sprt?: { readonly p0: number; readonly p1: number };
+  readonly sprt?: { readonly p0: number; readonly p1: number; /** Steady traffic: detection is held to Wald's E[N] in time. */ readonly rps?: number };
   readonly pass: (r: ScenarioResult) => boolean;
 }
 
@@ -163,7 +163,7 @@ function scenarios(scale: number): Scenario[] {
       fault: { onsetMs: 0, phase: failing(steady(10), { errorRate: 0.015 }) },
       guard: {},
       expectation: `median <= 1.5x, p95 <= 2.5x Wald E[N] (${(sprtMs(0.01, 0.015, 10) / 1000).toFixed(0)} s), none before sustainFor`,
-      sprt: { p0: 0.01, p1: 0.015 },
+      sprt: { p0: 0.01, p1: 0.015, rps: 10 },
       pass: nearOptimal(sprtMs(0.01, 0.015, 10)),
     },
     {
@@ -174,7 +174,7 @@ function scenarios(scale: number): Scenario[] {
       fault: { onsetMs: 0, phase: failing(steady(1), { errorRate: 0.02 }) },
       guard: {},
       expectation: `median <= 1.5x, p95 <= 2.5x Wald E[N] (${(sprtMs(0.01, 0.02, 1) / 1000).toFixed(0)} s), none before sustainFor`,
-      sprt: { p0: 0.01, p1: 0.02 },
+      sprt: { p0: 0.01, p1: 0.02, rps: 1 },
       pass: nearOptimal(sprtMs(0.01, 0.02, 1)),
     },
     {
@@ -413,6 +413,37 @@ async function runOnce(scenario: Scenario, run: number): Promise<RunOutcome> {
   return { rollback, confidentAtMs, oracleAtMs };
 }
 
+/** Runs of Wald's SPRT alone that sprtAlone() draws: enough for its p95 to within about 1%. */
+const SPRT_ALONE_RUNS = 20_000;
+
+/**
+ * Wald's SPRT on its own, told the true rate p1 and read after every request, stopping when the
+ * log likelihood ratio of p1 against the limit p0 reaches ln((1 - beta) / alpha) (alpha = beta
+ * = 0.01): its sample sizes as multiples of Wald's E[N]. The yardstick's own spread: Wald's
+ * E[N] is an average (and an approximation that ignores the overshoot), and no test that
+ * must also cover rates it is not told can expect to beat the SPRT that is told.
+ */
+function sprtAlone(p0: number, p1: number): { mean: number; p50: number; p95: number } {
+  const random = mulberry32(seedOf(`sprt ${p0} ${p1}`, 0));
+  const hit = Math.log(p1 / p0);
+  const miss = Math.log((1 - p1) / (1 - p0));
+  const bound = Math.log(0.99 / 0.01);
+  const expected = sprtExpectedSamples(p0, p1, 0.01, 0.01);
+  const samples: number[] = [];
+  for (let run = 0; run < SPRT_ALONE_RUNS; run++) {
+    let llr = 0;
+    let n = 0;
+    while (llr < bound) {
+      n++;
+      llr += random() < p1 ? hit : miss;
+    }
+    samples.push(n);
+  }
+  samples.sort((a, b) => a - b);
+  const mean = samples.reduce((sum, n) => sum + n, 0) / samples.length;
+  return { mean: mean / expected, p50: (quantile(samples, 0.5) as number) / expected, p95: (quantile(samples, 0.95) as number) / expected };
+}
+
 function quantile(sorted: readonly number[], q: number): number | undefined {
   if (sorted.length === 0) return undefined;
   return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
@@ -516,6 +547,9 @@ async function main(): Promise<void> {
     const started = performance.now();
     const r = await runScenario(scenario);
     const sprt = scenario.sprt ? Math.ceil(sprtExpectedSamples(scenario.sprt.p0, scenario.sprt.p1, alpha, 0.01)) : undefined;
+    // Only where detection is held to Wald's E[N]: there the SPRT's own spread is the yardstick's.
+    const alone = scenario.sprt?.rps !== undefined ? sprtAlone(scenario.sprt.p0, scenario.sprt.p1) : undefined;
+    const waldMs = scenario.sprt?.rps !== undefined ? sprtMs(scenario.sprt.p0, scenario.sprt.p1, scenario.sprt.rps) : undefined;
     const row = {
       scenario: scenario.name,
       runs: r.runs,
@@ -527,6 +561,8 @@ async function main(): Promise<void> {
       detectionMaxS: r.detectionMs.length > 0 ? (r.detectionMs.at(-1) as number) / 1000 : null,
       samplesUsedMedian: quantile(r.samplesUsed, 0.5) ?? null,
       sprtExpectedSamples: sprt ?? null,
+      /** Wald's SPRT alone over SPRT_ALONE_RUNS runs: mean, median and p95 of its samples as multiples of Wald's E[N]. */
+      sprtAlone: alone ?? null,
       decidingChecks: r.decidingChecks,
       expectation: scenario.expectation,
       pass: scenario.pass(r),
@@ -538,7 +574,10 @@ async function main(): Promise<void> {
         `${row.pass ? 'PASS' : 'FAIL'}  ${scenario.name.padEnd(58)} runs ${String(r.runs).padStart(4)}  rollbacks ${String(r.rollbacks).padStart(4)}  false ${String(r.falseRollbacks).padStart(3)}  ` +
           `detect p50 ${seconds(quantile(r.detectionMs, 0.5)).padStart(5)} p95 ${seconds(quantile(r.detectionMs, 0.95)).padStart(5)} max ${seconds(r.detectionMs.at(-1)).padStart(5)}  ` +
           `samples p50 ${String(quantile(r.samplesUsed, 0.5) ?? '-').padStart(5)} vs SPRT ${String(sprt ?? '-').padStart(4)}  (${(row.wallMs / 1000).toFixed(1)}s)\n` +
-          `      expected: ${scenario.expectation}; first confident p50 ${seconds(quantile(r.confidentMs, 0.5))} p95 ${seconds(quantile(r.confidentMs, 0.95))}; oracle SPRT on the same requests p50 ${seconds(quantile(r.oracleMs, 0.5))} p95 ${seconds(quantile(r.oracleMs, 0.95))}; deciding checks ${JSON.stringify(r.decidingChecks)}\n`,
+          `      expected: ${scenario.expectation}; first confident p50 ${seconds(quantile(r.confidentMs, 0.5))} p95 ${seconds(quantile(r.confidentMs, 0.95))}; oracle SPRT on the same requests p50 ${seconds(quantile(r.oracleMs, 0.5))} p95 ${seconds(quantile(r.oracleMs, 0.95))}; deciding checks ${JSON.stringify(r.decidingChecks)}\n` +
+          (alone === undefined || waldMs === undefined
+            ? ''
+            : `      Wald's SPRT alone, told the true rate (${SPRT_ALONE_RUNS.toLocaleString('en-US')} runs): mean ${alone.mean.toFixed(2)}x, p50 ${alone.p50.toFixed(2)}x, p95 ${alone.p95.toFixed(2)}x Wald's E[N]; the guardian: p50 ${((quantile(r.detectionMs, 0.5) ?? Number.NaN) / waldMs).toFixed(2)}x, p95 ${((quantile(r.detectionMs, 0.95) ?? Number.NaN) / waldMs).toFixed(2)}x\n`),
       );
     }
   }

@@ -465,6 +465,10 @@ export class CheckEvidence {
     let n = 0;
     let k = 0;
     let expected = 0;
+    // The logs for one limit serve every suffix with that limit (all of them, in absolute mode).
+    let logsFor = Number.NaN;
+    let hit = 0;
+    let miss = 0;
     for (let i = this.segmentCount - 1; i >= 0; i--) {
       if ((this.seg[i * SEGMENT_FIELDS + SEG_START] as number) < onset.startMs) break;
       n += this.seg[i * SEGMENT_FIELDS + SEG_N] as number;
@@ -473,7 +477,12 @@ export class CheckEvidence {
       if (n < 1) continue;
       const p0 = expected / n;
       if (!(p0 > 0 && p0 < 1 && p1 < 1)) continue;
-      if (-(k * Math.log(p1 / p0) + (n - k) * Math.log((1 - p1) / (1 - p0))) >= RECOVERY_EVIDENCE) return false;
+      if (p0 !== logsFor) {
+        logsFor = p0;
+        hit = Math.log(p1 / p0);
+        miss = Math.log((1 - p1) / (1 - p0));
+      }
+      if (-(k * hit + (n - k) * miss) >= RECOVERY_EVIDENCE) return false;
     }
     return true;
   }
