@@ -40,6 +40,8 @@ const FAST_SHARE = 0.01;
 const HOUR_MS = 3_600_000;
 /** Restarted tests kept at once besides the first; older ones are retired (retiring never adds a false alarm). */
 const MAX_RESTARTS = 12;
+/** The design of the rate-scale tests, for a reader that works the evidence out anew (the tests check the running counts against slot-by-slot sums). */
+export const TEST_DESIGN = { confirm: CONFIRM_COMPONENTS, fast: FAST_COMPONENTS, epochShare: EPOCH_SHARE, fastShare: FAST_SHARE, maxRestarts: MAX_RESTARTS, hourMs: HOUR_MS } as const;
 /** ln 100: how much better two rates (before and after a split) must explain the data than one for a change within them. */
 const CHANGE_EVIDENCE = Math.log(100);
 /** ln 100: a recent stretch (or a fifth of the span) this much likelier at the limit than at the breach's rate says the breach has passed (or was not one breach). */

@@ -7,7 +7,8 @@ import { judge, type Judgment } from '../../src/guardian/judge.js';
 import { DEFAULT_GUARD_POLICY, resolveGuardPolicy, type GuardPolicy } from '../../src/guardian/guard-policy.js';
 import { LatencyDistribution } from '../../src/guardian/latency-distribution.js';
 import type { SlotStats } from '../../src/guardian/cohort-window.js';
-import { bernoulliKl, confidenceSequence, sprtExpectedSamples } from '../../src/guardian/statistics.js';
+import { bernoulliKl, confidenceSequence, logMixture, mixtureReaches, mixtureSteps, sprtExpectedSamples } from '../../src/guardian/statistics.js';
+import { CheckEvidence, TEST_DESIGN } from '../../src/guardian/check-evidence.js';
 import { lognormal, mulberry32 } from '../helpers/seeded-random.js';
 
 const SLOT_MS = 5_000;
@@ -200,6 +201,52 @@ describe('sequential statistics', () => {
     expect(few.upper).toBeGreaterThan(0.05);
     expect(many.upper - many.lower).toBeLessThan(few.upper - few.lower);
     expect(confidenceSequence(0, 0, 0.01)).toEqual({ lower: 0, upper: 1 });
+  });
+
+  it('reads from running counts the same evidence as tests summed slot by slot, while the limit moves and tests restart and retire', () => {
+    const random = mulberry32(7);
+    const alpha = 0.01;
+    const restartEveryMs = 5 * 60_000;
+    const evidence = new CheckEvidence({ alpha, restartEveryMs, fineMs: restartEveryMs / 2, fastPathFactor: 5, startMs: START });
+    // The straightforward way: every test keeps its own sums and adds each slot to them.
+    const tests: { logs: number[]; fast: number[]; threshold: number; fastThreshold: number }[] = [];
+    const begin = (a: number) => tests.push({ logs: TEST_DESIGN.confirm.map(() => 0), fast: TEST_DESIGN.fast.map(() => 0), threshold: Math.log(1 / a), fastThreshold: Math.log(1 / (a * TEST_DESIGN.fastShare)) });
+    begin(alpha * TEST_DESIGN.epochShare);
+    let lastRestartMs = START;
+    let compared = 0;
+    for (let slot = 0; slot < 4 * 720; slot++) {
+      const startMs = START + slot * SLOT_MS;
+      // An hour of a steady limit (absolute mode), then one that moves every slot (relative
+      // mode) with some slots whose fast-path null reaches 1, and quiet slots. Errors at a
+      // third of the limit with bursts at 3x for two hours, then a breach at 2x for two more,
+      // so that restarted tests lead, and the one begun with the breach until it is retired.
+      const p0 = slot < 720 ? 0.01 : slot < 1440 ? 0.005 + 0.01 * random() : random() < 0.1 ? 0.25 : 0.02 * random() + 0.001;
+      const n = random() < 0.05 ? 0 : Math.floor(random() * 80);
+      const multiple = slot >= 1440 ? 2 : slot % 500 < 100 ? 3 : 1 / 3;
+      const k = Math.min(n, Math.round(n * p0 * multiple * 2 * random()));
+      evidence.fold(startMs, startMs + SLOT_MS, n, k, p0);
+      if (startMs - lastRestartMs >= restartEveryMs) {
+        lastRestartMs = startMs;
+        begin((alpha * (1 - TEST_DESIGN.epochShare) * restartEveryMs) / TEST_DESIGN.hourMs);
+        if (tests.length > TEST_DESIGN.maxRestarts + 1) tests.splice(1, 1);
+      }
+      if (n > 0) {
+        const steps = mixtureSteps(TEST_DESIGN.confirm, p0);
+        const fast = 5 * p0 < 1 ? mixtureSteps(TEST_DESIGN.fast, 5 * p0) : undefined;
+        for (const test of tests) {
+          test.logs = test.logs.map((log, i) => log + k * (steps.hit[i] as number) + (n - k) * (steps.miss[i] as number));
+          if (fast) test.fast = test.fast.map((log, i) => log + k * (fast.hit[i] as number) + (n - k) * (fast.miss[i] as number));
+        }
+      }
+      const expected = Math.max(...tests.map((t) => logMixture(TEST_DESIGN.confirm, Float64Array.from(t.logs)) - t.threshold));
+      const fastRejected = tests.some((t) => mixtureReaches(TEST_DESIGN.fast, Float64Array.from(t.fast), t.fastThreshold));
+      const reading = evidence.read();
+      expect(reading.logEvidence).toBeCloseTo(expected, 6);
+      expect(reading.fastRejected).toBe(fastRejected);
+      expect(evidence.rejects()).toBe(expected >= 0 || fastRejected);
+      compared++;
+    }
+    expect(compared).toBe(2880);
   });
 
   it('gives the SPRT expected sample size and the divergence it stands on', () => {
