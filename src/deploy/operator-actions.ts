@@ -1,5 +1,5 @@
 // The operator's actions on one flag (deploy, pause, resume, promote, abort, rollback,
-// override, clear-override) run on a store with an actor and a reason, and answered with the
+// override, clear-override, reset-state) run on a store with an actor and a reason, and answered with the
 // report the CLI prints, as text and as its --json document. The CLI and the control API both
 // act through runOperatorAction, so a change means the same whichever way it comes in.
 import type { Clock } from '../core/clock.js';
@@ -11,14 +11,14 @@ import { differenceLines, differences, percentText, table } from './change-text.
 import { type CustomPlan, type ScheduledStep, type PlanStep, type Strategy, PlanError, planSchedule } from './plan.js';
 import { PlanWriter } from './plan-writer.js';
 
-export const OPERATOR_ACTIONS = ['deploy', 'pause', 'resume', 'promote', 'abort', 'rollback', 'override', 'clear-override'] as const;
+export const OPERATOR_ACTIONS = ['deploy', 'pause', 'resume', 'promote', 'abort', 'rollback', 'override', 'clear-override', 'reset-state'] as const;
 export type OperatorAction = (typeof OPERATOR_ACTIONS)[number];
 export const PLAN_COMMANDS = ['pause', 'resume', 'promote', 'abort', 'rollback'] as const;
 export type PlanCommand = (typeof PLAN_COMMANDS)[number];
 
 export type ActionRequest =
   | { readonly action: 'deploy'; readonly strategy: Strategy; readonly steps: readonly PlanStep[]; readonly dryRun?: boolean; /** custom: what was asked for, to send on as it was given. */ readonly custom?: CustomPlan }
-  | { readonly action: PlanCommand | 'clear-override' }
+  | { readonly action: PlanCommand | 'clear-override' | 'reset-state' }
   | { readonly action: 'override'; readonly variant: string };
 
 /** The flag's state refuses the action (no plan, a plan already running, an invalid flag); nothing was written. */
@@ -127,6 +127,10 @@ export async function runOperatorAction(store: FlagStore, clock: Clock, flagKey:
       case 'clear-override':
         refuseInvalid(snapshot, flagKey, 'have its override cleared');
         return flagReport(store.source, flagKey, 'clear-override', await new StoreWriter(store, clock).clearOverride(flagKey, by), snapshot);
+      case 'reset-state':
+        // Not refused on an invalid flag: clearing a rollback is how an SRE gets back to what the file says.
+        knownFlag(snapshot, flagKey);
+        return flagReport(store.source, flagKey, 'reset-state', await new StoreWriter(store, clock).resetState(flagKey, by), snapshot);
       default: {
         knownFlag(snapshot, flagKey);
         const plans = new PlanWriter(store, clock);

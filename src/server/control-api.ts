@@ -19,7 +19,7 @@ import { BodyError, MemoryBudget, readBody } from './body-reader.js';
 export const DEFAULT_CONTROL_BODY_BYTES = 64 * 1024;
 /** Without tokens, what the audit log records for a loopback caller who names no actor. */
 export const LOCAL_ACTOR = 'local';
-/** The reason recorded for an override or clear-override sent without one (the CLI's rule). */
+/** The reason recorded for an override, clear-override or reset-state sent without one (the CLI's rule). */
 export const DEFAULT_API_REASON = 'manual change via API';
 
 export type ErrorCode =
@@ -84,6 +84,7 @@ const FIELDS: Record<OperatorAction, readonly string[]> = {
   rollback: ['reason', 'actor'],
   override: ['reason', 'actor', 'variant'],
   'clear-override': ['reason', 'actor'],
+  'reset-state': ['reason', 'actor'],
 };
 
 function text(value: unknown, field: string, example: string): string {
@@ -281,7 +282,7 @@ export class ControlApi {
     if (typeof dryRun !== 'boolean') throw invalid('dryRun', `"dryRun" must be true or false`);
     let reason: string;
     if (body.reason !== undefined) reason = text(body.reason, 'reason', 'release 42');
-    else if (action === 'override' || action === 'clear-override') {
+    else if (action === 'override' || action === 'clear-override' || action === 'reset-state') {
       reason = DEFAULT_API_REASON;
       warnings.push(`no reason given, so the audit log says "${DEFAULT_API_REASON}"; next time say why with {"reason": "..."}`);
     } else if (action === 'deploy' && dryRun) reason = DEFAULT_API_REASON;

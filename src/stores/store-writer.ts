@@ -113,9 +113,12 @@ export class StoreWriter {
     return this.update(flagKey, 'set-percentage', by, (state) => ({ state: { ...state, percentage } }), evidence);
   }
 
-  /** Clears all runtime state of a flag (override, rollback, runtime percentage). */
+  /**
+   * Clears all runtime state of a flag (override, rollback, runtime percentage, plan). A flag
+   * with none is left alone: nothing is written and the result carries no audit entries.
+   */
   resetState(flagKey: string, by: Attribution): Promise<WriteResult> {
-    return this.update(flagKey, 'reset-state', by, () => ({ state: null }));
+    return this.update(flagKey, 'reset-state', by, (state) => (state === undefined ? undefined : { state: null }));
   }
 
   /** Edits one field of the flag's definition in place (`rollout.percentage` = 25). */

@@ -163,6 +163,12 @@ describe('rollout-guardian <command> --server', () => {
           ['abort', 'new-checkout', '--reason', 'too late'],
           ['rollback', 'new-checkout', '--reason', 'INC-7'],
           ['rollback', 'new-chekout', '--reason', 'typo'],
+          // After a rollback: the state goes, with the CLI's default reason and its note on stderr.
+          ['flags', 'reset-state', 'new-checkout'],
+          ['flags', 'reset-state', 'new-checkout', '--reason', 'again'],
+          ['flags', 'reset-state', 'new-chekout', '--reason', 'typo'],
+          ['rollback', 'new-checkout', '--reason', 'INC-8'],
+          ['flags', 'reset-state', 'new-checkout', '--reason', 'INC-8 fixed'],
           ['flags', 'override', 'new-checkout', 'on', '--reason', 'demo'],
           ['flags', 'override', 'new-checkout', 'maybe', '--reason', 'demo'],
           ['flags', 'clear-override', 'new-checkout'],
@@ -178,7 +184,7 @@ describe('rollout-guardian <command> --server', () => {
           codes.push(direct.code);
           expect({ args, ...through }).toEqual({ args, ...direct });
         }
-        expect(codes).toEqual([0, 1, 0, 2, 0, 1, 0, 0, 1, 0, 1, 0, 1, 0, 1, 1, 1]);
+        expect(codes).toEqual([0, 1, 0, 2, 0, 1, 0, 0, 1, 0, 1, 0, 0, 1, 0, 0, 0, 1, 0, 1, 1, 1]);
         const json = async (run: Promise<CliRun>) => {
           const out = (await run).stdout;
           return JSON.parse(out.replaceAll(join(dir, 'flags.yaml'), 'STORE')) as Record<string, unknown>;
@@ -188,9 +194,14 @@ describe('rollout-guardian <command> --server', () => {
         const directJson = await json(local(deployJson));
         expect({ ...throughJson, store: 'STORE' }).toEqual({ ...directJson, store: 'STORE' });
         expect(throughJson).toMatchObject({ action: 'deploy', changed: true, entry: { actor: 'alice', reason: 'again' } });
+        const resetJson = ['flags', 'reset-state', 'new-checkout', '--reason', 'plan dropped', '--json'];
+        const resetThrough = await json(remote(resetJson));
+        const resetDirect = await json(local(resetJson));
+        expect({ ...resetThrough, store: 'STORE' }).toEqual({ ...resetDirect, store: 'STORE' });
+        expect(resetThrough).toMatchObject({ action: 'reset-state', changed: true, entry: { actor: 'alice', reason: 'plan dropped', after: { state: null } } });
       });
       const audit = (await (await fetch(`${server.url}/api/v1/audit`, { headers: { authorization: `Bearer ${READER_TOKEN}` } })).json()) as { entries: { actor: string }[] };
-      expect(audit.entries).toHaveLength(8);
+      expect(audit.entries).toHaveLength(12);
       expect(new Set(audit.entries.map((e) => e.actor))).toEqual(new Set(['alice']));
     });
   });
@@ -207,6 +218,12 @@ describe('rollout-guardian <command> --server', () => {
         const both = await runCliIn(dir, ['pause', 'new-checkout', '--reason', 'x', '--server', server.url, '--store', 'flags.yaml']);
         expect(both.code).toBe(2);
         expect(both.stderr).toContain(`give --server ${server.url} or --store flags.yaml, not both`);
+        // reset-state takes the server from $ROLLOUT_GUARDIAN_SERVER too, and refuses --store beside --server.
+        const resetAsReader = await runCliIn(dir, ['flags', 'reset-state', 'new-checkout', '--reason', 'x'], { env: { ROLLOUT_GUARDIAN_SERVER: server.url, ROLLOUT_GUARDIAN_TOKEN: READER_TOKEN } });
+        expect(resetAsReader).toEqual({ code: 1, stdout: '', stderr: 'error: the token "dashboard" lacks the operate role (an ingest or read token cannot act); use a token listed with operate\n' });
+        const resetBoth = await runCliIn(dir, ['flags', 'reset-state', 'new-checkout', '--server', server.url, '--store', 'flags.yaml']);
+        expect(resetBoth.code).toBe(2);
+        expect(resetBoth.stderr).toContain(`give --server ${server.url} or --store flags.yaml, not both`);
       });
     });
     await inFolder(async (dir) => {

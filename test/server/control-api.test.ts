@@ -91,6 +91,10 @@ describe('the control API', () => {
       await act('resume', { reason: 'all good' });
       await act('promote', { reason: 'ship it' });
       await act('rollback', { reason: 'INC-7' });
+      const reset = await act('reset-state', { reason: 'INC-7 fixed' });
+      expect(reset.message).toContain('checkout: reset-state by alice-ops ("INC-7 fixed"), recorded in the audit log');
+      expect(reset.report).toMatchObject({ action: 'reset-state', changed: true, entry: { actor: 'alice-ops', after: { state: null } } });
+      expect((await act('reset-state', {})).message).toBe('checkout: nothing to reset-state; nothing was written\n');
       await act('deploy', { strategy: 'instant', reason: 'again' }).then((r) => expect(r.warnings[0]).toContain('instant sends everyone to the treatment after one minute'));
       await act('abort', { reason: 'not today' });
       await act('override', { variant: 'on', reason: 'demo' });
@@ -100,7 +104,7 @@ describe('the control API', () => {
       const audit = await call('GET', '/api/v1/audit?flag=checkout', { token: READ });
       expect(audit.status).toBe(200);
       const entries = ((await audit.json()) as { entries: { action: string; actor: string; reason: string }[] }).entries;
-      expect(entries.map((e) => e.action)).toEqual(['deploy', 'pause', 'resume', 'promote', 'rollback', 'deploy', 'abort', 'override', 'clear-override']);
+      expect(entries.map((e) => e.action)).toEqual(['deploy', 'pause', 'resume', 'promote', 'rollback', 'reset-state', 'deploy', 'abort', 'override', 'clear-override']);
       expect(new Set(entries.map((e) => e.actor))).toEqual(new Set(['alice-ops']));
       expect(entries.at(-1)?.reason).toBe('manual change via API');
       const newest = (await (await call('GET', '/api/v1/audit?limit=2', { token: READ })).json()) as { entries: { action: string }[] };
@@ -142,6 +146,10 @@ describe('the control API', () => {
       const cases: [string, string, Parameters<Harness['call']>[2], number, Json][] = [
         ['GET', '/api/v1/flags/checkout/rollback', { token: OPERATE }, 405, { code: 'method_not_allowed', message: 'GET is not served here; use POST; this route changes the flag, so it takes POST with a JSON body such as {"reason": "..."}' }],
         ['PUT', '/api/v1/flags/checkout', { token: OPERATE }, 405, { code: 'method_not_allowed' }],
+        ['GET', '/api/v1/flags/checkout/reset-state', { token: OPERATE }, 405, { code: 'method_not_allowed' }],
+        ['POST', '/api/v1/flags/checkout/reset-state', { token: OPERATE, raw: 'reason=x', type: 'text/plain' }, 415, { code: 'unsupported_media_type' }],
+        ['POST', '/api/v1/flags/checkout/reset-state', { token: OPERATE, body: { reason: 'x', flag: 'y' } }, 400, { field: 'flag', message: 'unknown field "flag" for reset-state; it takes reason, actor' }],
+        ['POST', '/api/v1/flags/checkout/reset-state', { token: READ, body: { reason: 'x' } }, 403, { code: 'forbidden' }],
         ['POST', '/api/v1/flags/checkout/rollback', { token: OPERATE, raw: 'reason=x', type: 'application/x-www-form-urlencoded' }, 415, { code: 'unsupported_media_type' }],
         ['POST', '/api/v1/flags/checkout/rollback', { token: OPERATE, body: { reason: 'x'.repeat(70_000) } }, 413, { code: 'too_large', message: 'the body is over the limit of 65536 bytes; control requests are small JSON objects' }],
         ['POST', '/api/v1/flags/checkout/rollback', { token: OPERATE, raw: '{"reason": ' }, 400, { code: 'invalid_request' }],
@@ -370,7 +378,7 @@ function casesFor(method: string, path: string): Case[] | undefined {
   }
 }
 
-const ORDER = ['deploy', 'pause', 'resume', 'promote', 'rollback', 'override', 'clear-override', 'abort'];
+const ORDER = ['deploy', 'pause', 'resume', 'promote', 'rollback', 'reset-state', 'override', 'clear-override', 'abort'];
 
 describe('the server against api/openapi.json', () => {
   it('answers every described operation with a described status and a body of the described shape', async () => {

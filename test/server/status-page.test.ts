@@ -184,6 +184,55 @@ describe('the status page', () => {
     }
   });
 
+  it("offers reset state on a card the guardian rolled back: the operate token's reset lands in the audit as its name, and the flag serves again", async () => {
+    const fixture = await StatusPageFixture.start({ flags: { checkout: flag(10), search: flag(30) }, auth: auth() });
+    const page = await browser.newPage();
+    try {
+      await fixture.play(5);
+      await page.goto(`${fixture.server.url}/?poll=100`);
+      await page.locator('#token').fill(READ_TOKEN);
+      await page.locator('#token-form button').click();
+      await pageCaughtUp(page, fixture.clock.now());
+      const checkout = card(page, 'checkout');
+      const reset = checkout.locator('button[data-action="reset-state"]');
+      expect(await reset.isHidden()).toBe(true);
+
+      const failing = (flagKey: string) => (flagKey === 'checkout' ? { ...STEADY, treatmentErrorRate: 0.3 } : STEADY);
+      const rolledBack = async () => (await fixture.store.load()).state.get('checkout')?.rollback !== undefined;
+      for (let slot = 0; slot < 120 && !(await rolledBack()); slot++) await fixture.play(1, failing);
+      expect(await rolledBack()).toBe(true);
+      await pageCaughtUp(page, fixture.clock.now());
+      await textBecomes(checkout.locator('header .badge').nth(1), 'rolled back');
+      expect(await checkout.locator('.badge.pct').textContent()).toBe('0% on');
+      expect(await reset.isVisible()).toBe(true);
+      expect(await reset.textContent()).toBe('reset state');
+      expect(await card(page, 'search').locator('button[data-action="reset-state"]').isHidden()).toBe(true);
+
+      await reset.click();
+      expect(await page.locator('#action-title').textContent()).toBe('reset-state checkout');
+      await page.locator('#action-token').fill(OPERATE_TOKEN);
+      await page.locator('#action-reason').fill('the bad query is reverted');
+      await page.locator('#action-confirm').click();
+      await page.locator('#action-dialog').waitFor({ state: 'hidden' });
+      const audit = await fixture.store.audit({ flagKey: 'checkout' });
+      expect(audit.map((e) => [e.action, e.actor, e.reason]).at(-1)).toEqual(['reset-state', 'alice', 'the bad query is reverted']);
+      expect(audit.at(-1)?.after.state).toBeNull();
+
+      // The file's 10% serves again: the card says so on the page's next poll, and offers no reset.
+      await textBecomes(checkout.locator('.badge.pct'), '10% on');
+      expect(await checkout.locator('.badge.v-rolled-back').count()).toBe(0);
+      expect(await reset.isHidden()).toBe(true);
+      await textBecomes(checkout.locator('details.audit > summary'), `Audit timeline (${audit.length})`);
+      await checkout.locator('details.audit > summary').click();
+      expect(await checkout.locator('details.audit li').first().locator('div').first().textContent()).toMatch(
+        /^reset-state by alice at 2026-11-30T09:0\d:\d\d\.000Z: the bad query is reverted$/,
+      );
+    } finally {
+      await page.close();
+      await fixture.close();
+    }
+  });
+
   it('shows hostile flag keys, reasons and actors as text: nothing in them becomes markup', async () => {
     const hostile = '<img src=x onerror="document.title=\'owned\'">';
     const fixture = await StatusPageFixture.start({ flags: { [hostile]: flag(20), checkout: flag(20) } });

@@ -215,10 +215,7 @@ export function registerFlags(program: Command, ctx: CommandContext): void {
     .command('reset-state')
     .description("clear a flag's runtime state: override, rollback and runtime percentage; the file decides again")
     .argument('<flag>', 'the flag key');
-  withJsonOption(withStoreOption(withAttributionOptions(reset))).action(async (flagKey: string, options: MutationOptions) => {
-    await mutate(ctx, options, flagKey, 'reset-state', (writer, by, snapshot) => {
-      knownFlag(snapshot, flagKey);
-      return snapshot.state.has(flagKey) ? writer.resetState(flagKey, by) : Promise.resolve(undefined);
-    });
+  withActionServerOption(withJsonOption(withStoreOption(withAttributionOptions(reset)))).action(async (flagKey: string, options: ActionOptions) => {
+    noteDefaultReason(ctx, options, await performAction(ctx, options, flagKey, { action: 'reset-state' }, attribution(options, ctx)));
   });
 }

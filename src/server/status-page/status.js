@@ -7,7 +7,9 @@
 (() => {
   const SVG = 'http://www.w3.org/2000/svg';
   const TOKEN_KEY = 'rollout-guardian.token';
-  const ACTIONS = ['pause', 'resume', 'promote', 'abort', 'rollback'];
+  const ACTIONS = ['pause', 'resume', 'promote', 'abort', 'rollback', 'reset-state'];
+  // A button says its action; reset-state's route name reads better as two words.
+  const LABELS = { 'reset-state': 'reset state' };
   const CHARTS = [
     { key: 'errorRate', label: 'error rate', format: (v) => percent(v) },
     { key: 'p95Ms', label: 'P95', format: (v) => ms(v) },
@@ -146,10 +148,15 @@
     return Array.isArray(body) ? body : (body && body.entries) || [];
   }
 
+  // The log lists oldest first; reversed before the (stable) sort, entries written in the same
+  // millisecond (a reset right after a rollback) keep newest first.
+  function newestFirst(entries) {
+    return entries.reverse().sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
+  }
+
   async function loadFlagAudit(flag) {
     const entries = entriesOf(await getJson(`/api/v1/audit?flag=${encodeURIComponent(flag)}&limit=${AUDIT_SHOWN}`));
-    entries.sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
-    flagAudit.set(flag, entries);
+    flagAudit.set(flag, newestFirst(entries));
   }
 
   async function loadAudit() {
@@ -163,7 +170,7 @@
       if (!list) byFlag.set(entry.flagKey, (list = []));
       list.push(entry);
     }
-    for (const list of byFlag.values()) list.sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
+    for (const list of byFlag.values()) newestFirst(list);
     auditByFlag = byFlag;
   }
 
@@ -210,7 +217,7 @@
     body.append(table, charts);
     const actions = el('div', 'actions');
     for (const action of ACTIONS) {
-      const button = el('button', action === 'rollback' || action === 'abort' ? 'danger' : undefined, action);
+      const button = el('button', action === 'rollback' || action === 'abort' ? 'danger' : undefined, LABELS[action] || action);
       button.type = 'button';
       button.dataset.action = action;
       actions.append(button);
@@ -298,6 +305,8 @@
     refs.buttons.promote.disabled = !live;
     refs.buttons.abort.disabled = !live;
     refs.buttons.rollback.disabled = view.rolledBack;
+    // Only a rolled-back flag offers it: clearing its state lets the flag file decide again.
+    refs.buttons['reset-state'].hidden = !view.rolledBack;
   }
 
   function linePath(values, firstMs, max, fromMs, nowMs) {
