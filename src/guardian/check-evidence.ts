@@ -107,13 +107,11 @@ export interface EvidenceReading {
   readonly throughMs: number;
 }
 
-/** A span of history: its requests, events (errors or slow ones) and events expected at the limit. */
+/** The span of history from startMs to the newest slot: its requests and events (errors or slow ones). */
 interface Span {
   readonly startMs: number;
-  readonly endMs: number;
   readonly n: number;
   readonly k: number;
-  readonly expected: number;
 }
 
 export class CheckEvidence {
@@ -254,7 +252,7 @@ export class CheckEvidence {
     }
     for (let t = 0; t < this.testCount; t++) {
       if ((tops[t] as number) < floor || (tops[t] as number) <= best) continue;
-      this.bringUpToDate(t);
+      this.bringUpToDate(t, false);
       const threshold = this.thresholds[t] as number;
       const logE = logMixture(this.components, logs);
       if (logE - threshold > best) {
@@ -337,16 +335,18 @@ export class CheckEvidence {
   }
 
   /**
-   * Writes test t's logs as of now into `current` and `currentFast`. A slot whose limit left
-   * the fast path nothing to reject gave it no evidence either way.
+   * Writes test t's logs as of now into `current` and, unless `withFast` is false,
+   * `currentFast`. A slot whose limit left the fast path nothing to reject gave it no evidence
+   * either way.
    */
-  private bringUpToDate(t: number): void {
+  private bringUpToDate(t: number, withFast = true): void {
     const k = this.testedK - (this.settledK[t] as number);
     const nonEvents = this.testedN - (this.settledN[t] as number) - k;
     const { hit, miss } = this.steps;
     const logs = this.current;
     const base = t * logs.length;
     for (let i = 0; i < logs.length; i++) logs[i] = (this.testLogs[base + i] as number) + (k === 0 ? 0 : k * (hit[i] as number)) + (nonEvents === 0 ? 0 : nonEvents * (miss[i] as number));
+    if (!withFast) return;
     const fast = this.fastSteps;
     const fastLogs = this.currentFast;
     const fastBase = t * fastLogs.length;
@@ -447,7 +447,7 @@ export class CheckEvidence {
 
   /** The span from segment i to the end, with its counts (read from onset()'s suffix sums). */
   private suffixFrom(i: number): Span {
-    return { startMs: this.seg[i * SEGMENT_FIELDS + SEG_START] as number, endMs: this.throughMs, n: suffixScratch.n[i] as number, k: suffixScratch.k[i] as number, expected: suffixScratch.e[i] as number };
+    return { startMs: this.seg[i * SEGMENT_FIELDS + SEG_START] as number, n: suffixScratch.n[i] as number, k: suffixScratch.k[i] as number };
   }
 
   /**

@@ -1,8 +1,7 @@
 // serve's control API against a real file store on a real HTTP port: every action lands in the
 // audit log as the token's name, roles are enforced, bad requests get a located error with the
 // right status, CORS stays off unless configured, and the server matches api/openapi.json.
-import { spawn, spawnSync } from 'node:child_process';
-import { once } from 'node:events';
+import { spawnSync } from 'node:child_process';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -10,6 +9,7 @@ import { BearerAuth } from '../../src/server/bearer-auth.js';
 import { CONTROL_ROUTES } from '../../src/server/control-api.js';
 import { RolloutServer } from '../../src/server/rollout-server.js';
 import { FileFlagStore } from '../../src/stores/file-store.js';
+import { startServe } from '../helpers/cli-binary.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { withTempDir } from '../helpers/temp-dir.js';
 
@@ -441,20 +441,8 @@ describe('serve --token-file and --cors-origin, as the real binary', () => {
     await withTempDir(async (dir) => {
       await writeFile(join(dir, 'flags.yaml'), FLAGS);
       await writeFile(join(dir, 'tokens'), TOKENS);
-      const child = spawn(process.execPath, [main, 'serve', '--port', '0', '--no-grpc-port', '--token-file', join(dir, 'tokens'), '--cors-origin', 'https://ops.example.com', '--store', join(dir, 'flags.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      let err = '';
-      child.stdout.setEncoding('utf8');
-      child.stderr.setEncoding('utf8');
-      child.stderr.on('data', (chunk: string) => (err += chunk));
-      const url = await new Promise<string>((resolve, reject) => {
-        child.stdout.on('data', (chunk: string) => {
-          out += chunk;
-          const m = /serve on (http:\/\/[\d.]+:\d+)/.exec(out);
-          if (m && out.includes('OTLP:')) resolve(m[1] as string);
-        });
-        child.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${out}${err}`)));
-      });
+      const serve = await startServe(['--port', '0', '--no-grpc-port', '--token-file', join(dir, 'tokens'), '--cors-origin', 'https://ops.example.com', '--store', join(dir, 'flags.yaml')]);
+      const url = serve.url;
       try {
         const rollback = await fetch(`${url}/api/v1/flags/checkout/rollback`, {
           method: 'POST',
@@ -465,11 +453,9 @@ describe('serve --token-file and --cors-origin, as the real binary', () => {
         expect(rollback.headers.get('access-control-allow-origin')).toBe('https://ops.example.com');
         const audit = JSON.parse(await readFile(join(dir, 'flags.audit.jsonl'), 'utf8').then((t) => t.trim().split('\n').at(-1) as string)) as { actor: string; action: string };
         expect(audit).toMatchObject({ actor: 'alice-ops', action: 'rollback' });
-        expect(err).toContain('control API: rollback checkout by alice-ops ("INC-9")');
+        expect(serve.err()).toContain('control API: rollback checkout by alice-ops ("INC-9")');
       } finally {
-        const exited = once(child, 'exit');
-        child.kill('SIGTERM');
-        await exited;
+        await serve.stop();
       }
     });
   });

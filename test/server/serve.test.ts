@@ -1,8 +1,7 @@
 // `serve` with real parts: a file store, OTLP/HTTP traces sent by the official OpenTelemetry
 // exporter, the guardian ticked by the test on an injected clock, and the real binary
 // stopped with SIGTERM.
-import { spawn, spawnSync } from 'node:child_process';
-import { once } from 'node:events';
+import { spawnSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { type AddressInfo, createServer } from 'node:net';
 import { join } from 'node:path';
@@ -13,6 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { RolloutServer } from '../../src/server/rollout-server.js';
 import { FileFlagStore } from '../../src/stores/file-store.js';
 import { PROMETHEUS_NAMES } from '../../src/telemetry/names.js';
+import { startServe } from '../helpers/cli-binary.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { withTempDir } from '../helpers/temp-dir.js';
 
@@ -99,32 +99,18 @@ describe('rollout-guardian serve', () => {
       await writeFile(join(dir, 'flags.yaml'), FLAGS);
       const env = { ...process.env };
       delete env.ROLLOUT_GUARDIAN_TOKEN;
-      const child = spawn(process.execPath, [new URL('../../dist/cli/main.js', import.meta.url).pathname, 'serve', '--port', '0', '--grpc-port', '0', '--host', '0.0.0.0', '--store', join(dir, 'flags.yaml')], { stdio: ['ignore', 'pipe', 'pipe'], env });
-      let out = '';
-      let err = '';
-      child.stdout.setEncoding('utf8');
-      child.stderr.setEncoding('utf8');
-      child.stderr.on('data', (chunk: string) => (err += chunk));
-      const url = await new Promise<string>((resolve, reject) => {
-        child.stdout.on('data', (chunk: string) => {
-          out += chunk;
-          const m = /serve on (http:\/\/[\d.]+:\d+)/.exec(out);
-          if (m && out.includes('OTLP:')) resolve(m[1] as string);
-        });
-        child.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${out}${err}`)));
-      });
+      const serve = await startServe(['--port', '0', '--grpc-port', '0', '--host', '0.0.0.0', '--store', join(dir, 'flags.yaml')], env);
+      const url = serve.url;
       expect(url).toMatch(/^http:\/\/127\.0\.0\.1:/);
-      expect(out).toContain('no token: only 127.0.0.1 is served');
-      expect(err).toContain('no token configured: listening on 127.0.0.1 only, not 0.0.0.0');
+      expect(serve.out()).toContain('no token: only 127.0.0.1 is served');
+      expect(serve.err()).toContain('no token configured: listening on 127.0.0.1 only, not 0.0.0.0');
       expect((await fetch(`${url}/readyz`)).status).toBe(200);
       expect((await fetch(`${url}/metrics`)).status).toBe(200);
       for (let i = 0; i < 3; i++) expect((await fetch(`${url}/v1/traces`, { method: 'POST', body: 'x', headers: { 'content-type': 'text/plain' } })).status).toBe(415);
-      const exited = once(child, 'exit');
-      child.kill('SIGTERM');
-      const [code] = (await exited) as [number];
+      const code = await serve.stop();
       expect(code).toBe(0);
-      expect(out).toContain('stopped');
-      expect(err.match(/refused an OTLP export \(unsupported_media_type\)/g)).toHaveLength(1);
+      expect(serve.out()).toContain('stopped');
+      expect(serve.err().match(/refused an OTLP export \(unsupported_media_type\)/g)).toHaveLength(1);
     });
   });
 
@@ -170,26 +156,15 @@ describe('rollout-guardian serve', () => {
       await writeFile(join(dir, 'flags.yaml'), FLAGS);
       const token = 'a-token-from-the-file-0123456789';
       await writeFile(join(dir, 'tokens'), `# who may do what\n${token} read,ingest\n`);
-      const child = spawn(process.execPath, [new URL('../../dist/cli/main.js', import.meta.url).pathname, 'serve', '--port', '0', '--grpc-port', '0', '--host', '0.0.0.0', '--token-file', join(dir, 'tokens'), '--store', join(dir, 'flags.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      child.stdout.setEncoding('utf8');
-      const url = await new Promise<string>((resolve, reject) => {
-        child.stdout.on('data', (chunk: string) => {
-          out += chunk;
-          const m = /serve on (http:\/\/[\d.]+:\d+)/.exec(out);
-          if (m && out.includes('OTLP:')) resolve(m[1] as string);
-        });
-        child.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${out}`)));
-      });
+      const serve = await startServe(['--port', '0', '--grpc-port', '0', '--host', '0.0.0.0', '--token-file', join(dir, 'tokens'), '--store', join(dir, 'flags.yaml')]);
+      const url = serve.url;
       try {
-        expect(out).toContain('bearer tokens required');
+        expect(serve.out()).toContain('bearer tokens required');
         expect((await fetch(`${url}/api/status`)).status).toBe(401);
         expect((await fetch(`${url}/api/status`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
         expect((await fetch(`${url}/healthz`)).status).toBe(200);
       } finally {
-        const exited = once(child, 'exit');
-        child.kill('SIGTERM');
-        await exited;
+        await serve.stop();
       }
     });
   });
