@@ -252,7 +252,7 @@ export class CheckEvidence {
     }
     for (let t = 0; t < this.testCount; t++) {
       if ((tops[t] as number) < floor || (tops[t] as number) <= best) continue;
-      this.bringUpToDate(t, false);
+      this.bringUpToDate(t);
       const threshold = this.thresholds[t] as number;
       const logE = logMixture(this.components, logs);
       if (logE - threshold > best) {
@@ -335,18 +335,16 @@ export class CheckEvidence {
   }
 
   /**
-   * Writes test t's logs as of now into `current` and, unless `withFast` is false,
-   * `currentFast`. A slot whose limit left the fast path nothing to reject gave it no evidence
-   * either way.
+   * Writes test t's logs as of now into `current` and `currentFast`. A slot whose limit left
+   * the fast path nothing to reject gave it no evidence either way.
    */
-  private bringUpToDate(t: number, withFast = true): void {
+  private bringUpToDate(t: number): void {
     const k = this.testedK - (this.settledK[t] as number);
     const nonEvents = this.testedN - (this.settledN[t] as number) - k;
     const { hit, miss } = this.steps;
     const logs = this.current;
     const base = t * logs.length;
     for (let i = 0; i < logs.length; i++) logs[i] = (this.testLogs[base + i] as number) + (k === 0 ? 0 : k * (hit[i] as number)) + (nonEvents === 0 ? 0 : nonEvents * (miss[i] as number));
-    if (!withFast) return;
     const fast = this.fastSteps;
     const fastLogs = this.currentFast;
     const fastBase = t * fastLogs.length;
